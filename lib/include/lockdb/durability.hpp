@@ -1,0 +1,15 @@
+// Durability: what a write survives once it returns.
+#pragma once
+
+namespace lockdb {
+
+enum class Durability {
+  none,  // survives a crash of the process (the data is in the OS page cache); no fsync
+  file,  // also fsyncs the file's data: survives power loss, except a rename not yet on disk
+  full,  // also fsyncs the directory (and, for the store, the log): survives power loss
+};
+
+// "none", "file", "full".
+const char* durability_name(Durability d) noexcept;
+
+}  // namespace lockdb

@@ -1,0 +1,6 @@
+// lockdb: the whole public API.
+#pragma once
+
+#include <lockdb/durability.hpp>
+#include <lockdb/error.hpp>
+#include <lockdb/file_lock.hpp>

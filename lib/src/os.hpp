@@ -1,0 +1,102 @@
+// The OS seam: every system call lockdb makes goes through here (POSIX implementation in
+// os_posix.cpp). The wrappers never throw; they return a small [[nodiscard]] result carrying
+// errno, so cleanup paths (close, temp removal, destructors) cannot throw. They retry on EINTR,
+// except close(). Tests can make the Nth call of an operation fail (fail_nth) to prove that a
+// failure in the middle of a write loses nothing.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <sys/types.h>
+
+namespace lockdb::os {
+
+struct [[nodiscard]] Status {
+  int err = 0;
+  bool ok() const noexcept { return err == 0; }
+};
+
+template <class T>
+struct [[nodiscard]] Result {
+  T value{};
+  int err = 0;
+  bool ok() const noexcept { return err == 0; }
+};
+
+// ---- fault injection (tests) ----
+enum class Op : std::uint8_t { open, read, write, fsync, rename, unlink, mkdir, flock, link, count };
+// The nth call of `op` from now (1 = the next one) fails with `err` instead of running.
+void fail_nth(Op op, int nth, int err) noexcept;
+void clear_faults() noexcept;
+
+// ---- files ----
+// open(2) with EINTR retry; O_CLOEXEC is always added.
+Result<int> open(const std::filesystem::path& path, int flags, unsigned mode = 0666) noexcept;
+// close(2), not retried (the descriptor is gone either way).
+void close(int fd) noexcept;
+Status write_all(int fd, std::string_view data) noexcept;
+Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept;
+Status truncate(int fd, off_t size) noexcept;
+Result<std::string> read_all(int fd) noexcept;
+// ENOENT when missing.
+Result<std::string> read_file(const std::filesystem::path& path) noexcept;
+Status fsync(int fd) noexcept;
+// fsync of a directory, so a rename or create in it survives power loss.
+Status fsync_dir(const std::filesystem::path& dir) noexcept;
+Status rename(const std::filesystem::path& from, const std::filesystem::path& to) noexcept;
+Status link(const std::filesystem::path& from, const std::filesystem::path& to) noexcept;
+// ENOENT when missing.
+Status unlink(const std::filesystem::path& path) noexcept;
+// mkdir -p. Existing directories are fine; an existing non-directory is ENOTDIR.
+Status mkdirs(const std::filesystem::path& dir, unsigned mode = 0777) noexcept;
+// Creates `dir/prefix<random>.tmp` with O_CREAT|O_EXCL|O_RDWR and `mode` (before umask).
+Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
+                        std::filesystem::path* out_path, unsigned mode = 0666) noexcept;
+
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  nlink_t nlink = 0;
+  unsigned mode = 0;
+  std::int64_t size = 0;
+  std::int64_t mtime_ns = 0;
+};
+Result<FileId> fstat(int fd) noexcept;
+Result<FileId> stat(const std::filesystem::path& path) noexcept;  // follows symlinks
+Result<FileId> lstat(const std::filesystem::path& path) noexcept;
+Status fchmod(int fd, unsigned mode) noexcept;
+// Sets a file's modification time to now (a heartbeat).
+Status touch(const std::filesystem::path& path) noexcept;
+
+// ---- locks ----
+// flock(fd, LOCK_EX or LOCK_SH), waiting until `deadline` (nullopt: forever; a past deadline:
+// try once). EWOULDBLOCK when the deadline passed. Blocks in the kernel; a timed wait is cut off
+// by a per-thread timer signal (see os_posix.cpp).
+Status flock_until(int fd, bool shared,
+                   std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
+Status flock_unlock(int fd) noexcept;
+
+// ---- processes and host ----
+long pid() noexcept;
+// Incremented in every forked child (pthread_atfork), so objects can tell inherited state.
+unsigned fork_generation() noexcept;
+// false only when the pid provably does not exist (ESRCH).
+bool pid_alive(long pid) noexcept;
+// "<boot id>:<start time in ticks>" of a live pid on this host; empty when unknown.
+std::string process_start_token(long pid) noexcept;
+std::string program_name(long pid) noexcept;  // /proc/<pid>/comm, empty when unknown
+const std::string& hostname() noexcept;
+std::string random_hex(std::size_t bytes) noexcept;
+// Pids holding flock/fcntl locks on (dev, ino), from /proc/locks; empty when none or unknown.
+std::optional<long> lock_holder_pid(dev_t dev, ino_t ino) noexcept;
+
+std::string error_text(int err);  // strerror
+// Throws the lockdb::Error (or subclass) fitting errno `err`: "context: path: cause".
+[[noreturn]] void throw_errno(std::string context, const std::filesystem::path& path, int err);
+
+}  // namespace lockdb::os

@@ -1,0 +1,480 @@
+// POSIX implementation of the OS seam (os.hpp).
+//
+// Timed waits on flock(2). flock has no timeout argument, and polling with LOCK_NB either burns
+// a core or hands the lock over late (Python filelock sleeps 50 ms between tries). lockdb blocks
+// in flock(2) like flock(1) does and cuts the wait off with a timer: a POSIX timer
+// (timer_create, SIGEV_THREAD_ID) sends signal kWakeSignal to the waiting thread only, whose
+// handler does nothing and is installed without SA_RESTART, so flock returns EINTR. The timer
+// first fires at the deadline and then every millisecond, so a signal that lands just before the
+// thread enters flock is followed by another one. While waiting, the thread unblocks the signal;
+// afterwards it blocks it again and drains any pending one, so no stray signal interrupts the
+// caller's own system calls later. If the application already owns kWakeSignal (a handler other
+// than ours or SIG_IGN), timed waits fall back to LOCK_NB tries with a backoff of 50 us growing
+// to 2 ms. Untimed waits (timeout < 0) simply block in flock(2).
+#include "os.hpp"
+
+#include <lockdb/error.hpp>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/sysmacros.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace lockdb::os {
+namespace {
+
+// ---- fault injection ----
+struct Fault {
+  std::atomic<int> countdown{0};  // 0: disarmed; n: the nth call fails
+  std::atomic<int> err{0};
+};
+std::array<Fault, static_cast<std::size_t>(Op::count)> g_faults;
+std::atomic<bool> g_faults_armed{false};
+
+// True (with errno set) when the current call of `op` is to fail.
+bool injected(Op op) noexcept {
+  if (!g_faults_armed.load(std::memory_order_relaxed)) return false;
+  Fault& f = g_faults[static_cast<std::size_t>(op)];
+  int n = f.countdown.load();
+  while (n > 0) {
+    if (f.countdown.compare_exchange_weak(n, n - 1)) {
+      if (n == 1) {
+        errno = f.err.load();
+        return true;
+      }
+      return false;
+    }
+  }
+  return false;
+}
+
+int last_error() noexcept { return errno != 0 ? errno : EIO; }
+
+// ---- fork generation ----
+std::atomic<unsigned> g_fork_generation{0};
+void on_fork_child() noexcept { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+std::once_flag g_atfork_once;
+
+// ---- timed flock ----
+const int kWakeSignal = SIGRTMAX - 2;
+void wake_handler(int) {}
+std::once_flag g_wake_once;
+bool g_wake_usable = false;
+
+void install_wake_handler() noexcept {
+  struct sigaction current {};
+  if (sigaction(kWakeSignal, nullptr, &current) != 0) return;
+  bool is_default = !(current.sa_flags & SA_SIGINFO) && current.sa_handler == SIG_DFL;
+  bool is_ours = !(current.sa_flags & SA_SIGINFO) && current.sa_handler == wake_handler;
+  if (!is_default && !is_ours) return;  // the application owns it: fall back to polling
+  struct sigaction sa {};
+  sa.sa_handler = wake_handler;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: flock must return EINTR
+  g_wake_usable = sigaction(kWakeSignal, &sa, nullptr) == 0;
+}
+
+timespec to_timespec(std::chrono::steady_clock::time_point t) noexcept {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+  ts.tv_nsec = static_cast<long>(ns % 1000000000);
+  return ts;
+}
+
+Status flock_polling(int fd, int op, std::chrono::steady_clock::time_point deadline) noexcept {
+  auto step = std::chrono::microseconds(50);
+  for (;;) {
+    if (::flock(fd, op | LOCK_NB) == 0) return {};
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK) return {last_error()};
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return {EWOULDBLOCK};
+    std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(step, deadline - now));
+    step = std::min<std::chrono::microseconds>(step * 2, std::chrono::milliseconds(2));
+  }
+}
+
+Status flock_timed(int fd, int op, std::chrono::steady_clock::time_point deadline) noexcept {
+  std::call_once(g_wake_once, install_wake_handler);
+  if (!g_wake_usable) return flock_polling(fd, op, deadline);
+
+  sigevent sev{};
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = kWakeSignal;
+  sev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  timer_t timer{};
+  if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0) return flock_polling(fd, op, deadline);
+  itimerspec spec{};
+  spec.it_value = to_timespec(deadline);
+  spec.it_interval.tv_nsec = 1000000;  // re-fire every 1 ms past the deadline (see top)
+  if (timer_settime(timer, TIMER_ABSTIME, &spec, nullptr) != 0) {
+    timer_delete(timer);
+    return flock_polling(fd, op, deadline);
+  }
+  sigset_t wake_set, old_set;
+  sigemptyset(&wake_set);
+  sigaddset(&wake_set, kWakeSignal);
+  pthread_sigmask(SIG_UNBLOCK, &wake_set, &old_set);
+
+  Status result;
+  for (;;) {
+    if (::flock(fd, op) == 0) break;
+    if (errno != EINTR) {
+      result.err = last_error();
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      result.err = EWOULDBLOCK;
+      break;
+    }
+  }
+  timer_delete(timer);
+  pthread_sigmask(SIG_BLOCK, &wake_set, nullptr);
+  timespec zero{};
+  while (sigtimedwait(&wake_set, nullptr, &zero) == kWakeSignal) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
+  return result;
+}
+
+std::string read_small_file(const char* path) noexcept {
+  try {
+    std::ifstream in(path);
+    std::string s;
+    std::getline(in, s);
+    return s;
+  } catch (...) {
+    return {};
+  }
+}
+
+FileId to_file_id(const struct stat& st) noexcept {
+  FileId id;
+  id.dev = st.st_dev;
+  id.ino = st.st_ino;
+  id.nlink = st.st_nlink;
+  id.mode = st.st_mode;
+  id.size = st.st_size;
+  id.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return id;
+}
+
+}  // namespace
+
+void fail_nth(Op op, int nth, int err) noexcept {
+  Fault& f = g_faults[static_cast<std::size_t>(op)];
+  f.err.store(err);
+  f.countdown.store(nth);
+  g_faults_armed.store(true);
+}
+
+void clear_faults() noexcept {
+  for (Fault& f : g_faults) f.countdown.store(0);
+  g_faults_armed.store(false);
+}
+
+Result<int> open(const std::filesystem::path& path, int flags, unsigned mode) noexcept {
+  if (injected(Op::open)) return {-1, errno};
+  for (;;) {
+    int fd = ::open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode));
+    if (fd >= 0) return {fd, 0};
+    if (errno != EINTR) return {-1, last_error()};
+  }
+}
+
+void close(int fd) noexcept {
+  if (fd >= 0) ::close(fd);
+}
+
+Status write_all(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    if (injected(Op::write)) return {errno};
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return {last_error()};
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept {
+  while (!data.empty()) {
+    if (injected(Op::write)) return {errno};
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return {last_error()};
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+    offset += n;
+  }
+  return {};
+}
+
+Status truncate(int fd, off_t size) noexcept {
+  for (;;) {
+    if (::ftruncate(fd, size) == 0) return {};
+    if (errno != EINTR) return {last_error()};
+  }
+}
+
+Result<std::string> read_all(int fd) noexcept {
+  Result<std::string> r;
+  try {
+    char buf[16384];
+    for (;;) {
+      if (injected(Op::read)) return {{}, errno};
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return {{}, last_error()};
+      }
+      if (n == 0) break;
+      r.value.append(buf, static_cast<std::size_t>(n));
+    }
+  } catch (...) {
+    return {{}, ENOMEM};
+  }
+  return r;
+}
+
+Result<std::string> read_file(const std::filesystem::path& path) noexcept {
+  auto fd = open(path, O_RDONLY);
+  if (!fd.ok()) return {{}, fd.err};
+  auto r = read_all(fd.value);
+  close(fd.value);
+  return r;
+}
+
+Status fsync(int fd) noexcept {
+  if (injected(Op::fsync)) return {errno};
+  for (;;) {
+    if (::fsync(fd) == 0) return {};
+    if (errno != EINTR) return {last_error()};
+  }
+}
+
+Status fsync_dir(const std::filesystem::path& dir) noexcept {
+  auto fd = open(dir.empty() ? std::filesystem::path(".") : dir, O_RDONLY | O_DIRECTORY);
+  if (!fd.ok()) return {fd.err};
+  Status s = fsync(fd.value);
+  close(fd.value);
+  return s;
+}
+
+Status rename(const std::filesystem::path& from, const std::filesystem::path& to) noexcept {
+  if (injected(Op::rename)) return {errno};
+  return {::rename(from.c_str(), to.c_str()) == 0 ? 0 : last_error()};
+}
+
+Status link(const std::filesystem::path& from, const std::filesystem::path& to) noexcept {
+  if (injected(Op::link)) return {errno};
+  return {::link(from.c_str(), to.c_str()) == 0 ? 0 : last_error()};
+}
+
+Status unlink(const std::filesystem::path& path) noexcept {
+  if (injected(Op::unlink)) return {errno};
+  return {::unlink(path.c_str()) == 0 ? 0 : last_error()};
+}
+
+Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
+  if (dir.empty()) return {};
+  if (injected(Op::mkdir)) return {errno};
+  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0) return {};
+  int err = errno;
+  if (err == EEXIST) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return {last_error()};
+    return {S_ISDIR(st.st_mode) ? 0 : ENOTDIR};
+  }
+  if (err != ENOENT) return {err};
+  std::filesystem::path parent = dir.parent_path();
+  if (parent == dir || parent.empty()) return {err};
+  if (Status s = mkdirs(parent, mode); !s.ok()) return s;
+  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0 || errno == EEXIST) return {};
+  return {last_error()};
+}
+
+Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
+                        std::filesystem::path* out_path, unsigned mode) noexcept {
+  try {
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      std::filesystem::path p = dir / (std::string(prefix) + random_hex(6) + ".tmp");
+      auto fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+      if (fd.ok()) {
+        *out_path = std::move(p);
+        return fd;
+      }
+      if (fd.err != EEXIST) return fd;
+    }
+  } catch (...) {
+    return {-1, ENOMEM};
+  }
+  return {-1, EEXIST};
+}
+
+Result<FileId> fstat(int fd) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return {{}, last_error()};
+  return {to_file_id(st), 0};
+}
+
+Result<FileId> stat(const std::filesystem::path& path) noexcept {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {{}, last_error()};
+  return {to_file_id(st), 0};
+}
+
+Result<FileId> lstat(const std::filesystem::path& path) noexcept {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return {{}, last_error()};
+  return {to_file_id(st), 0};
+}
+
+Status fchmod(int fd, unsigned mode) noexcept {
+  return {::fchmod(fd, static_cast<mode_t>(mode)) == 0 ? 0 : last_error()};
+}
+
+Status touch(const std::filesystem::path& path) noexcept {
+  return {::utimensat(AT_FDCWD, path.c_str(), nullptr, AT_SYMLINK_NOFOLLOW) == 0 ? 0
+                                                                                 : last_error()};
+}
+
+Status flock_until(int fd, bool shared,
+                   std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+  if (injected(Op::flock)) return {errno};
+  const int op = shared ? LOCK_SH : LOCK_EX;
+  for (;;) {  // first a non-blocking try: the uncontended path is one system call
+    if (::flock(fd, op | LOCK_NB) == 0) return {};
+    if (errno != EINTR) break;
+  }
+  if (errno != EWOULDBLOCK) return {last_error()};
+  if (!deadline) {
+    for (;;) {
+      if (::flock(fd, op) == 0) return {};
+      if (errno != EINTR) return {last_error()};
+    }
+  }
+  if (std::chrono::steady_clock::now() >= *deadline) return {EWOULDBLOCK};
+  return flock_timed(fd, op, *deadline);
+}
+
+Status flock_unlock(int fd) noexcept {
+  for (;;) {
+    if (::flock(fd, LOCK_UN) == 0) return {};
+    if (errno != EINTR) return {last_error()};
+  }
+}
+
+long pid() noexcept { return static_cast<long>(::getpid()); }
+
+unsigned fork_generation() noexcept {
+  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+bool pid_alive(long pid) noexcept {
+  if (pid <= 0 || pid > INT_MAX) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) == 0) return true;
+  return errno != ESRCH;
+}
+
+std::string process_start_token(long pid) noexcept {
+  try {
+    static const std::string boot = read_small_file("/proc/sys/kernel/random/boot_id");
+    std::string stat = read_small_file(("/proc/" + std::to_string(pid) + "/stat").c_str());
+    // Field 22 (starttime) counts from the field after the ")" that closes comm.
+    auto close = stat.rfind(')');
+    if (close == std::string::npos || boot.empty()) return {};
+    std::istringstream in(stat.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 22 && (in >> field); ++i) {
+      if (i == 22) return boot + ":" + field;
+    }
+  } catch (...) {
+  }
+  return {};
+}
+
+std::string program_name(long pid) noexcept {
+  return read_small_file(("/proc/" + std::to_string(pid) + "/comm").c_str());
+}
+
+const std::string& hostname() noexcept {
+  static const std::string name = [] {
+    char buf[HOST_NAME_MAX + 1] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return std::string("localhost");
+    return std::string(buf);
+  }();
+  return name;
+}
+
+std::string random_hex(std::size_t bytes) noexcept {
+  thread_local std::mt19937_64 rng = [] {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), static_cast<unsigned>(::getpid())};
+    return std::mt19937_64(seq);
+  }();
+  thread_local unsigned seen_generation = g_fork_generation.load();
+  if (seen_generation != g_fork_generation.load()) {  // a forked child must not repeat its parent
+    seen_generation = g_fork_generation.load();
+    std::random_device rd;
+    rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ static_cast<std::uint64_t>(::getpid()));
+  }
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes * 2);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    auto b = static_cast<unsigned>(rng() & 0xff);
+    out.push_back(digits[b >> 4]);
+    out.push_back(digits[b & 0xf]);
+  }
+  return out;
+}
+
+std::optional<long> lock_holder_pid(dev_t dev, ino_t ino) noexcept {
+  try {
+    // Lines: "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; blocked waiters carry "->".
+    std::ifstream in("/proc/locks");
+    std::string line;
+    char want[64];
+    std::snprintf(want, sizeof want, "%02x:%02x:%lu", major(dev), minor(dev),
+                  static_cast<unsigned long>(ino));
+    while (std::getline(in, line)) {
+      if (line.find("->") != std::string::npos) continue;
+      std::istringstream fields(line);
+      std::string n, kind, advisory, access, pid_text, id;
+      if (!(fields >> n >> kind >> advisory >> access >> pid_text >> id)) continue;
+      if (id == want) return std::stol(pid_text);
+    }
+  } catch (...) {
+  }
+  return std::nullopt;
+}
+
+std::string error_text(int err) {
+  char buf[256];
+  return std::string(strerror_r(err, buf, sizeof buf));
+}
+
+}  // namespace lockdb::os
