@@ -198,8 +198,8 @@ TEST_CASE("std::shared_lock: two readers at once, a writer excluded", "[file_loc
   {
     std::shared_lock shared(lock);  // a second reader, while the first holds
     REQUIRE(shared.owns_lock());
-    REQUIRE(try_in_child(path, true) == "1\n");   // a third reader too
-    REQUIRE(try_in_child(path, false) == "0\n");  // but no writer
+    REQUIRE(try_in_child(path, true) == "1\n");     // a third reader too
+    REQUIRE(try_in_child(path, false) == "0\n");    // but no writer
     std::shared_lock again(lock, std::defer_lock);  // another shared hold of the same object
     REQUIRE(again.try_lock_for(10ms));
     REQUIRE(lock.lock_counter() == 2);
@@ -315,8 +315,8 @@ TEST_CASE("lock errors fail fast with the path and the cause", "[file_lock]") {
       FAIL("locked a directory");
     } catch (const lockdb::Error& e) {
       REQUIRE(e.code() == lockdb::Errc::invalid_argument);
-      REQUIRE_THAT(std::string(e.what()), Catch::Contains((dir / "d.lock").string()) &&
-                                              Catch::Contains("directory"));
+      REQUIRE_THAT(std::string(e.what()),
+                   Catch::Contains((dir / "d.lock").string()) && Catch::Contains("directory"));
     }
   }
   SECTION("a parent component is a file") {
@@ -354,8 +354,8 @@ TEST_CASE("lock errors fail fast with the path and the cause", "[file_lock]") {
       FAIL("ENOLCK reported as a timeout");
     } catch (const lockdb::Error& e) {
       REQUIRE(e.code() == lockdb::Errc::lock_unsupported);
-      REQUIRE_THAT(std::string(e.what()), Catch::Contains("nolck.lock") &&
-                                              Catch::Contains("SoftFileLock"));
+      REQUIRE_THAT(std::string(e.what()),
+                   Catch::Contains("nolck.lock") && Catch::Contains("SoftFileLock"));
     }
     lockdb::os::clear_faults();
     REQUIRE(lock.try_lock());

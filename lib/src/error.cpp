@@ -22,21 +22,16 @@ Errc errc_for_errno(int err) {
   switch (err) {
     case EACCES:
     case EPERM:
-    case EROFS:
-      return Errc::permission;
-    case ENOENT:
-      return Errc::not_found;
+    case EROFS: return Errc::permission;
+    case ENOENT: return Errc::not_found;
     case ENOLCK:
-    case EOPNOTSUPP:
-      return Errc::lock_unsupported;
+    case EOPNOTSUPP: return Errc::lock_unsupported;
     case EISDIR:
     case ENOTDIR:
     case ELOOP:
     case ENAMETOOLONG:
-    case EINVAL:
-      return Errc::invalid_argument;
-    default:
-      return Errc::io;
+    case EINVAL: return Errc::invalid_argument;
+    default: return Errc::io;
   }
 }
 

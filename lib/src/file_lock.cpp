@@ -119,8 +119,8 @@ bool LockBase::acquire_locked(std::unique_lock<std::mutex>& lk, bool shared,
   }
   if (!shared && mode_ == Mode::shared &&
       std::find(shared_threads_.begin(), shared_threads_.end(), me) != shared_threads_.end()) {
-    throw Error(Errc::conflict, "cannot lock exclusively while this thread holds it shared",
-                path_, "upgrading would deadlock");
+    throw Error(Errc::conflict, "cannot lock exclusively while this thread holds it shared", path_,
+                "upgrading would deadlock");
   }
   std::optional<std::chrono::steady_clock::time_point> deadline;
   if (timeout >= std::chrono::nanoseconds::zero())
@@ -200,8 +200,8 @@ void LockBase::throw_timeout(std::chrono::nanoseconds timeout) const {
     holder = backend_holder();
   } catch (...) {
   }
-  throw Timeout(path_, timeout < std::chrono::nanoseconds::zero() ? std::chrono::nanoseconds(0)
-                                                                    : timeout,
+  throw Timeout(path_,
+                timeout < std::chrono::nanoseconds::zero() ? std::chrono::nanoseconds(0) : timeout,
                 std::move(holder));
 }
 
@@ -284,8 +284,7 @@ namespace {
     case ENOTDIR:
       throw Error(Errc::invalid_argument, "cannot open lock file", path,
                   "a parent component is not a directory");
-    default:
-      os::throw_errno("cannot open lock file", path, err);
+    default: os::throw_errno("cannot open lock file", path, err);
   }
 }
 
@@ -315,8 +314,9 @@ bool FileLock::backend_acquire(bool shared,
       if (s.err == EWOULDBLOCK) return false;
       if (s.err == ENOLCK || s.err == EOPNOTSUPP || s.err == EINVAL) {
         throw Error(Errc::lock_unsupported, "cannot lock", path(),
-                    os::error_text(s.err) + " (this filesystem refuses OS locks; SoftFileLock "
-                                            "works there)");
+                    os::error_text(s.err) +
+                        " (this filesystem refuses OS locks; SoftFileLock "
+                        "works there)");
       }
       os::throw_errno("cannot lock", path(), s.err);
     }

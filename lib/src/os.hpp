@@ -29,7 +29,18 @@ struct [[nodiscard]] Result {
 };
 
 // ---- fault injection (tests) ----
-enum class Op : std::uint8_t { open, read, write, fsync, rename, unlink, mkdir, flock, link, count };
+enum class Op : std::uint8_t {
+  open,
+  read,
+  write,
+  fsync,
+  rename,
+  unlink,
+  mkdir,
+  flock,
+  link,
+  count
+};
 // The nth call of `op` from now (1 = the next one) fails with `err` instead of running.
 void fail_nth(Op op, int nth, int err) noexcept;
 void clear_faults() noexcept;

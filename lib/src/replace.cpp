@@ -26,8 +26,8 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, std::optional<unsigned> mode,
                     std::string_view temp_prefix) {
   const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  std::string prefix = temp_prefix.empty() ? "." + target.filename().string() + "."
-                                           : std::string(temp_prefix);
+  std::string prefix =
+      temp_prefix.empty() ? "." + target.filename().string() + "." : std::string(temp_prefix);
   if (!mode) {
     if (auto st = os::stat(target); st.ok()) mode = st.value.mode & 07777;
   }
@@ -57,9 +57,10 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
   }
   if (durability == Durability::full) {
     if (auto d = os::fsync_dir(dir); !d.ok()) {
-      os::throw_errno("cannot fsync the directory (the new content is in place but may not "
-                      "survive power loss)",
-                      dir, d.err);
+      os::throw_errno(
+          "cannot fsync the directory (the new content is in place but may not "
+          "survive power loss)",
+          dir, d.err);
     }
   }
 }

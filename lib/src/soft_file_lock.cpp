@@ -134,9 +134,9 @@ bool break_stale(const std::filesystem::path& path, const Marker& judged,
     const auto moved_path = sibling(path, ".stale-" + os::random_hex(8));
     if (os::rename(path, moved_path).ok()) {
       auto moved = read_marker(moved_path);
-      bool is_judged = moved && (judged.parsed ? moved->nonce == judged.nonce
-                                               : !moved->parsed &&
-                                                     moved->mtime_ns == judged.mtime_ns);
+      bool is_judged =
+          moved && (judged.parsed ? moved->nonce == judged.nonce
+                                  : !moved->parsed && moved->mtime_ns == judged.mtime_ns);
       if (!is_judged) (void)os::link(moved_path, path);  // not ours to break: put it back
       (void)os::unlink(moved_path);
     }
@@ -179,8 +179,7 @@ bool SoftFileLock::backend_acquire(bool,
       return true;
     }
     if (fd.err == EISDIR) {
-      throw Error(Errc::invalid_argument, "cannot create lock marker", path(),
-                  "it is a directory");
+      throw Error(Errc::invalid_argument, "cannot create lock marker", path(), "it is a directory");
     }
     if (fd.err != EEXIST) os::throw_errno("cannot create lock marker", path(), fd.err);
 

@@ -68,10 +68,10 @@ class Error : public std::runtime_error {
 
 // Who holds a lock, as far as it can be known. Fields that cannot be known are empty / 0.
 struct LockHolder {
-  long pid = 0;                                                  // 0: unknown
-  std::string host;                                              // empty: unknown
-  std::optional<std::chrono::system_clock::time_point> since;    // when it was taken
-  std::string program;                                           // process name, if known
+  long pid = 0;                                                // 0: unknown
+  std::string host;                                            // empty: unknown
+  std::optional<std::chrono::system_clock::time_point> since;  // when it was taken
+  std::string program;                                         // process name, if known
 
   // "pid 1234 (worker) on host-a since 2026-11-30T18:00:00Z", or "unknown holder".
   std::string describe() const;

@@ -172,12 +172,12 @@ class LockBase {
   std::condition_variable cv_;
   // Guarded by mu_.
   Mode mode_ = Mode::unlocked;
-  bool busy_ = false;                             // a thread is inside backend_acquire
-  std::thread::id owner_;                         // exclusive holder
-  int count_ = 0;                                 // holds in the current mode
+  bool busy_ = false;                            // a thread is inside backend_acquire
+  std::thread::id owner_;                        // exclusive holder
+  int count_ = 0;                                // holds in the current mode
   std::vector<std::thread::id> shared_threads_;  // one entry per shared hold
-  unsigned fork_generation_ = 0;                  // process generation of the state above
-  bool inherited_ = false;                        // the state was dropped after a fork
+  unsigned fork_generation_ = 0;                 // process generation of the state above
+  bool inherited_ = false;                       // the state was dropped after a fork
 };
 
 }  // namespace detail

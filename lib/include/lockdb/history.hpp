@@ -1,0 +1,105 @@
+// History: the store's append-only change log.
+//
+// Every change to a store is one JSON line (a record) in the log directory `<store>/log/`,
+// appended while the key is still locked, so a key's records are in its commit order. The log
+// is split into segments ("<n>.jsonl", numbered from 1); the writer starts a new segment when
+// the current one reaches StoreOptions::log_segment_bytes, without losing or duplicating a
+// record while many processes append. Readers see all segments, in order, as one history.
+//
+// Record fields (FORMAT.md has the long form):
+//   "time"    UTC, RFC 3339 with microseconds        "key"     the key
+//   "op"      put | update | increment | erase | cas | update_many | repair
+//   "value"   the new value (absent on erase)        "prev"    previous version (null: absent)
+//   "version" new version (null: erased)             "pid", "host"  who wrote it
+// A crash can leave a torn last line; readers skip it (and count it), never misread it, and the
+// next writer starts a fresh line.
+//
+// Reading never takes a lock and is safe while writers run. Filtering by key first looks for the
+// key's exact text in the raw bytes and parses (RapidJSON) only the lines that contain it.
+// A History object is thread-safe for reading.
+#pragma once
+
+#include <lockdb/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lockdb {
+
+struct Record {
+  std::chrono::system_clock::time_point time;
+  std::string key;
+  std::string op;
+  std::optional<nlohmann::json> value;      // absent on erase
+  std::optional<std::string> prev_version;  // absent: the key did not exist before
+  std::optional<std::string> version;       // absent: the key does not exist after (erase)
+  long pid = 0;
+  std::string host;
+  // Where the record is: segment number and byte offset of its line.
+  std::uint64_t segment = 0;
+  std::uint64_t offset = 0;
+};
+
+// Which records to read. Unset fields match everything. `until` is exclusive.
+struct Query {
+  std::optional<std::string> key;
+  std::optional<std::string> key_prefix;
+  std::optional<std::chrono::system_clock::time_point> since;
+  std::optional<std::chrono::system_clock::time_point> until;
+  std::optional<std::string> op;
+  std::optional<std::size_t> limit;  // at most this many (the first ones in log order)
+};
+
+// A position in the log: the next byte to read.
+struct LogPosition {
+  std::uint64_t segment = 1;
+  std::uint64_t offset = 0;
+};
+
+class History {
+ public:
+  // Reads the log of the store in `store_dir`. THROWS Error{not_found} when there is no store.
+  explicit History(std::filesystem::path store_dir);
+
+  // Calls fn for each matching record in log order until fn returns false. Returns the number
+  // of torn (unparseable) lines skipped. THROWS Error{io|permission} naming the segment.
+  std::size_t for_each(const Query& query, const std::function<bool(const Record&)>& fn) const;
+  std::vector<Record> records(const Query& query = {}) const;
+
+  // The key's value at time t (the last record at or before t); nullopt when absent then.
+  std::optional<nlohmann::json> value_at(const std::string& key,
+                                         std::chrono::system_clock::time_point t) const;
+
+  // Segment files in order, and the position just past the last complete line.
+  std::vector<std::filesystem::path> segments() const;
+  LogPosition end() const;
+  // Reads the complete records appended at or after `from`, in order, following rotation into
+  // later segments; returns the position to continue from (a torn or unfinished last line is
+  // left for the next call). For `lockdb log --follow`.
+  LogPosition read_from(LogPosition from, const Query& query,
+                        const std::function<void(const Record&)>& fn) const;
+
+  // Makes a new store in `target_dir` (which must not hold a store) from the log alone: every
+  // key with its last logged value. The new store's own log starts with one "put" per key.
+  // THROWS Error{invalid_argument} when target_dir already holds a store.
+  void rebuild(const std::filesystem::path& target_dir) const;
+
+  // Bounds the log: keeps, per key, its last `keep_last` records (compact_keep_last) or the
+  // records at or after `before` (compact_before), and always each live key's latest record, so
+  // every key's current value stays rebuildable. Safe while writers run. Returns the number of
+  // records dropped.
+  std::size_t compact_keep_last(std::size_t keep_last);
+  std::size_t compact_before(std::chrono::system_clock::time_point before);
+
+ private:
+  std::filesystem::path dir_;  // constant after construction
+};
+
+}  // namespace lockdb

@@ -1,0 +1,145 @@
+// Store: a directory of JSON values, one plain JSON file per key, shared by processes.
+//
+// Every write is a locked read-modify-write of one key: lock the key (its file's path + ".lock",
+// or a stripe lock file), read, apply, write a temp file in the same directory, rename it over
+// the key's file, append one record to the history log (history.hpp), unlock. Reads take no
+// lock: a reader sees the old value or the new one, never a mix. The key file holds exactly the
+// value's JSON text, so people, jq and the seed's Python helpers can read (and even update) it.
+//
+// Versions: a key's version token is a hash of its file's exact bytes (16 hex digits). It
+// changes whenever the content changes, also when someone bypasses the store; writing the same
+// bytes again gives the same token. The log records previous and new token of every change, so
+// each key's history is a chain and a write that bypassed the store shows as a gap.
+//
+// Threads and processes: a Store object is thread-safe; any number of Store objects (in any
+// number of processes) may open the same directory. Lock order: in-process mutex -> key locks
+// (several keys: sorted by key) -> log append. Process death: the OS drops the locks; a crash can
+// leave a key file and the log one change apart (verify() finds it, repair() fixes it).
+// Fork: a child may keep using the Store object; it holds no lock of its parent.
+#pragma once
+
+#include <lockdb/durability.hpp>
+#include <lockdb/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lockdb {
+
+struct StoreOptions {
+  // What a write survives once it returns (see durability.hpp); `file` counts as `full` minus
+  // the directory fsync. Default: none (see the README for why).
+  Durability durability = Durability::none;
+  // How long a write waits for a key's lock before throwing Timeout.
+  std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30);
+  // 0: one lock file per key (key file + ".lock"). N: N stripe lock files, keys mapped by a
+  // stable hash (fewer files; unrelated keys may wait for each other).
+  std::size_t lock_stripes = 0;
+  // The log rotates into a new segment once the current one reaches this size.
+  std::uint64_t log_segment_bytes = 64ull << 20;
+  // Create the store when the directory does not hold one. false: Error{not_found} instead.
+  bool create = true;
+};
+
+// A value with its version token.
+struct Entry {
+  nlohmann::json value;
+  std::string version;
+};
+
+// One disagreement found by verify().
+struct Finding {
+  enum class Kind {
+    corrupt_key_file,  // a key file that does not parse
+    unlogged_change,   // key file differs from the last logged version (written around the store)
+    missing_file,      // the log says the key exists, its file does not (or the reverse)
+    orphan_temp,       // a temp file left by a crashed writer
+    torn_log_line,     // a partial line in the log (skipped by readers)
+    stale_marker,      // a stale SoftFileLock marker / tombstone in the store
+    bad_file_name,     // a file in the store whose name decodes to no key
+  };
+  Kind kind;
+  std::string key;             // empty when the finding is not about a key
+  std::filesystem::path path;  // the file concerned
+  std::string detail;          // one line, for people
+};
+const char* finding_kind_name(Finding::Kind kind) noexcept;  // "corrupt_key_file", ...
+
+class Store {
+ public:
+  // Opens the store in `dir`, creating it (and `dir`) when options.create is set.
+  // THROWS Error{not_found} (no store and create=false), Error{corrupt} (a directory that is not
+  // a lockdb store: it has files but no marker, or a marker that does not parse),
+  // Error{version} (a newer format), Error{permission|io}. Never waits for a lock held by others.
+  explicit Store(std::filesystem::path dir, StoreOptions options = {});
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::filesystem::path& dir() const noexcept;
+  const StoreOptions& options() const noexcept;
+
+  // ---- reads: lock-free ----
+  // THROW Error{invalid_argument} for an invalid key, Error{corrupt} naming the file when the key
+  // file does not parse, Error{permission|io}.
+  std::optional<nlohmann::json> get(const std::string& key) const;
+  std::optional<Entry> entry(const std::string& key) const;
+  bool contains(const std::string& key) const;
+  std::vector<std::string> keys() const;  // sorted, exactly as they were put
+  std::filesystem::path file_path(const std::string& key) const;  // the key's file (may not exist)
+
+  // ---- writes: locked read-modify-write + one log record each ----
+  // Every write THROWS Error{invalid_argument} (invalid key), Timeout (key lock not had within
+  // lock_timeout), Error{corrupt} (the current key file does not parse: nothing is written),
+  // Error{io|permission} (full disk, read-only store: the old value stays, no temp file stays).
+  std::string put(const std::string& key, const nlohmann::json& value);  // returns the version
+  // fn sees null for a missing key; it may mutate its json& or return the new json.
+  nlohmann::json update(const std::string& key, const std::function<void(nlohmann::json&)>& fn);
+  nlohmann::json update(const std::string& key,
+                        const std::function<nlohmann::json(const nlohmann::json&)>& fn);
+  // Adds delta to an integer value (missing = 0). THROWS Error{invalid_argument} when the value
+  // is not an integer or the sum overflows std::int64_t.
+  std::int64_t increment(const std::string& key, std::int64_t delta = 1);
+  bool erase(const std::string& key);  // false when the key did not exist
+  // Writes only when the key's current version equals `expected_version`; std::nullopt means
+  // "only if the key is absent". Returns false (writing nothing) otherwise.
+  bool compare_and_put(const std::string& key, const std::optional<std::string>& expected_version,
+                       const nlohmann::json& value);
+  // Locks all keys (sorted, so concurrent calls never deadlock) and lets fn see and edit every
+  // value: the map holds each existing key's value; missing keys are absent. After fn, a key in
+  // the map is written (when changed), a key fn removed from the map is erased; keys fn adds
+  // that were not requested are an Error{invalid_argument}. One log record per changed key.
+  // Returns the map as written. A crash in the middle can leave some keys written and others
+  // not (each key file is still whole; verify() shows which records are missing).
+  std::map<std::string, nlohmann::json> update_many(
+      const std::vector<std::string>& keys,
+      const std::function<void(std::map<std::string, nlohmann::json>&)>& fn);
+
+  // ---- maintenance ----
+  // Every lock file of the store (key locks or stripes, and the log's lock).
+  std::vector<std::filesystem::path> lock_files() const;
+  // Reports every disagreement between key files and the log, corrupt files, orphaned temp
+  // files, torn log lines and stale markers. Safe while writers run (findings may then include
+  // changes in flight: re-run to confirm).
+  std::vector<Finding> verify() const;
+  // Fixes what verify() finds: logs unlogged changes (op "repair"), removes orphaned temp files
+  // and stale markers, moves corrupt key files aside to "<file>.corrupt-<time>" (logging the
+  // key's absence), and records every action in the log. Returns what it did.
+  std::vector<Finding> repair();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lockdb

@@ -1,0 +1,55 @@
+// The history log's writer (private): used by Store to append one record per change while the
+// key is still locked. The reader side is public (history.hpp). On-disk layout and record
+// fields: format.hpp and FORMAT.md.
+#pragma once
+
+#include <lockdb/durability.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace lockdb::detail {
+
+// What one record says. Rendered to one JSON line by render_record().
+struct RecordFields {
+  std::chrono::system_clock::time_point time;
+  std::string_view key;
+  std::string_view op;
+  const nlohmann::json* value = nullptr;         // nullptr: absent (erase)
+  std::optional<std::string_view> prev_version;  // nullopt: the key did not exist before
+  std::optional<std::string_view> version;       // nullopt: the key does not exist after
+};
+
+// One JSON object on one line, no trailing newline; adds pid and host.
+std::string render_record(const RecordFields& fields);
+
+// Appends records to `<store>/log/`. Thread-safe. Many processes may append at once: each
+// record lands whole, on its own line, exactly once, in the order the appends happen, also
+// across segment rotation. With Durability::full (or file) the segment is fsynced before
+// append() returns. THROWS Error{io|permission} naming the segment; a failed append leaves at
+// most a torn last line, which readers skip and the next append does not glue onto.
+class LogWriter {
+ public:
+  LogWriter(std::filesystem::path log_dir, std::uint64_t segment_bytes, Durability durability);
+  ~LogWriter();
+  LogWriter(const LogWriter&) = delete;
+  LogWriter& operator=(const LogWriter&) = delete;
+
+  void append(std::string_view record_line);
+  // The lock file that coordinates appenders and rotation.
+  std::filesystem::path lock_file() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lockdb::detail
