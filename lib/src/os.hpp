@@ -54,6 +54,8 @@ Status write_all(int fd, std::string_view data) noexcept;
 Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept;
 Status truncate(int fd, off_t size) noexcept;
 Result<std::string> read_all(int fd) noexcept;
+// pread(2) of up to `n` bytes at `offset` (fewer at the end of the file).
+Result<std::string> pread(int fd, std::size_t n, off_t offset) noexcept;
 // ENOENT when missing.
 Result<std::string> read_file(const std::filesystem::path& path) noexcept;
 Status fsync(int fd) noexcept;

@@ -258,6 +258,28 @@ Result<std::string> read_all(int fd) noexcept {
   return r;
 }
 
+Result<std::string> pread(int fd, std::size_t n, off_t offset) noexcept {
+  Result<std::string> r;
+  try {
+    r.value.resize(n);
+  } catch (...) {
+    return {{}, ENOMEM};
+  }
+  std::size_t got = 0;
+  while (got < n) {
+    if (injected(Op::read)) return {{}, errno};
+    ssize_t k = ::pread(fd, r.value.data() + got, n - got, offset + static_cast<off_t>(got));
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return {{}, last_error()};
+    }
+    if (k == 0) break;
+    got += static_cast<std::size_t>(k);
+  }
+  r.value.resize(got);
+  return r;
+}
+
 Result<std::string> read_file(const std::filesystem::path& path) noexcept {
   auto fd = open(path, O_RDONLY);
   if (!fd.ok()) return {{}, fd.err};

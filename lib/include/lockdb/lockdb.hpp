@@ -4,3 +4,5 @@
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>
 #include <lockdb/file_lock.hpp>
+#include <lockdb/files.hpp>
+#include <lockdb/guards.hpp>

@@ -1,0 +1,272 @@
+// The seed pipeline's helpers (files.hpp).
+//
+// Every helper takes the data file's lock (path + ".lock") for the whole operation, so helpers in
+// this process, in other processes and in Python (filelock) exclude each other. Whole-content
+// writes go through detail::atomic_replace (replace.hpp), the one implementation of temp file +
+// (fsync) + rename + (directory fsync): a reader that takes no lock sees the old or the new
+// content, and a failure leaves the old content and no temp file.
+//
+// Appends (append_locked) cannot use a rename: they add to the file in place, with O_APPEND, in
+// one write(2). Holding the lock, the file's size before the write is exact, so a failed write or
+// fsync is undone by cutting the file back to that size. Before writing, the last byte is read:
+// if it is not a newline, a writer died mid-record, and the new record is prefixed with "\n" so it
+// is not glued onto the torn fragment.
+#include <lockdb/file_lock.hpp>
+#include <lockdb/files.hpp>
+
+#include <cerrno>
+#include <string>
+
+#include <fcntl.h>
+
+#include "os.hpp"
+#include "replace.hpp"
+
+namespace lockdb {
+namespace {
+
+void check_data_path(const std::filesystem::path& path) {
+  if (path.empty()) throw Error(Errc::invalid_argument, "data file path is empty");
+  if (!path.has_filename()) {
+    throw Error(Errc::invalid_argument, "not a file path", path, "it ends in a separator");
+  }
+}
+
+// Appends `bytes` (already one or more complete lines, or raw bytes for locked_write) to `path`.
+// REQUIRES: the caller holds the file's lock. `fresh_line`: prefix "\n" when the file does not
+// end with one (a torn last record).
+void append_locked(const std::filesystem::path& path, std::string_view bytes, bool fresh_line,
+                   Durability durability) {
+  bool created = false;
+  auto fd = os::open(path, O_RDWR | O_APPEND);
+  if (fd.err == EACCES) {  // write-only for us: append without the torn-line check
+    if (auto write_only = os::open(path, O_WRONLY | O_APPEND); write_only.ok()) {
+      fd = write_only;
+      fresh_line = false;
+    }
+  } else if (fd.err == ENOENT) {
+    fd = os::open(path, O_RDWR | O_APPEND | O_CREAT, 0666);
+    created = fd.ok();
+  }
+  if (!fd.ok()) os::throw_errno("cannot open for appending", path, fd.err);
+
+  auto st = os::fstat(fd.value);
+  if (!st.ok()) {
+    os::close(fd.value);
+    os::throw_errno("cannot stat", path, st.err);
+  }
+  const off_t old_size = static_cast<off_t>(st.value.size);
+  std::string prefixed;
+  if (fresh_line && old_size > 0) {
+    auto last = os::pread(fd.value, 1, old_size - 1);
+    if (!last.ok()) {
+      os::close(fd.value);
+      os::throw_errno("cannot read the last byte of", path, last.err);
+    }
+    if (last.value != "\n") {
+      prefixed.reserve(bytes.size() + 1);
+      prefixed += '\n';
+      prefixed += bytes;
+      bytes = prefixed;
+    }
+  }
+
+  const char* step = nullptr;
+  os::Status s = os::write_all(fd.value, bytes);
+  if (!s.ok()) step = "cannot append to";
+  if (s.ok() && durability != Durability::none) {
+    s = os::fsync(fd.value);
+    if (!s.ok()) step = "cannot fsync (the record was removed again)";
+  }
+  if (!s.ok()) {
+    // Cut the partial (or unsynced) record back off: the file is left as it was.
+    os::Status undo = os::truncate(fd.value, old_size);
+    os::close(fd.value);
+    if (!undo.ok()) {
+      os::throw_errno(std::string(step) + " (a partial record may remain: cannot truncate: " +
+                          os::error_text(undo.err) + ")",
+                      path, s.err);
+    }
+    os::throw_errno(step, path, s.err);
+  }
+  os::close(fd.value);
+  if (created && durability == Durability::full) {
+    const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    if (auto d = os::fsync_dir(dir); !d.ok()) {
+      os::throw_errno(
+          "cannot fsync the directory (the record is written but the new file may "
+          "not survive power loss)",
+          dir, d.err);
+    }
+  }
+}
+
+void write_locked(const std::filesystem::path& path, std::string_view data, WriteMode mode,
+                  Durability durability) {
+  if (mode == WriteMode::append) {
+    append_locked(path, data, false, durability);
+  } else {
+    detail::atomic_replace(path, data, durability);
+  }
+}
+
+// "line 3, column 7" of the 1-based byte position `byte` in `text`.
+std::string position_of(std::string_view text, std::size_t byte) {
+  std::size_t line = 1, column = 0;
+  const std::size_t end = byte == 0 ? 0 : std::min(byte, text.size() + 1) - 1;
+  for (std::size_t i = 0; i < end && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 0;
+    } else {
+      ++column;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column + 1);
+}
+
+// The reason part of a nlohmann parse error ("syntax error while parsing ... - ...").
+std::string parse_reason(const std::string& what) {
+  auto column = what.find("column ");
+  auto colon = column == std::string::npos ? std::string::npos : what.find(": ", column);
+  if (colon != std::string::npos) return what.substr(colon + 2);
+  return what;
+}
+
+// Reads and parses the JSON file (REQUIRES: its lock is held). A missing file is `{}`; its
+// permission bits go to `mode` so the replace keeps them without another stat.
+nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional<unsigned>* mode) {
+  auto fd = os::open(path, O_RDONLY);
+  if (fd.err == ENOENT) return nlohmann::json::object();
+  if (!fd.ok()) os::throw_errno("cannot open", path, fd.err);
+  auto st = os::fstat(fd.value);
+  if (st.ok()) *mode = st.value.mode & 07777;
+  auto text = os::read_all(fd.value);
+  os::close(fd.value);
+  if (!text.ok()) os::throw_errno("cannot read", path, text.err);
+
+  if (text.value.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw Error(Errc::corrupt, "cannot parse JSON", path,
+                text.value.empty() ? "the file is empty" : "the file holds only whitespace");
+  }
+  try {
+    return nlohmann::json::parse(text.value);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(Errc::corrupt, "cannot parse JSON", path,
+                position_of(text.value, e.byte) + ": " + parse_reason(e.what()));
+  }
+}
+
+std::string dump_checked(const nlohmann::json& doc, int indent, const std::filesystem::path& path,
+                         const char* what) {
+  try {
+    return doc.dump(indent, ' ', false, nlohmann::json::error_handler_t::strict);
+  } catch (const nlohmann::json::type_error& e) {
+    throw Error(Errc::invalid_argument, std::string("cannot serialise ") + what + " for", path,
+                e.what());
+  }
+}
+
+}  // namespace
+
+std::filesystem::path lock_file_for(const std::filesystem::path& data_file) {
+  std::filesystem::path lock = data_file;
+  lock += ".lock";
+  return lock;
+}
+
+void locked_write(const std::filesystem::path& path, std::string_view data, WriteMode mode,
+                  std::chrono::nanoseconds lock_timeout, Durability durability) {
+  check_data_path(path);
+  FileLock lock(lock_file_for(path));
+  auto guard = lock.acquire(lock_timeout);
+  write_locked(path, data, mode, durability);
+}
+
+std::string locked_read(const std::filesystem::path& path, std::chrono::nanoseconds lock_timeout) {
+  check_data_path(path);
+  FileLock lock(lock_file_for(path));
+  auto guard = lock.acquire_shared(lock_timeout);
+  auto text = os::read_file(path);
+  if (!text.ok()) os::throw_errno("cannot read", path, text.err);
+  return std::move(text.value);
+}
+
+bool try_locked_write(const std::filesystem::path& path, std::string_view data, WriteMode mode,
+                      Durability durability) {
+  check_data_path(path);
+  FileLock lock(lock_file_for(path));
+  if (!lock.try_lock()) return false;
+  LockGuard guard(&lock, false);
+  write_locked(path, data, mode, durability);
+  return true;
+}
+
+void atomic_write(const std::filesystem::path& path, std::string_view data,
+                  const AtomicWriteOptions& options) {
+  check_data_path(path);
+  if (!options.take_lock) {
+    detail::atomic_replace(path, data, options.durability, options.mode);
+    return;
+  }
+  FileLock lock(lock_file_for(path));
+  auto guard = lock.acquire(options.lock_timeout);
+  detail::atomic_replace(path, data, options.durability, options.mode);
+}
+
+namespace detail {
+
+nlohmann::json json_update(const std::filesystem::path& path,
+                           const std::function<void(nlohmann::json&)>& apply,
+                           std::chrono::nanoseconds lock_timeout, Durability durability) {
+  check_data_path(path);
+  FileLock lock(lock_file_for(path));
+  auto guard = lock.acquire(lock_timeout);
+  std::optional<unsigned> mode;
+  nlohmann::json doc = read_json_locked(path, &mode);
+  apply(doc);
+  std::string text = dump_checked(doc, 2, path, "the new JSON document");
+  text += '\n';
+  detail::atomic_replace(path, text, durability, mode);
+  return doc;
+}
+
+}  // namespace detail
+
+void locked_append(const std::filesystem::path& path, std::string_view line,
+                   std::chrono::nanoseconds lock_timeout, Durability durability) {
+  check_data_path(path);
+  std::string_view body = line;
+  if (!body.empty() && body.back() == '\n') body.remove_suffix(1);
+  if (auto nl = body.find('\n'); nl != std::string_view::npos) {
+    throw Error(Errc::invalid_argument, "cannot append to", path,
+                "the record holds a newline at byte " + std::to_string(nl) +
+                    " (one record must be one line)");
+  }
+  std::string record;
+  record.reserve(body.size() + 1);
+  record += body;
+  record += '\n';
+  FileLock lock(lock_file_for(path));
+  auto guard = lock.acquire(lock_timeout);
+  append_locked(path, record, true, durability);
+}
+
+void locked_append_json(const std::filesystem::path& path, const nlohmann::json& record,
+                        std::chrono::nanoseconds lock_timeout, Durability durability) {
+  check_data_path(path);
+  // Compact dump escapes control characters, so the line holds no raw newline.
+  locked_append(path, dump_checked(record, -1, path, "the JSON record"), lock_timeout, durability);
+}
+
+void nfs_safe_write(const std::filesystem::path& path, std::string_view data,
+                    std::chrono::nanoseconds lock_timeout, std::chrono::nanoseconds stale_after,
+                    Durability durability) {
+  check_data_path(path);
+  SoftFileLock lock(lock_file_for(path),
+                    SoftLockOptions{.timeout = lock_timeout, .stale_after = stale_after});
+  auto guard = lock.acquire();
+  detail::atomic_replace(path, data, durability);
+}
+
+}  // namespace lockdb

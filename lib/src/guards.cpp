@@ -1,0 +1,253 @@
+// SingletonGuard and KeyedLockRegistry (guards.hpp).
+//
+// SingletonGuard is a FileLock tried once (timeout 0) on "<dir>/<name>.singleton.lock". FileLock
+// already opens with O_NOFOLLOW (a planted symlink is refused, its target never touched) and
+// without O_TRUNC, and falls back to a read-only open for a file it may not write (flock needs no
+// write access). No lock mode is passed, so no fchmod ever happens: a file owned by someone else
+// is left exactly as it is. The holder's pid comes from /proc/locks (FileLock::holder()).
+//
+// KeyedLockRegistry maps a key to a lock file name (encode_key, or a stripe), and keeps one
+// FileLock per lock file name: two keys of one stripe share the object, so a thread holding one
+// and locking the other nests instead of waiting for itself. lock_many() sorts the distinct file
+// names and takes them in that order: every caller uses the same total order, so no cycle of
+// waiters can form.
+#include <lockdb/guards.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <set>
+
+#include "os.hpp"
+
+namespace lockdb {
+
+// ---------------------------------------------------------------------------------------------
+// SingletonGuard
+
+struct SingletonGuard::State {
+  explicit State(std::filesystem::path path) : lock(std::move(path)) {}
+  std::mutex mu;  // serialises acquire/release of this guard
+  FileLock lock;
+};
+
+namespace {
+
+void check_singleton_name(const std::string& name) {
+  const char* cause = nullptr;
+  if (name.empty()) {
+    cause = "the name is empty";
+  } else if (name == "." || name == "..") {
+    cause = "the name may not be \".\" or \"..\"";
+  } else if (name.find('/') != std::string::npos) {
+    cause = "the name may not hold '/'";
+  } else if (name.find('\0') != std::string::npos) {
+    cause = "the name may not hold a NUL byte";
+  }
+  if (cause)
+    throw Error(Errc::invalid_argument, "invalid singleton name '" + name + "'", {}, cause);
+}
+
+std::filesystem::path singleton_dir(std::filesystem::path lock_dir) {
+  if (!lock_dir.empty()) return lock_dir;
+  std::error_code ec;
+  auto tmp = std::filesystem::temp_directory_path(ec);
+  return ec ? std::filesystem::path("/tmp") : tmp;
+}
+
+}  // namespace
+
+SingletonGuard::SingletonGuard(std::string name, std::filesystem::path lock_dir)
+    : name_(std::move(name)) {
+  check_singleton_name(name_);
+  lock_path_ = singleton_dir(std::move(lock_dir)) / (name_ + ".singleton.lock");
+  state_ = std::make_unique<State>(lock_path_);
+}
+
+SingletonGuard::~SingletonGuard() { release(); }
+
+SingletonGuard::SingletonGuard(SingletonGuard&&) noexcept = default;
+
+SingletonGuard& SingletonGuard::operator=(SingletonGuard&& other) noexcept {
+  if (this != &other) {
+    release();
+    name_ = std::move(other.name_);
+    lock_path_ = std::move(other.lock_path_);
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+SingletonGuard SingletonGuard::hold(std::string name, std::filesystem::path lock_dir) {
+  SingletonGuard guard(std::move(name), std::move(lock_dir));
+  if (!guard.acquire()) {
+    throw AlreadyRunning(guard.name_, guard.lock_path_, guard.holder());
+  }
+  return guard;
+}
+
+bool SingletonGuard::acquire() {
+  if (!state_) throw Error(Errc::invalid_argument, "SingletonGuard was moved from", lock_path_);
+  std::lock_guard lk(state_->mu);
+  if (state_->lock.is_locked()) return true;
+  return state_->lock.try_lock();
+}
+
+void SingletonGuard::release() noexcept {
+  if (!state_) return;
+  try {
+    std::lock_guard lk(state_->mu);
+    if (state_->lock.is_locked()) state_->lock.unlock();
+  } catch (...) {  // unlock cannot fail while is_locked() holds; nothing to report from here
+  }
+}
+
+bool SingletonGuard::is_held() const { return state_ && state_->lock.is_locked(); }
+
+std::optional<LockHolder> SingletonGuard::holder() const {
+  if (!state_) return std::nullopt;
+  return state_->lock.holder();
+}
+
+// ---------------------------------------------------------------------------------------------
+// MultiLockGuard
+
+MultiLockGuard& MultiLockGuard::operator=(MultiLockGuard&& other) noexcept {
+  if (this != &other) {
+    release();
+    guards_ = std::move(other.guards_);
+  }
+  return *this;
+}
+
+void MultiLockGuard::release() noexcept {
+  while (!guards_.empty()) {
+    try {
+      guards_.back().release();
+    } catch (...) {  // a forked child's copy: nothing of ours to release
+    }
+    guards_.pop_back();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// KeyedLockRegistry
+
+namespace {
+
+constexpr std::size_t kMaxEncoded = 160;
+
+std::uint64_t fnv1a64(std::string_view key) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (char ch : key) {
+    h ^= static_cast<unsigned char>(ch);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+// FNV-1a with a 128-bit state: prime 2^88 + 0x13b, done on two 64-bit halves.
+std::string fnv1a128_hex(std::string_view key) {
+  std::uint64_t hi = 0x6c62272e07bb0142ull, lo = 0x62b821756295c58dull;
+  for (char ch : key) {
+    lo ^= static_cast<unsigned char>(ch);
+    // (hi:lo) * (2^88 + 0x13b) mod 2^128 = (hi:lo) * 0x13b + (lo << 88)
+    const std::uint64_t lo_lo = lo & 0xffffffffull, lo_hi = lo >> 32;
+    const std::uint64_t p0 = lo_lo * 0x13bull;
+    const std::uint64_t p1 = lo_hi * 0x13bull + (p0 >> 32);
+    const std::uint64_t new_lo = (p1 << 32) | (p0 & 0xffffffffull);
+    const std::uint64_t carry = p1 >> 32;
+    hi = hi * 0x13bull + carry + (lo << 24);
+    lo = new_lo;
+  }
+  static const char* digits = "0123456789abcdef";
+  std::string out(32, '0');
+  for (int i = 0; i < 16; ++i) {
+    out[static_cast<std::size_t>(i)] = digits[(hi >> (60 - 4 * i)) & 0xf];
+    out[static_cast<std::size_t>(16 + i)] = digits[(lo >> (60 - 4 * i)) & 0xf];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string KeyedLockRegistry::encode_key(std::string_view key) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(key.size() + 8);
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    const auto c = static_cast<unsigned char>(key[i]);
+    std::string piece;
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.') {
+      piece = static_cast<char>(c);
+    } else if (c >= 'A' && c <= 'Z') {
+      piece = {'^', static_cast<char>(c - 'A' + 'a')};
+    } else {
+      piece = {'%', digits[c >> 4], digits[c & 0xf]};
+    }
+    if (out.size() + piece.size() > kMaxEncoded) {
+      out += '~';
+      out += fnv1a128_hex(key);
+      return out;
+    }
+    out += piece;
+  }
+  return out;
+}
+
+KeyedLockRegistry::KeyedLockRegistry(std::filesystem::path lock_dir,
+                                     std::chrono::nanoseconds timeout, std::size_t stripes)
+    : dir_(std::move(lock_dir)), timeout_(timeout), stripes_(stripes) {
+  if (dir_.empty()) throw Error(Errc::invalid_argument, "KeyedLockRegistry: lock_dir is empty");
+}
+
+KeyedLockRegistry::~KeyedLockRegistry() = default;
+
+std::string KeyedLockRegistry::file_name(std::string_view key) const {
+  if (stripes_ == 0) return "keyed_" + encode_key(key) + ".lock";
+  return "stripe-" + std::to_string(fnv1a64(key) % stripes_) + "-of-" + std::to_string(stripes_) +
+         ".lock";
+}
+
+std::filesystem::path KeyedLockRegistry::lock_path(std::string_view key) const {
+  return dir_ / file_name(key);
+}
+
+FileLock& KeyedLockRegistry::lock_for_file(const std::string& name) {
+  std::lock_guard lk(mu_);
+  auto it = locks_.find(name);
+  if (it == locks_.end()) {
+    it = locks_.emplace(name, std::make_unique<FileLock>(dir_ / name)).first;
+  }
+  return *it->second;
+}
+
+FileLock& KeyedLockRegistry::get_lock(std::string_view key) {
+  return lock_for_file(file_name(key));
+}
+
+LockGuard KeyedLockRegistry::lock(std::string_view key) { return get_lock(key).acquire(timeout_); }
+
+MultiLockGuard KeyedLockRegistry::lock_many(const std::vector<std::string>& keys) {
+  std::set<std::string> names;  // distinct, in the one global order
+  for (const auto& key : keys) names.insert(file_name(key));
+
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (timeout_ >= std::chrono::nanoseconds::zero()) {
+    deadline = std::chrono::steady_clock::now() + timeout_;
+  }
+  std::vector<LockGuard> held;  // on a throw below, releases what was taken
+  held.reserve(names.size());
+  for (const auto& name : names) {
+    FileLock& lock = lock_for_file(name);
+    auto wait = timeout_;
+    if (deadline) {
+      wait = std::max(std::chrono::nanoseconds::zero(),
+                      std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          *deadline - std::chrono::steady_clock::now()));
+    }
+    held.push_back(lock.acquire(wait));
+  }
+  return MultiLockGuard(std::move(held));
+}
+
+}  // namespace lockdb
