@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <string>
+#include <utility>
 
 #include <fcntl.h>
 
@@ -22,18 +23,42 @@ const char* durability_name(Durability d) noexcept {
 
 namespace detail {
 
+namespace {
+
+std::string with_context(std::string_view context, std::string text) {
+  return context.empty() ? text : std::string(context) + ": " + text;
+}
+
+}  // namespace
+
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, std::optional<unsigned> mode,
                     std::string_view temp_prefix) {
-  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  std::string prefix =
-      temp_prefix.empty() ? "." + target.filename().string() + "." : std::string(temp_prefix);
-  if (!mode) {
-    if (auto st = os::stat(target); st.ok()) mode = st.value.mode & 07777;
+  ReplaceOptions options;
+  options.mode = mode;
+  options.temp_prefix = temp_prefix;
+  atomic_replace(target, data, durability, options);
+}
+
+void atomic_replace(const std::filesystem::path& target, std::string_view data,
+                    Durability durability, const ReplaceOptions& options) {
+  StagedReplace(target, data, durability, options).commit();
+}
+
+StagedReplace::StagedReplace(std::filesystem::path target, std::string_view data,
+                             Durability durability, const ReplaceOptions& options)
+    : target_(std::move(target)), durability_(durability), context_(options.context) {
+  const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
+  std::string prefix = options.temp_prefix.empty() ? "." + target_.filename().string() + "."
+                                                   : std::string(options.temp_prefix);
+  std::optional<unsigned> mode = options.mode;
+  if (!mode && options.keep_mode) {
+    if (auto st = os::stat(target_); st.ok()) mode = st.value.mode & 07777;
   }
   std::filesystem::path temp;
   auto fd = os::create_temp(dir, prefix, &temp, 0666);
-  if (!fd.ok()) os::throw_errno("cannot create a temp file in", dir, fd.err);
+  if (!fd.ok())
+    os::throw_errno(with_context(context_, "cannot create a temp file in"), dir, fd.err);
 
   const char* step = nullptr;
   os::Status s = os::write_all(fd.value, data);
@@ -47,20 +72,40 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
     if (!s.ok()) step = "cannot fsync";
   }
   os::close(fd.value);
-  if (s.ok()) {
-    s = os::rename(temp, target);
-    if (!s.ok()) step = "cannot rename into place";
-  }
   if (!s.ok()) {
     (void)os::unlink(temp);
-    os::throw_errno(std::string(step) + " " + temp.filename().string() + " for", target, s.err);
+    os::throw_errno(
+        with_context(context_, std::string(step) + " " + temp.filename().string() + " for"),
+        target_, s.err);
   }
-  if (durability == Durability::full) {
+  temp_ = std::move(temp);
+}
+
+StagedReplace::~StagedReplace() {
+  if (!temp_.empty()) (void)os::unlink(temp_);
+}
+
+StagedReplace::StagedReplace(StagedReplace&& other) noexcept
+    : target_(std::move(other.target_)),
+      temp_(std::exchange(other.temp_, {})),
+      durability_(other.durability_),
+      context_(std::move(other.context_)) {}
+
+void StagedReplace::commit(bool fsync_dir) {
+  std::filesystem::path temp = std::exchange(temp_, {});
+  if (auto s = os::rename(temp, target_); !s.ok()) {
+    (void)os::unlink(temp);
+    os::throw_errno(
+        with_context(context_, "cannot rename into place " + temp.filename().string() + " for"),
+        target_, s.err);
+  }
+  if (durability_ == Durability::full && fsync_dir) {
+    const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
     if (auto d = os::fsync_dir(dir); !d.ok()) {
-      os::throw_errno(
-          "cannot fsync the directory (the new content is in place but may not "
-          "survive power loss)",
-          dir, d.err);
+      os::throw_errno(with_context(context_,
+                                   "cannot fsync the directory (the new content is in place but "
+                                   "may not survive power loss)"),
+                      dir, d.err);
     }
   }
 }

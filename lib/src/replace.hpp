@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace lockdb::detail {
@@ -20,5 +21,49 @@ namespace lockdb::detail {
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, std::optional<unsigned> mode = std::nullopt,
                     std::string_view temp_prefix = {});
+
+// How a replace is done; the defaults are atomic_replace's behaviour above.
+struct ReplaceOptions {
+  // Permission bits of the new file. nullopt: the old file's bits when keep_mode is set and the
+  // target exists, else 0666 & ~umask.
+  std::optional<unsigned> mode;
+  // Look up the old file's permission bits (one stat per replace). The store turns this off:
+  // its key files always get 0666 & ~umask, as the seed's Python helpers write them.
+  bool keep_mode = true;
+  // Temp file name: "<dir>/<temp_prefix><random>.tmp" (default: ".<name>.").
+  std::string_view temp_prefix;
+  // Prepended to error messages: "<context>: cannot write ...".
+  std::string_view context;
+};
+
+void atomic_replace(const std::filesystem::path& target, std::string_view data,
+                    Durability durability, const ReplaceOptions& options);
+
+// atomic_replace in two halves, for callers that write several files together or may have to
+// take a write back: the constructor writes the temp file (and fsyncs it unless durability is
+// none); commit() renames it over the target (and, for Durability::full, fsyncs the directory
+// unless told not to). A temp file that was not committed is removed by the destructor. Errors
+// as atomic_replace; a failed constructor or commit() leaves no temp file and the target as it
+// was.
+class StagedReplace {
+ public:
+  StagedReplace(std::filesystem::path target, std::string_view data, Durability durability,
+                const ReplaceOptions& options = {});
+  ~StagedReplace();
+  StagedReplace(StagedReplace&& other) noexcept;
+  StagedReplace(const StagedReplace&) = delete;
+  StagedReplace& operator=(const StagedReplace&) = delete;
+  StagedReplace& operator=(StagedReplace&&) = delete;
+
+  // REQUIRES: not committed yet.
+  void commit(bool fsync_dir = true);
+  const std::filesystem::path& target() const noexcept { return target_; }
+
+ private:
+  std::filesystem::path target_;
+  std::filesystem::path temp_;  // empty once committed or moved from
+  Durability durability_;
+  std::string context_;
+};
 
 }  // namespace lockdb::detail
