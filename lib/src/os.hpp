@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -70,6 +71,16 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode = 0777) noexcept;
 // Creates `dir/prefix<random>.tmp` with O_CREAT|O_EXCL|O_RDWR and `mode` (before umask).
 Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
                         std::filesystem::path* out_path, unsigned mode = 0666) noexcept;
+// One write(2) (EINTR retried): the bytes written, which may be fewer than data.size() (a full
+// disk). For O_APPEND writers that must never split a record over two writes.
+Result<std::size_t> write_once(int fd, std::string_view data) noexcept;
+// One pread(2) into `buf` (EINTR retried): the bytes read, 0 at the end of the file.
+Result<std::size_t> pread_into(int fd, char* buf, std::size_t n, off_t offset) noexcept;
+// The names in `dir`, without "." and "..". ENOENT when missing. (Faults: Op::open.)
+Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) noexcept;
+// mmap(2) of the first `length` bytes of `fd`, shared and writable; unmap() undoes it.
+Result<void*> map_shared(int fd, std::size_t length) noexcept;
+void unmap(void* addr, std::size_t length) noexcept;
 
 struct FileId {
   dev_t dev = 0;

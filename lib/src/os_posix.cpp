@@ -29,9 +29,11 @@
 #include <sstream>
 #include <thread>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -353,6 +355,58 @@ Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefi
     return {-1, ENOMEM};
   }
   return {-1, EEXIST};
+}
+
+Result<std::size_t> write_once(int fd, std::string_view data) noexcept {
+  if (injected(Op::write)) return {0, errno};
+  for (;;) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n >= 0) return {static_cast<std::size_t>(n), 0};
+    if (errno != EINTR) return {0, last_error()};
+  }
+}
+
+Result<std::size_t> pread_into(int fd, char* buf, std::size_t n, off_t offset) noexcept {
+  if (injected(Op::read)) return {0, errno};
+  for (;;) {
+    ssize_t k = ::pread(fd, buf, n, offset);
+    if (k >= 0) return {static_cast<std::size_t>(k), 0};
+    if (errno != EINTR) return {0, last_error()};
+  }
+}
+
+Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) noexcept {
+  if (injected(Op::open)) return {{}, errno};
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return {{}, last_error()};
+  Result<std::vector<std::string>> r;
+  try {
+    for (;;) {
+      errno = 0;
+      const dirent* e = ::readdir(d);
+      if (e == nullptr) {
+        if (errno != 0) r.err = errno;
+        break;
+      }
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      r.value.emplace_back(e->d_name);
+    }
+  } catch (...) {
+    r.err = ENOMEM;
+  }
+  ::closedir(d);
+  if (!r.ok()) r.value.clear();
+  return r;
+}
+
+Result<void*> map_shared(int fd, std::size_t length) noexcept {
+  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return {nullptr, last_error()};
+  return {p, 0};
+}
+
+void unmap(void* addr, std::size_t length) noexcept {
+  if (addr != nullptr) ::munmap(addr, length);
 }
 
 Result<FileId> fstat(int fd) noexcept {
