@@ -6,3 +6,4 @@
 #include <lockdb/file_lock.hpp>
 #include <lockdb/files.hpp>
 #include <lockdb/guards.hpp>
+#include <lockdb/store.hpp>

@@ -13,9 +13,10 @@
 //
 // Threads and processes: a Store object is thread-safe; any number of Store objects (in any
 // number of processes) may open the same directory. Lock order: in-process mutex -> key locks
-// (several keys: sorted by key) -> log append. Process death: the OS drops the locks; a crash can
-// leave a key file and the log one change apart (verify() finds it, repair() fixes it).
-// Fork: a child may keep using the Store object; it holds no lock of its parent.
+// (several keys: sorted by lock file path) -> log append. Process death: the OS drops the locks; a
+// crash can leave a key file and the log one change apart (verify() finds it, repair() fixes it).
+// Fork: a child may keep using the Store object; it holds no lock of its parent. Forking while
+// another thread is inside a call on the same Store is not supported.
 #pragma once
 
 #include <lockdb/durability.hpp>
@@ -31,6 +32,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace lockdb {
@@ -48,6 +51,9 @@ struct StoreOptions {
   std::uint64_t log_segment_bytes = 64ull << 20;
   // Create the store when the directory does not hold one. false: Error{not_found} instead.
   bool create = true;
+  // Lock files a Store object keeps open between writes (least recently used ones are closed
+  // beyond this), so a hot key costs no open/close per write and descriptors stay bounded.
+  std::size_t max_open_locks = 64;
 };
 
 // A value with its version token.
@@ -106,6 +112,21 @@ class Store {
   nlohmann::json update(const std::string& key, const std::function<void(nlohmann::json&)>& fn);
   nlohmann::json update(const std::string& key,
                         const std::function<nlohmann::json(const nlohmann::json&)>& fn);
+  // Any other callable (a lambda): one taking json& and returning nothing edits in place; one
+  // returning a value gives the new value. (A lambda taking const json& would fit both
+  // std::function overloads above; this one picks by its return type.)
+  template <class Fn>
+  requires std::is_invocable_v<Fn&, nlohmann::json&> nlohmann::json update(const std::string& key,
+                                                                           Fn&& fn) {
+    using Result = std::invoke_result_t<Fn&, nlohmann::json&>;
+    if constexpr (std::is_void_v<Result>) {
+      return update_with(key, [&fn](nlohmann::json& v) { fn(v); });
+    } else {
+      static_assert(std::is_convertible_v<Result, nlohmann::json>,
+                    "update(key, fn): fn must return void or a json value");
+      return update_with(key, [&fn](nlohmann::json& v) { v = nlohmann::json(fn(v)); });
+    }
+  }
   // Adds delta to an integer value (missing = 0). THROWS Error{invalid_argument} when the value
   // is not an integer or the sum overflows std::int64_t.
   std::int64_t increment(const std::string& key, std::int64_t delta = 1);
@@ -139,6 +160,9 @@ class Store {
   struct Impl;
 
  private:
+  nlohmann::json update_with(const std::string& key,
+                             const std::function<void(nlohmann::json&)>& fn);
+
   std::unique_ptr<Impl> impl_;
 };
 

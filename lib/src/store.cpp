@@ -1,0 +1,702 @@
+// Store: opening (the marker), reads, and the locked read-modify-write.
+//
+// A write, step by step; the order is the protocol (store.hpp has the contract):
+//   1. lock the key: this process's FileLock object for "<key file>.lock" (or a stripe lock
+//      file), which first excludes this process's other threads, then other processes (flock);
+//   2. read the key file (absent is fine) and check that it parses: a corrupt file is never
+//      overwritten;
+//   3. render the new value (the same JSON text Python's json.dumps(indent=2) gives for it)
+//      and its version, FNV-1a-64 of exactly those bytes;
+//   4. write a temp file next to the key file, (fsync it,) rename it over the key file, (fsync
+//      the directory);
+//   5. append one record (previous version -> new version) to the log, still under the lock, so
+//      each key's records are in its commit order;
+//   6. unlock.
+// A crash between 4 and 5 leaves the key file one change ahead of the log: verify() reports it,
+// repair() logs it. When step 5 fails (a full disk), the write is taken back (the old bytes are
+// put back under the lock) and the error says so; readers may have seen the new value meanwhile.
+//
+// Why the version is a hash of the file and not a counter: anyone may rewrite a key file (the
+// seed's Python helpers, an editor). A hash needs no cooperation from them, yet their change
+// shows: the next logged record's "prev" differs from the record before it.
+#include <lockdb/store.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <set>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "os.hpp"
+#include "store_format.hpp"
+#include "store_impl.hpp"
+#include "util.hpp"
+
+namespace lockdb {
+
+namespace fs = std::filesystem;
+namespace format = detail::store_format;
+using nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// LockCache
+
+namespace detail {
+
+std::shared_ptr<FileLock> LockCache::get(const fs::path& path) {
+  std::lock_guard<std::mutex> guard(mu_);
+  const std::string& name = path.native();
+  if (auto it = index_.find(name); it != index_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return it->second->lock;
+  }
+  lru_.push_front(Slot{name, std::make_shared<FileLock>(path)});
+  index_.emplace(name, lru_.begin());
+  // Close the least recently used locks beyond the bound, skipping those in use (a holder keeps
+  // its own shared_ptr; nobody can take a new one without mu_).
+  for (auto it = std::prev(lru_.end()); index_.size() > capacity_ && it != lru_.begin();) {
+    auto victim = it--;
+    if (victim->lock.use_count() == 1) {
+      index_.erase(victim->path);
+      lru_.erase(victim);
+    }
+  }
+  return lru_.front().lock;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Opening
+
+namespace {
+
+struct Marker {
+  std::size_t lock_stripes = 0;
+};
+
+Marker parse_marker(const fs::path& path, const std::string& text) {
+  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    throw Error(Errc::corrupt, "not a lockdb store", path, "the marker file does not parse");
+  }
+  auto format_name = doc.find(format::kFieldFormat);
+  if (format_name == doc.end() || *format_name != std::string(format::kFormatName)) {
+    throw Error(Errc::corrupt, "not a lockdb store", path,
+                "the marker's \"format\" is not \"" + std::string(format::kFormatName) + "\"");
+  }
+  auto version = doc.find(format::kFieldVersion);
+  if (version == doc.end() || !version->is_number_integer() || version->get<long long>() < 1) {
+    throw Error(Errc::corrupt, "not a lockdb store", path,
+                "the marker's \"version\" is not a positive integer");
+  }
+  if (version->get<long long>() > format::kStoreFormatVersion) {
+    throw Error(Errc::version, "cannot open store", path,
+                "its format version " + std::to_string(version->get<long long>()) +
+                    " is newer than this lockdb reads (" +
+                    std::to_string(format::kStoreFormatVersion) + "); upgrade lockdb");
+  }
+  Marker m;
+  if (auto stripes = doc.find(format::kFieldLockStripes); stripes != doc.end()) {
+    if (!stripes->is_number_unsigned()) {
+      throw Error(Errc::corrupt, "not a lockdb store", path,
+                  "the marker's \"lock_stripes\" is not a non-negative integer");
+    }
+    m.lock_stripes = stripes->get<std::size_t>();
+  }
+  return m;
+}
+
+bool is_marker_temp(const std::string& name) {
+  const std::string prefix = "." + std::string(format::kMarkerFile) + ".";
+  return name.compare(0, prefix.size(), prefix) == 0;
+}
+
+// A directory without a marker may become a store only when it holds nothing else (temp files
+// of another process creating the marker right now are fine).
+void require_empty(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (is_marker_temp(name)) continue;
+    throw Error(Errc::corrupt, "not a lockdb store", dir,
+                "the directory is not empty and has no " + std::string(format::kMarkerFile) +
+                    " (found \"" + name + "\")");
+  }
+  if (ec) os::throw_errno("cannot list", dir, ec.value());
+}
+
+// Writes the marker without ever replacing one: a temp file, then link(2), which fails with
+// EEXIST when another process was first (its marker then wins).
+void create_marker(const fs::path& dir, std::size_t lock_stripes) {
+  json doc = {{format::kFieldFormat, format::kFormatName},
+              {format::kFieldVersion, format::kStoreFormatVersion},
+              {format::kFieldLockStripes, lock_stripes},
+              {format::kFieldCreated, util::format_utc(std::chrono::system_clock::now())}};
+  const std::string text = doc.dump(2) + "\n";
+  fs::path temp;
+  auto fd = os::create_temp(dir, "." + std::string(format::kMarkerFile) + ".", &temp, 0666);
+  if (!fd.ok()) os::throw_errno("cannot create the store marker in", dir, fd.err);
+  os::Status s = os::write_all(fd.value, text);
+  if (s.ok()) s = os::fsync(fd.value);
+  os::close(fd.value);
+  if (s.ok()) {
+    s = os::link(temp, dir / format::kMarkerFile);
+    if (s.err == EEXIST) s = {};
+  }
+  (void)os::unlink(temp);
+  if (!s.ok()) os::throw_errno("cannot create the store marker in", dir, s.err);
+  if (auto d = os::fsync_dir(dir); !d.ok()) os::throw_errno("cannot fsync", dir, d.err);
+}
+
+void ensure_dir(const fs::path& dir) {
+  auto st = os::stat(dir);
+  if (st.ok() && S_ISDIR(st.value.mode)) return;
+  if (auto s = os::mkdirs(dir); !s.ok())
+    os::throw_errno("cannot create store directory", dir, s.err);
+}
+
+}  // namespace
+
+Store::Impl::Impl(fs::path store_dir, StoreOptions store_options)
+    : options(store_options), locks(store_options.max_open_locks) {
+  std::error_code ec;
+  dir = fs::absolute(store_dir, ec).lexically_normal();
+  if (ec) dir = store_dir;
+  if (!dir.has_filename()) dir = dir.parent_path();  // "a/b/" -> "a/b"
+  keys_dir = dir / format::kKeysDir;
+  log_dir = dir / format::kLogDir;
+
+  auto st = os::stat(dir);
+  if (!st.ok()) {
+    if (st.err != ENOENT) os::throw_errno("cannot open store", dir, st.err);
+    if (!options.create) {
+      throw Error(Errc::not_found, "no lockdb store", dir, "the directory does not exist");
+    }
+    if (auto s = os::mkdirs(dir); !s.ok()) os::throw_errno("cannot create store", dir, s.err);
+  } else if (!S_ISDIR(st.value.mode)) {
+    throw Error(Errc::invalid_argument, "cannot open store", dir, "it is not a directory");
+  }
+
+  const fs::path marker_path = dir / format::kMarkerFile;
+  auto text = os::read_file(marker_path);
+  if (!text.ok() && text.err == ENOENT) {
+    if (!options.create) {
+      throw Error(Errc::not_found, "no lockdb store", dir,
+                  "there is no " + std::string(format::kMarkerFile) + " (create = false)");
+    }
+    require_empty(dir);
+    create_marker(dir, options.lock_stripes);
+    text = os::read_file(marker_path);
+  }
+  if (!text.ok()) os::throw_errno("cannot read the store marker", marker_path, text.err);
+  Marker marker = parse_marker(marker_path, text.value);
+  if (options.lock_stripes != 0 && options.lock_stripes != marker.lock_stripes) {
+    throw Error(Errc::invalid_argument, "cannot open store", dir,
+                "it uses lock_stripes = " + std::to_string(marker.lock_stripes) +
+                    ", the options ask for " + std::to_string(options.lock_stripes) +
+                    " (0 adopts the store's)");
+  }
+  options.lock_stripes = marker.lock_stripes;
+  ensure_dir(keys_dir);
+  ensure_dir(log_dir);
+}
+
+detail::LogWriter& Store::Impl::log_writer() {
+  std::call_once(log_once_, [this] {
+    log_ =
+        std::make_unique<detail::LogWriter>(log_dir, options.log_segment_bytes, options.durability);
+  });
+  return *log_;
+}
+
+std::string Store::Impl::context(const std::string& key) const {
+  return "key " + format::quote_key(key);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys, locks, files
+
+Store::Impl::KeyPaths Store::Impl::paths(const std::string& key) const {
+  if (std::string problem = format::key_problem(key); !problem.empty()) {
+    throw Error(Errc::invalid_argument, "invalid key " + format::quote_key(key), {},
+                "the key " + problem);
+  }
+  KeyPaths p;
+  p.key = key;
+  p.file = keys_dir / format::key_file_relative(key);
+  p.lock = lock_path_of(key, p.file);
+  return p;
+}
+
+fs::path Store::Impl::lock_path_of(std::string_view key, const fs::path& file) const {
+  if (options.lock_stripes == 0) {
+    fs::path lock = file;
+    lock += format::kLockSuffix;
+    return lock;
+  }
+  auto stripe = format::fnv1a64(key) % options.lock_stripes;
+  return keys_dir / (std::string(format::kStripePrefix) + std::to_string(stripe) +
+                     std::string(format::kLockSuffix));
+}
+
+void Store::Impl::walk_dir(const fs::path& path, int depth,
+                           const std::function<void(const WalkEntry&)>& fn) const {
+  std::error_code ec;
+  fs::directory_iterator it(path, ec), end;
+  if (ec) {
+    if (ec.value() == ENOENT) return;  // removed meanwhile
+    os::throw_errno("cannot list", path, ec.value());
+  }
+  for (; it != end; it.increment(ec)) {
+    WalkEntry e;
+    e.path = it->path();
+    e.name = e.path.filename().string();
+    e.depth = depth;
+    std::error_code type_ec;
+    e.is_dir = it->symlink_status(type_ec).type() == fs::file_type::directory;
+    fn(e);
+    if (e.is_dir &&
+        (depth == 0 ? format::is_shard_name(e.name) : format::is_continuation_dir(e.name))) {
+      walk_dir(e.path, depth + 1, fn);
+    }
+  }
+  if (ec) os::throw_errno("cannot list", path, ec.value());
+}
+
+void Store::Impl::walk_keys(const std::function<void(const WalkEntry&)>& fn) const {
+  walk_dir(keys_dir, 0, fn);
+}
+
+detail::KeyHold Store::Impl::lock_file(const fs::path& lock_path, const std::string& key) {
+  detail::KeyHold hold;
+  hold.lock = locks.get(lock_path);
+  hold.guard = hold.lock->acquire(options.lock_timeout);
+  if (hold.lock->lock_counter() > 1) {
+    throw Error(Errc::conflict, context(key), lock_path,
+                "this thread already holds the key's lock (a store write from inside the "
+                "function of another write of this key waits for itself)");
+  }
+  return hold;
+}
+
+detail::KeyHold Store::Impl::lock_key(const KeyPaths& p) { return lock_file(p.lock, p.key); }
+
+Store::Impl::Current Store::Impl::read_current(const KeyPaths& p) const {
+  Current cur;
+  auto fd = os::open(p.file, O_RDONLY | O_NOFOLLOW);
+  if (!fd.ok()) {
+    if (fd.err == ENOENT) return cur;
+    if (fd.err == ELOOP) {
+      throw Error(Errc::invalid_argument, context(p.key), p.file,
+                  "the key file is a symbolic link (refused, not followed)");
+    }
+    os::throw_errno(context(p.key) + ": cannot open the key file", p.file, fd.err);
+  }
+  auto data = os::read_all(fd.value);
+  os::close(fd.value);
+  if (!data.ok()) os::throw_errno(context(p.key) + ": cannot read the key file", p.file, data.err);
+  cur.exists = true;
+  cur.bytes = std::move(data.value);
+  cur.version = format::version_of(cur.bytes);
+  return cur;
+}
+
+json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
+  try {
+    return json::parse(cur.bytes);
+  } catch (const json::exception& e) {
+    throw Error(Errc::corrupt, context(p.key) + ": the key file does not parse", p.file,
+                std::string(e.what()) + " (nothing was written; repair() moves it aside)");
+  }
+}
+
+void Store::Impl::check_parses(const KeyPaths& p, const Current& cur) const {
+  if (!json::accept(cur.bytes)) (void)parse(p, cur);  // parse() throws the detailed error
+}
+
+std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
+  if (value.is_discarded()) {
+    throw Error(Errc::invalid_argument, context(p.key), {}, "the value is a discarded json");
+  }
+  try {
+    return value.dump(2);
+  } catch (const json::exception& e) {
+    throw Error(Errc::invalid_argument, context(p.key) + ": the value cannot be stored", {},
+                e.what());
+  }
+}
+
+detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_view bytes) const {
+  const std::string ctx = context(p.key);
+  detail::ReplaceOptions ro;
+  ro.keep_mode = false;  // key files get 0666 & ~umask, as the seed's Python writes them
+  ro.context = ctx;
+  try {
+    return detail::StagedReplace(p.file, bytes, options.durability, ro);
+  } catch (const Error& e) {
+    // The key's directory does not exist yet (striped locks; a lock file creates its own).
+    if (e.sys_errno() != ENOENT) throw;
+  }
+  if (auto s = os::mkdirs(p.file.parent_path()); !s.ok()) {
+    os::throw_errno(ctx + ": cannot create the key's directory", p.file.parent_path(), s.err);
+  }
+  return detail::StagedReplace(p.file, bytes, options.durability, ro);
+}
+
+void Store::Impl::replace_file(const KeyPaths& p, std::string_view bytes) const {
+  stage_file(p, bytes).commit();
+}
+
+void Store::Impl::remove_file(const KeyPaths& p) const {
+  if (auto s = os::unlink(p.file); !s.ok()) {
+    os::throw_errno(context(p.key) + ": cannot remove the key file", p.file, s.err);
+  }
+  if (options.durability == Durability::full) {
+    if (auto s = os::fsync_dir(p.file.parent_path()); !s.ok()) {
+      os::throw_errno(context(p.key) +
+                          ": cannot fsync the directory (the key is erased but the erase may "
+                          "not survive power loss)",
+                      p.file.parent_path(), s.err);
+    }
+  }
+}
+
+void Store::Impl::append_record(const KeyPaths& p, std::string_view op, const json* value,
+                                const std::optional<std::string>& prev,
+                                const std::optional<std::string>& version) {
+  detail::RecordFields fields;
+  fields.time = std::chrono::system_clock::now();
+  fields.key = p.key;
+  fields.op = op;
+  fields.value = value;
+  if (prev) fields.prev_version = *prev;
+  if (version) fields.version = *version;
+  log_writer().append(detail::render_record(fields));
+}
+
+Error Store::Impl::undo_after_log_failure(const KeyPaths& p, const Current& before,
+                                          const Error& log_error) {
+  const std::string cause = log_error.what();
+  try {
+    if (before.exists) {
+      replace_file(p, before.bytes);
+    } else {
+      remove_file(p);
+    }
+  } catch (const Error& undo_error) {
+    return Error(log_error.code(),
+                 context(p.key) +
+                     ": the new value is in place but its log record could not be appended, "
+                     "and putting the old value back failed too (" +
+                     undo_error.what() + "); repair() records it",
+                 p.file, cause);
+  }
+  return Error(log_error.code(),
+               context(p.key) +
+                   ": the log record could not be appended, so the write was taken back (the "
+                   "old value is in place)",
+               p.file, cause);
+}
+
+template <class Decide>
+Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_view op,
+                                            Decide&& decide) {
+  const KeyPaths p = paths(key);
+  detail::KeyHold hold = lock_key(p);
+  const Current cur = read_current(p);
+  Decision d = decide(p, cur);
+  Outcome out;
+  if (d.action == Decision::Action::keep) return out;
+  out.changed = true;
+  std::optional<std::string> prev;
+  if (cur.exists) prev = cur.version;
+  if (d.action == Decision::Action::write) {
+    const std::string bytes = render(p, d.value);
+    out.version = format::version_of(bytes);
+    replace_file(p, bytes);
+    try {
+      append_record(p, op, &d.value, prev, out.version);
+    } catch (const Error& e) {
+      throw undo_after_log_failure(p, cur, e);
+    }
+    out.value = std::move(d.value);
+  } else {
+    remove_file(p);
+    try {
+      append_record(p, op, nullptr, prev, std::nullopt);
+    } catch (const Error& e) {
+      throw undo_after_log_failure(p, cur, e);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store
+
+Store::Store(fs::path dir, StoreOptions options)
+    : impl_(std::make_unique<Impl>(std::move(dir), options)) {}
+
+Store::~Store() = default;
+
+const fs::path& Store::dir() const noexcept { return impl_->dir; }
+const StoreOptions& Store::options() const noexcept { return impl_->options; }
+
+fs::path Store::file_path(const std::string& key) const { return impl_->paths(key).file; }
+
+std::optional<Entry> Store::entry(const std::string& key) const {
+  const auto p = impl_->paths(key);
+  auto cur = impl_->read_current(p);
+  if (!cur.exists) return std::nullopt;
+  return Entry{impl_->parse(p, cur), std::move(cur.version)};
+}
+
+std::optional<json> Store::get(const std::string& key) const {
+  const auto p = impl_->paths(key);
+  auto cur = impl_->read_current(p);
+  if (!cur.exists) return std::nullopt;
+  return impl_->parse(p, cur);
+}
+
+bool Store::contains(const std::string& key) const {
+  const auto p = impl_->paths(key);
+  auto st = os::lstat(p.file);
+  if (st.ok()) return S_ISREG(st.value.mode);
+  if (st.err == ENOENT || st.err == ENOTDIR) return false;
+  os::throw_errno(impl_->context(key) + ": cannot stat the key file", p.file, st.err);
+}
+
+std::vector<std::string> Store::keys() const {
+  std::vector<std::string> out;
+  impl_->walk_keys([&](const Impl::WalkEntry& e) {
+    if (e.is_dir || e.depth == 0 || !format::is_key_file_name(e.name)) return;
+    if (auto key = format::decode_key_file(e.path.lexically_relative(impl_->keys_dir))) {
+      out.push_back(std::move(*key));
+    }
+  });
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Store::put(const std::string& key, const json& value) {
+  return impl_
+      ->write_one(key, "put",
+                  [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
+                    if (cur.exists) impl_->check_parses(p, cur);
+                    return Impl::Decision{Impl::Decision::Action::write, value};
+                  })
+      .version;
+}
+
+json Store::update_with(const std::string& key, const std::function<void(json&)>& fn) {
+  return impl_
+      ->write_one(key, "update",
+                  [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
+                    json value = cur.exists ? impl_->parse(p, cur) : json();
+                    fn(value);
+                    return Impl::Decision{Impl::Decision::Action::write, std::move(value)};
+                  })
+      .value;
+}
+
+json Store::update(const std::string& key, const std::function<void(json&)>& fn) {
+  return update_with(key, fn);
+}
+
+json Store::update(const std::string& key, const std::function<json(const json&)>& fn) {
+  return update_with(key, [&fn](json& v) { v = fn(std::as_const(v)); });
+}
+
+std::int64_t Store::increment(const std::string& key, std::int64_t delta) {
+  std::int64_t result = 0;
+  impl_->write_one(key, "increment", [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
+    std::int64_t before = 0;
+    if (cur.exists) {
+      json value = impl_->parse(p, cur);
+      if (value.is_number_unsigned() &&
+          value.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+        throw Error(Errc::invalid_argument, impl_->context(key) + ": cannot increment", p.file,
+                    "the value " + value.dump() + " does not fit in a 64-bit signed integer");
+      }
+      if (!value.is_number_integer()) {
+        std::string shown = value.dump();
+        if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+        throw Error(Errc::invalid_argument, impl_->context(key) + ": cannot increment", p.file,
+                    "the value is not an integer: " + shown);
+      }
+      before = value.get<std::int64_t>();
+    }
+    if (__builtin_add_overflow(before, delta, &result)) {
+      throw Error(Errc::invalid_argument, impl_->context(key) + ": cannot increment", p.file,
+                  std::to_string(before) + " + " + std::to_string(delta) +
+                      " overflows a 64-bit signed integer");
+    }
+    return Impl::Decision{Impl::Decision::Action::write, json(result)};
+  });
+  return result;
+}
+
+bool Store::erase(const std::string& key) {
+  return impl_
+      ->write_one(key, "erase",
+                  [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
+                    if (!cur.exists) return Impl::Decision{};
+                    impl_->check_parses(p, cur);
+                    return Impl::Decision{Impl::Decision::Action::erase, json()};
+                  })
+      .changed;
+}
+
+bool Store::compare_and_put(const std::string& key,
+                            const std::optional<std::string>& expected_version, const json& value) {
+  return impl_
+      ->write_one(
+          key, "cas",
+          [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
+            if (expected_version ? !cur.exists || cur.version != *expected_version : cur.exists) {
+              return Impl::Decision{};
+            }
+            if (cur.exists) impl_->check_parses(p, cur);
+            return Impl::Decision{Impl::Decision::Action::write, value};
+          })
+      .changed;
+}
+
+std::map<std::string, json> Store::update_many(
+    const std::vector<std::string>& keys,
+    const std::function<void(std::map<std::string, json>&)>& fn) {
+  // Validate everything first; then lock in one global order (by lock file: with stripes two
+  // keys may share one), which makes concurrent update_many calls deadlock-free.
+  std::map<std::string, Impl::KeyPaths> requested;
+  for (const auto& key : keys) requested.emplace(key, impl_->paths(key));
+  std::map<fs::path, const std::string*> lock_order;
+  for (const auto& [key, p] : requested) lock_order.emplace(p.lock, &key);
+  std::vector<detail::KeyHold> holds;
+  holds.reserve(lock_order.size());
+  for (const auto& [lock, key] : lock_order) holds.push_back(impl_->lock_file(lock, *key));
+
+  std::map<std::string, Impl::Current> current;
+  std::map<std::string, json> values;
+  for (const auto& [key, p] : requested) {
+    auto& cur = current[key] = impl_->read_current(p);
+    if (cur.exists) values.emplace(key, impl_->parse(p, cur));
+  }
+  fn(values);
+  for (const auto& [key, value] : values) {
+    if (!requested.count(key)) {
+      throw Error(Errc::invalid_argument, "update_many", {},
+                  "the function added key " + detail::store_format::quote_key(key) +
+                      ", which was not requested (nothing was written)");
+    }
+  }
+
+  // Stage every new file first (a full disk fails here, before anything changed), then rename
+  // (or unlink) them all, then log them all.
+  struct Change {
+    const Impl::KeyPaths* p;
+    const Impl::Current* before;
+    const json* value;  // nullptr: erase
+    std::string version;
+    std::optional<detail::StagedReplace> staged;
+  };
+  std::vector<Change> changes;
+  for (const auto& [key, p] : requested) {
+    const Impl::Current& cur = current[key];
+    auto it = values.find(key);
+    if (it == values.end()) {
+      if (cur.exists) changes.push_back(Change{&p, &cur, nullptr, {}, std::nullopt});
+      continue;
+    }
+    std::string bytes = impl_->render(p, it->second);
+    if (cur.exists && bytes == cur.bytes) continue;
+    Change c{&p, &cur, &it->second, format::version_of(bytes), std::nullopt};
+    changes.push_back(std::move(c));
+    changes.back().staged.emplace(impl_->stage_file(p, bytes));
+  }
+
+  std::size_t done = 0;  // changes[0, done) are in place
+  std::size_t logged = 0;
+  auto undo_unlogged = [&](const Error& e) -> Error {
+    // Put back every change in place whose record is not in the log; the first failure wins.
+    std::optional<Error> result;
+    for (std::size_t i = logged; i < done; ++i) {
+      Error err = impl_->undo_after_log_failure(*changes[i].p, *changes[i].before, e);
+      if (!result) result = err;
+    }
+    if (!result) return e;
+    return *result;
+  };
+  try {
+    std::set<fs::path> dirs;
+    for (; done < changes.size(); ++done) {
+      Change& c = changes[done];
+      if (c.value) {
+        c.staged->commit(/*fsync_dir=*/false);
+      } else {
+        if (auto s = os::unlink(c.p->file); !s.ok()) {
+          os::throw_errno(impl_->context(c.p->key) + ": cannot remove the key file", c.p->file,
+                          s.err);
+        }
+      }
+      dirs.insert(c.p->file.parent_path());
+    }
+    if (impl_->options.durability == Durability::full) {
+      for (const auto& d : dirs) {
+        if (auto s = os::fsync_dir(d); !s.ok())
+          os::throw_errno("update_many: cannot fsync", d, s.err);
+      }
+    }
+    for (; logged < changes.size(); ++logged) {
+      Change& c = changes[logged];
+      std::optional<std::string> prev;
+      if (c.before->exists) prev = c.before->version;
+      std::optional<std::string> version;
+      if (c.value) version = c.version;
+      impl_->append_record(*c.p, "update_many", c.value, prev, version);
+    }
+  } catch (const Error& e) {
+    throw undo_unlogged(e);
+  }
+  return values;
+}
+
+std::vector<fs::path> Store::lock_files() const {
+  std::vector<fs::path> out;
+  if (impl_->options.lock_stripes != 0) {
+    for (std::size_t i = 0; i < impl_->options.lock_stripes; ++i) {
+      out.push_back(impl_->keys_dir / (std::string(format::kStripePrefix) + std::to_string(i) +
+                                       std::string(format::kLockSuffix)));
+    }
+  } else {
+    const std::string suffix =
+        std::string(format::kKeyFileSuffix) + std::string(format::kLockSuffix);
+    impl_->walk_keys([&](const Impl::WalkEntry& e) {
+      if (!e.is_dir && e.depth > 0 && e.name.size() > suffix.size() &&
+          e.name.compare(e.name.size() - suffix.size(), std::string::npos, suffix) == 0) {
+        out.push_back(e.path);
+      }
+    });
+  }
+  out.push_back(impl_->log_writer().lock_file());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const char* finding_kind_name(Finding::Kind kind) noexcept {
+  switch (kind) {
+    case Finding::Kind::corrupt_key_file: return "corrupt_key_file";
+    case Finding::Kind::unlogged_change: return "unlogged_change";
+    case Finding::Kind::missing_file: return "missing_file";
+    case Finding::Kind::orphan_temp: return "orphan_temp";
+    case Finding::Kind::torn_log_line: return "torn_log_line";
+    case Finding::Kind::stale_marker: return "stale_marker";
+    case Finding::Kind::bad_file_name: return "bad_file_name";
+  }
+  return "unknown";
+}
+
+}  // namespace lockdb

@@ -1,0 +1,142 @@
+// Store::Impl (private): shared by store.cpp (open, reads, writes) and store_verify.cpp.
+#pragma once
+
+#include <lockdb/file_lock.hpp>
+#include <lockdb/store.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "log_writer.hpp"
+#include "replace.hpp"
+
+namespace lockdb {
+namespace detail {
+
+// FileLock objects for the store's lock files, kept open between writes up to a bound. Each
+// FileLock excludes other threads of this process (in-process mutex) and other processes
+// (flock); keeping the object keeps its descriptor, so a hot key costs two flock calls per write.
+// Thread-safe.
+class LockCache {
+ public:
+  explicit LockCache(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+  // The lock object for `path`; the caller keeps the shared_ptr while it holds the lock.
+  std::shared_ptr<FileLock> get(const std::filesystem::path& path);
+
+ private:
+  struct Slot {
+    std::string path;
+    std::shared_ptr<FileLock> lock;
+  };
+  const std::size_t capacity_;  // constant after construction
+  std::mutex mu_;
+  std::list<Slot> lru_;                                               // guarded by mu_
+  std::unordered_map<std::string, std::list<Slot>::iterator> index_;  // guarded by mu_
+};
+
+// One held key lock. Members are destroyed in reverse order: the hold is released before the
+// lock object may go.
+struct KeyHold {
+  std::shared_ptr<FileLock> lock;
+  LockGuard guard;
+};
+
+}  // namespace detail
+
+struct Store::Impl {
+  // A key with its file and lock file.
+  struct KeyPaths {
+    std::string key;
+    std::filesystem::path file;
+    std::filesystem::path lock;
+  };
+  // What a key's file holds right now.
+  struct Current {
+    bool exists = false;
+    std::string bytes;
+    std::string version;  // empty when !exists
+  };
+
+  Impl(std::filesystem::path store_dir, StoreOptions store_options);
+
+  // Validates the key (Error{invalid_argument} naming it) and names its files.
+  KeyPaths paths(const std::string& key) const;
+  std::filesystem::path lock_path_of(std::string_view key, const std::filesystem::path& file) const;
+  // Takes a key's lock within options.lock_timeout. THROWS Timeout, Error{conflict} when this
+  // thread already holds it (a store write from inside update's fn).
+  detail::KeyHold lock_key(const KeyPaths& p);
+  detail::KeyHold lock_file(const std::filesystem::path& lock_path, const std::string& key);
+  // Reads a key file (no lock). THROWS Error{permission|io|invalid_argument} naming key and file.
+  Current read_current(const KeyPaths& p) const;
+  // Parses / checks key file bytes. THROWS Error{corrupt} naming key and file.
+  nlohmann::json parse(const KeyPaths& p, const Current& cur) const;
+  void check_parses(const KeyPaths& p, const Current& cur) const;
+  // The bytes a value is stored as. THROWS Error{invalid_argument} (invalid UTF-8 in a string).
+  std::string render(const KeyPaths& p, const nlohmann::json& value) const;
+
+  // Makes the key file hold `bytes` (temp + rename), creating the key's directory if needed.
+  void replace_file(const KeyPaths& p, std::string_view bytes) const;
+  detail::StagedReplace stage_file(const KeyPaths& p, std::string_view bytes) const;
+  // Removes the key file (and fsyncs its directory for Durability::full).
+  void remove_file(const KeyPaths& p) const;
+  // Appends one record. REQUIRES: the key's lock held. THROWS what LogWriter::append throws.
+  void append_record(const KeyPaths& p, std::string_view op, const nlohmann::json* value,
+                     const std::optional<std::string>& prev,
+                     const std::optional<std::string>& version);
+  // After append_record failed: puts `before` back into the key file. Returns an error to throw:
+  // the log error with the key named, saying whether the store is unchanged.
+  Error undo_after_log_failure(const KeyPaths& p, const Current& before, const Error& log_error);
+
+  // One locked read-modify-write of a key: lock, read, decide, write (or erase), log, unlock.
+  // `decide(const KeyPaths&, const Current&)` returns a Decision.
+  struct Decision {
+    enum class Action { keep, write, erase } action = Action::keep;
+    nlohmann::json value;
+  };
+  struct Outcome {
+    bool changed = false;
+    nlohmann::json value;
+    std::string version;
+  };
+  template <class Decide>
+  Outcome write_one(const std::string& key, std::string_view op, Decide&& decide);
+
+  // Visits keys/: every entry at its top (depth 0), and everything inside the shard
+  // directories ("00".."ff") and their continuation directories ("...~"), parents first.
+  struct WalkEntry {
+    std::filesystem::path path;
+    std::string name;
+    bool is_dir = false;  // a directory (not a symlink to one)
+    int depth = 0;        // 0: directly in keys/
+  };
+  void walk_keys(const std::function<void(const WalkEntry&)>& fn) const;
+
+  detail::LogWriter& log_writer();
+  std::string context(const std::string& key) const;
+
+  // Constant after construction.
+  std::filesystem::path dir;
+  std::filesystem::path keys_dir;
+  std::filesystem::path log_dir;
+  StoreOptions options;  // lock_stripes: the store's own (from its marker)
+
+  detail::LockCache locks;
+
+ private:
+  void walk_dir(const std::filesystem::path& path, int depth,
+                const std::function<void(const WalkEntry&)>& fn) const;
+
+  std::once_flag log_once_;
+  std::unique_ptr<detail::LogWriter> log_;  // set once under log_once_, then constant
+};
+
+}  // namespace lockdb

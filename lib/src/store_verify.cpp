@@ -1,0 +1,303 @@
+// verify() and repair(): do the key files and the log agree?
+//
+// The log is the chain of every key's versions: each record names the version before it
+// ("prev") and after it ("version"). Two things can break the chain:
+//   - a write around the store (the seed's Python helper, an editor): the file changes without a
+//     record, so the next record's prev differs from the record before it (a gap), or, if nobody
+//     wrote since, the file's version differs from the last record (unlogged_change);
+//   - a crash between the rename and the log append (the file is one change ahead), or between
+//     the unlink and the append of an erase (missing_file).
+// Both are found the same way: read the whole log once, remembering for each key its last
+// version and the gaps since its last "repair" record; then walk keys/ and compare.
+//
+// Writers may run meanwhile. A key that looks wrong is looked at again under its lock, after
+// reading the records appended since the first pass: a write in flight has finished by then
+// (and its record is in the log), so only real disagreements remain. Temp files are judged the
+// same way: under the key's lock no writer of the key is between its temp write and rename.
+//
+// repair() fixes a finding while it still holds the key's lock, and logs what it did with a
+// record of op "repair" whose prev is the last logged version and whose version is the file's:
+// the chain is whole again from there, and that record also marks earlier gaps of the key as
+// seen (verify() reports only gaps after a key's last repair record).
+#include <lockdb/history.hpp>
+#include <lockdb/store.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <set>
+
+#include <sys/stat.h>
+
+#include "os.hpp"
+#include "store_format.hpp"
+#include "store_impl.hpp"
+#include "util.hpp"
+
+namespace lockdb {
+
+namespace fs = std::filesystem;
+namespace format = detail::store_format;
+using nlohmann::json;
+
+namespace {
+
+const char* const kRepairOp = "repair";
+
+// What the log says about one key.
+struct KeyLog {
+  std::optional<std::string> version;  // after its last record; nullopt: absent
+  std::vector<std::string> gaps;       // descriptions of gaps after its last repair record
+};
+
+std::string show_version(const std::optional<std::string>& v) {
+  return v ? *v : std::string("absent");
+}
+
+void apply(KeyLog& k, const Record& r) {
+  if (r.op == kRepairOp) {
+    k.gaps.clear();
+  } else if (r.prev_version != k.version) {
+    k.gaps.push_back("the record of " + util::format_utc(r.time) + " (op " + r.op + ", pid " +
+                     std::to_string(r.pid) + ") starts from version " +
+                     show_version(r.prev_version) + ", but the log's previous version is " +
+                     show_version(k.version) + ": the file was changed around the store");
+  }
+  k.version = r.version;
+}
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// "20261130T180000.123456Z": a time usable in a file name everywhere.
+std::string file_name_time() {
+  std::string t = util::format_utc(std::chrono::system_clock::now());
+  t.erase(std::remove_if(t.begin(), t.end(), [](char c) { return c == '-' || c == ':'; }), t.end());
+  return t;
+}
+
+class Checker {
+ public:
+  Checker(Store::Impl& impl, bool fix) : impl_(impl), fix_(fix), history_(impl.dir) {}
+
+  std::vector<Finding> run() {
+    read_log();
+    walk();
+    for (auto& [key, k] : log_) {
+      if (k.version && !files_.count(key)) suspects_.insert(key);
+      if (!k.gaps.empty()) {
+        for (const auto& gap : k.gaps) {
+          add(Finding::Kind::unlogged_change, key, file_of(key), gap,
+              fix_ ? "; recorded as seen by a repair record" : "");
+        }
+        if (fix_) suspects_.insert(key);  // the acknowledging record is written under the lock
+      }
+    }
+    for (const auto& [key, path] : files_) {
+      auto it = log_.find(key);
+      std::optional<std::string> logged = it == log_.end() ? std::nullopt : it->second.version;
+      auto cur = read(key);
+      if (!cur.exists || !json::accept(cur.bytes) || logged != cur.version) suspects_.insert(key);
+    }
+    for (const auto& key : suspects_) confirm(key);
+    for (const auto& [temp, key] : temps_) check_temp(temp, key);
+    return std::move(findings_);
+  }
+
+ private:
+  void add(Finding::Kind kind, const std::string& key, fs::path path, std::string detail,
+           std::string_view action = {}) {
+    findings_.push_back(
+        Finding{kind, key, std::move(path), std::move(detail) + std::string(action)});
+  }
+
+  fs::path file_of(const std::string& key) const { return impl_.paths(key).file; }
+
+  Store::Impl::Current read(const std::string& key) const {
+    return impl_.read_current(impl_.paths(key));
+  }
+
+  void read_log() {
+    catch_up_from_ = history_.end();
+    std::size_t torn = history_.for_each(Query{}, [&](const Record& r) {
+      apply(log_[r.key], r);
+      return true;
+    });
+    if (torn > 0) {
+      add(Finding::Kind::torn_log_line, {}, impl_.log_dir,
+          std::to_string(torn) +
+              " torn line(s) in the log (a crash in the middle of an append); "
+              "readers skip them",
+          fix_ ? "; left in place: the log is append-only and they are never misread" : "");
+    }
+  }
+
+  // Files under keys/: key files, temp files, and anything that is not the store's.
+  void walk() {
+    impl_.walk_keys([&](const Store::Impl::WalkEntry& e) {
+      if (e.depth == 0) {
+        bool known = e.is_dir ? format::is_shard_name(e.name) : is_stripe_lock(e.name);
+        if (!known) bad_name(e.path, e.is_dir);
+        return;
+      }
+      if (e.is_dir) {
+        if (!format::is_continuation_dir(e.name)) bad_name(e.path, true);
+        return;
+      }
+      const fs::path dir_rel = e.path.parent_path().lexically_relative(impl_.keys_dir);
+      if (format::is_key_file_name(e.name)) {
+        if (auto key = format::decode_key_file(dir_rel / e.name)) {
+          files_.emplace(*key, e.path);
+          return;
+        }
+      } else if (auto owner = format::temp_owner(e.name)) {
+        if (auto key = format::decode_key_file(dir_rel / *owner)) {
+          temps_.emplace(e.path, *key);
+          return;
+        }
+      } else if (auto base = owner_of_suffixed(e.name)) {
+        // "<key file>.lock" and "<key file>.corrupt-<time>" (moved aside by repair()).
+        if (format::decode_key_file(dir_rel / *base)) return;
+      }
+      bad_name(e.path, false);
+    });
+  }
+
+  static bool is_stripe_lock(const std::string& name) {
+    if (name.compare(0, format::kStripePrefix.size(), format::kStripePrefix) != 0 ||
+        !ends_with(name, format::kLockSuffix)) {
+      return false;
+    }
+    std::string n =
+        name.substr(format::kStripePrefix.size(),
+                    name.size() - format::kStripePrefix.size() - format::kLockSuffix.size());
+    return !n.empty() &&
+           std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
+  }
+
+  static std::optional<std::string> owner_of_suffixed(const std::string& name) {
+    if (ends_with(name, std::string(format::kKeyFileSuffix) + std::string(format::kLockSuffix))) {
+      return name.substr(0, name.size() - format::kLockSuffix.size());
+    }
+    auto at = name.rfind(format::kCorruptInfix);
+    if (at != std::string::npos) return name.substr(0, at);
+    return std::nullopt;
+  }
+
+  void bad_name(const fs::path& path, bool is_dir) {
+    add(Finding::Kind::bad_file_name, {}, path,
+        std::string(is_dir ? "a directory" : "a file") +
+            " whose name is no key's (not written by lockdb)",
+        fix_ ? "; left in place: it may be someone's" : "");
+  }
+
+  // Reads the records appended since the first pass (the key's lock is held, so all of the
+  // key's writes so far are in the log).
+  std::optional<std::string> logged_version_now(const std::string& key) {
+    KeyLog& k = log_[key];
+    Query q;
+    q.key = key;
+    history_.read_from(catch_up_from_, q, [&](const Record& r) { k.version = r.version; });
+    return k.version;
+  }
+
+  void confirm(const std::string& key) {
+    const auto p = impl_.paths(key);
+    detail::KeyHold hold = impl_.lock_key(p);
+    const auto logged = logged_version_now(key);
+    const auto cur = impl_.read_current(p);
+    const bool had_gaps = !log_[key].gaps.empty();
+    std::optional<json> value;
+    if (cur.exists) {
+      value = json::parse(cur.bytes, nullptr, /*allow_exceptions=*/false);
+      if (value->is_discarded()) {
+        corrupt(p, cur, logged);
+        return;
+      }
+    }
+    const std::optional<std::string> on_disk =
+        cur.exists ? std::optional<std::string>(cur.version) : std::nullopt;
+    if (on_disk == logged) {
+      // Agrees now. With fix_, record that the key's earlier gaps were seen.
+      if (fix_ && had_gaps) {
+        impl_.append_record(p, kRepairOp, value ? &*value : nullptr, logged, on_disk);
+      }
+      return;
+    }
+    Finding::Kind kind = Finding::Kind::unlogged_change;
+    std::string detail;
+    if (!cur.exists) {
+      kind = Finding::Kind::missing_file;
+      detail = "the log says the key exists (version " + *logged + "), its file does not";
+    } else if (!logged) {
+      kind = Finding::Kind::missing_file;
+      detail = "the key file exists (version " + cur.version +
+               ") but the log says the key is absent (written around the store, or a crash "
+               "before the record was appended)";
+    } else {
+      detail = "the key file is at version " + cur.version + ", the log's last version is " +
+               *logged + " (written around the store, or a crash before the record was appended)";
+    }
+    if (fix_) {
+      impl_.append_record(p, kRepairOp, value ? &*value : nullptr, logged, on_disk);
+      detail += cur.exists ? "; logged the file's value (op repair)"
+                           : "; logged the key's absence (op repair)";
+    }
+    add(kind, key, p.file, std::move(detail));
+  }
+
+  void corrupt(const Store::Impl::KeyPaths& p, const Store::Impl::Current& cur,
+               const std::optional<std::string>& logged) {
+    std::string detail = "the key file does not parse as JSON (version " + cur.version + ", " +
+                         std::to_string(cur.bytes.size()) + " bytes)";
+    if (fix_) {
+      fs::path aside = p.file;
+      aside += std::string(format::kCorruptInfix) + file_name_time();
+      if (auto s = os::rename(p.file, aside); !s.ok()) {
+        os::throw_errno(impl_.context(p.key) + ": cannot move the corrupt key file aside to " +
+                            aside.filename().string(),
+                        p.file, s.err);
+      }
+      impl_.append_record(p, kRepairOp, nullptr, logged, std::nullopt);
+      detail += "; moved aside to " + aside.filename().string() + " and logged the key's absence";
+    }
+    add(Finding::Kind::corrupt_key_file, p.key, p.file, std::move(detail));
+  }
+
+  void check_temp(const fs::path& temp, const std::string& key) {
+    const auto p = impl_.paths(key);
+    detail::KeyHold hold = impl_.lock_key(p);
+    auto st = os::lstat(temp);
+    if (!st.ok()) return;  // a writer renamed or removed it meanwhile
+    std::string detail = "a temp file of key " + format::quote_key(key) +
+                         " left by a writer that did not finish (" + std::to_string(st.value.size) +
+                         " bytes)";
+    if (fix_) {
+      if (auto s = os::unlink(temp); !s.ok() && s.err != ENOENT) {
+        os::throw_errno("repair: cannot remove the orphaned temp file", temp, s.err);
+      }
+      detail += "; removed";
+    }
+    add(Finding::Kind::orphan_temp, key, temp, std::move(detail));
+  }
+
+  Store::Impl& impl_;
+  const bool fix_;
+  History history_;
+  LogPosition catch_up_from_;
+  std::map<std::string, KeyLog> log_;
+  std::map<std::string, fs::path> files_;
+  std::map<fs::path, std::string> temps_;
+  std::set<std::string> suspects_;
+  std::vector<Finding> findings_;
+};
+
+}  // namespace
+
+std::vector<Finding> Store::verify() const { return Checker(*impl_, /*fix=*/false).run(); }
+
+std::vector<Finding> Store::repair() { return Checker(*impl_, /*fix=*/true).run(); }
+
+}  // namespace lockdb
