@@ -31,6 +31,7 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "os.hpp"
 #include "util.hpp"
@@ -178,10 +179,12 @@ bool SoftFileLock::backend_acquire(bool,
       nonce_ = std::move(nonce);
       return true;
     }
-    if (fd.err == EISDIR) {
-      throw Error(Errc::invalid_argument, "cannot create lock marker", path(), "it is a directory");
-    }
     if (fd.err != EEXIST) os::throw_errno("cannot create lock marker", path(), fd.err);
+    if (auto st = os::lstat(path()); st.ok() && !S_ISREG(st.value.mode)) {
+      throw Error(Errc::invalid_argument, "cannot create lock marker", path(),
+                  S_ISDIR(st.value.mode) ? "it is a directory"
+                                         : "it is not a regular file (refused, not followed)");
+    }
 
     if (auto m = read_marker(path()); m && marker_is_stale(*m, stale_after_)) {
       if (break_stale(path(), *m, stale_after_)) continue;
