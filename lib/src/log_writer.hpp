@@ -1,6 +1,6 @@
 // The history log's writer (private): used by Store to append one record per change while the
 // key is still locked. The reader side is public (history.hpp). On-disk layout and record
-// fields: format.hpp and FORMAT.md.
+// fields: log_format.hpp and FORMAT.md; the append protocol: log_writer.cpp.
 #pragma once
 
 #include <lockdb/durability.hpp>
@@ -42,7 +42,12 @@ class LogWriter {
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;
 
+  // REQUIRES: record_line is one line (no '\n'). Blocks only while a rotation or the start of
+  // a compaction holds the log lock exclusive (microseconds to milliseconds).
   void append(std::string_view record_line);
+  // Starts a new segment now when the newest one holds any record (compaction does this first,
+  // so that every older segment is final). Returns the newest segment's number.
+  std::uint64_t rotate();
   // The lock file that coordinates appenders and rotation.
   std::filesystem::path lock_file() const;
 

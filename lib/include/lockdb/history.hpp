@@ -57,10 +57,16 @@ struct Query {
   std::optional<std::size_t> limit;  // at most this many (the first ones in log order)
 };
 
-// A position in the log: the next byte to read.
+// A position in the log: the next byte to read. Positions come from end() and read_from();
+// {segment, offset} without an id is accepted too (an offset inside a line moves on to the next
+// line start).
 struct LogPosition {
   std::uint64_t segment = 1;
   std::uint64_t offset = 0;
+  // The segment's id (from its header; 0: unknown). A compaction replaces segments by new files
+  // with new ids, which lets read_from() tell a position in a replaced segment from one in its
+  // replacement.
+  std::uint64_t segment_id = 0;
 };
 
 class History {
@@ -82,7 +88,11 @@ class History {
   LogPosition end() const;
   // Reads the complete records appended at or after `from`, in order, following rotation into
   // later segments; returns the position to continue from (a torn or unfinished last line is
-  // left for the next call). For `lockdb log --follow`.
+  // left for the next call). For `lockdb log --follow`. query.limit counts within this call.
+  // Compaction while following: a follower that had read its segment to the end continues
+  // exactly (no record twice, none missed); one that was behind inside a segment that compaction
+  // replaced gets that segment's kept records from their start (some again, none missed). A
+  // follower that slept through two compactions starts over at the compacted segment.
   LogPosition read_from(LogPosition from, const Query& query,
                         const std::function<void(const Record&)>& fn) const;
 

@@ -6,4 +6,5 @@
 #include <lockdb/file_lock.hpp>
 #include <lockdb/files.hpp>
 #include <lockdb/guards.hpp>
+#include <lockdb/history.hpp>
 #include <lockdb/store.hpp>

@@ -1,0 +1,405 @@
+#include "log_reader.hpp"
+
+#include <lockdb/error.hpp>
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include <fcntl.h>
+
+#include "log_format.hpp"
+#include "os.hpp"
+
+namespace lockdb::detail::log_reader {
+namespace fmt = log_format;
+namespace {
+
+constexpr std::size_t kChunkBytes = 1 << 20;  // one read(2): measured as fast as mmap here
+
+// Reads the header line at the start of `s` (if any) into s.id, s.first_record, s.compacted.
+void read_header(SegmentFile& s) {
+  const std::uint64_t size = s.size();
+  std::string head;
+  std::size_t nl = std::string::npos;
+  while (nl == std::string::npos && head.size() < size) {
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(size - head.size(), 64 * 1024));
+    const std::size_t old = head.size();
+    head.resize(old + want);
+    auto r = os::pread_into(s.fd, head.data() + old, want, static_cast<off_t>(old));
+    if (!r.ok()) os::throw_errno("cannot read log segment", s.path, r.err);
+    head.resize(old + r.value);
+    if (r.value == 0) break;
+    if (head.size() >= fmt::kHeaderStart.size() &&
+        head.compare(0, fmt::kHeaderStart.size(), fmt::kHeaderStart) != 0) {
+      return;  // no header: records from byte 0
+    }
+    nl = head.find('\n', old);
+  }
+  if (head.compare(0, fmt::kHeaderStart.size(), fmt::kHeaderStart) != 0 ||
+      nl == std::string::npos) {
+    return;  // no header, or one cut short (never written so: segments are renamed into place)
+  }
+  s.first_record = nl + 1;
+  const auto j = nlohmann::json::parse(head.begin(), head.begin() + static_cast<long>(nl), nullptr,
+                                       /*allow_exceptions=*/false);
+  if (!j.is_object()) return;  // a garbled header: skipped, like a torn line
+  const auto version = j.value(fmt::kHeaderFormat, nlohmann::json()).is_number_integer()
+                           ? j[fmt::kHeaderFormat].get<std::int64_t>()
+                           : -1;
+  if (version > fmt::kLogFormatVersion) {
+    throw Error(Errc::version, "cannot read log segment", s.path,
+                "it has format version " + std::to_string(version) +
+                    "; this lockdb reads up to version " + std::to_string(fmt::kLogFormatVersion));
+  }
+  if (auto id = j.find(fmt::kHeaderId); id != j.end() && id->is_string()) {
+    s.id = fmt::parse_id(id->get<std::string>()).value_or(0);
+  }
+  auto c = j.find(fmt::kHeaderCompacted);
+  if (c == j.end() || !c->is_object()) return;
+  s.compacted = true;
+  auto list = c->find(fmt::kCompactedReplaced);
+  if (list == c->end() || !list->is_array()) return;
+  for (const auto& e : *list) {
+    if (!e.is_object()) continue;
+    Replaced r;
+    r.segment = e.value(fmt::kReplacedSegment, std::uint64_t{0});
+    if (auto id = e.find(fmt::kReplacedId); id != e.end() && id->is_string()) {
+      r.id = fmt::parse_id(id->get<std::string>()).value_or(0);
+    }
+    r.bytes = e.value(fmt::kReplacedBytes, std::uint64_t{0});
+    r.at = e.value(fmt::kReplacedAt, std::uint64_t{0});
+    s.replaced.push_back(r);
+  }
+}
+
+// Calls fn for the complete lines in b[0, n) (which ends with '\n') holding `needle`.
+// Returns false when fn stopped; *end is then just past that line.
+bool scan_region(const char* b, std::size_t n, std::uint64_t base, std::string_view needle,
+                 const LineFn& fn, std::uint64_t* end) {
+  std::size_t p = 0;
+  while (p < n) {
+    const char* line;
+    const char* nl;
+    if (needle.empty()) {
+      line = b + p;
+      nl = static_cast<const char*>(std::memchr(line, '\n', n - p));
+    } else {
+      const void* hit = ::memmem(b + p, n - p, needle.data(), needle.size());
+      if (hit == nullptr) return true;
+      const char* h = static_cast<const char*>(hit);
+      const void* before = ::memrchr(b + p, '\n', static_cast<std::size_t>(h - (b + p)));
+      line = before ? static_cast<const char*>(before) + 1 : b + p;
+      nl = static_cast<const char*>(std::memchr(h, '\n', static_cast<std::size_t>(b + n - h)));
+    }
+    const auto line_off = static_cast<std::size_t>(line - b);
+    const auto next = static_cast<std::size_t>(nl - b) + 1;
+    if (!fn(std::string_view(line, static_cast<std::size_t>(nl - line)), base + line_off)) {
+      *end = base + next;
+      return false;
+    }
+    p = next;
+  }
+  return true;
+}
+
+// ---- RapidJSON ----
+using Allocator = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
+using Document = rapidjson::GenericDocument<rapidjson::UTF8<>, Allocator, rapidjson::CrtAllocator>;
+using Value = rapidjson::GenericValue<rapidjson::UTF8<>, Allocator>;
+
+std::string_view view(const Value& v) { return {v.GetString(), v.GetStringLength()}; }
+
+nlohmann::json to_json(const Value& v) {
+  switch (v.GetType()) {
+    case rapidjson::kNullType: return nullptr;
+    case rapidjson::kFalseType: return false;
+    case rapidjson::kTrueType: return true;
+    case rapidjson::kStringType: return std::string(view(v));
+    case rapidjson::kNumberType:
+      // As nlohmann parses: non-negative integers unsigned, negative ones signed.
+      if (v.IsUint64()) return v.GetUint64();
+      if (v.IsInt64()) return v.GetInt64();
+      return v.GetDouble();
+    case rapidjson::kArrayType: {
+      nlohmann::json a = nlohmann::json::array();
+      a.get_ref<nlohmann::json::array_t&>().reserve(v.Size());
+      for (const auto& e : v.GetArray()) a.push_back(to_json(e));
+      return a;
+    }
+    case rapidjson::kObjectType: {
+      nlohmann::json o = nlohmann::json::object();
+      for (const auto& m : v.GetObject()) o[std::string(view(m.name))] = to_json(m.value);
+      return o;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+// ---- SegmentFile ----
+SegmentFile::SegmentFile(SegmentFile&& o) noexcept
+    : number(o.number),
+      path(std::move(o.path)),
+      fd(std::exchange(o.fd, -1)),
+      id(o.id),
+      first_record(o.first_record),
+      compacted(o.compacted),
+      replaced(std::move(o.replaced)) {}
+
+SegmentFile& SegmentFile::operator=(SegmentFile&& o) noexcept {
+  if (this != &o) {
+    os::close(fd);
+    number = o.number;
+    path = std::move(o.path);
+    fd = std::exchange(o.fd, -1);
+    id = o.id;
+    first_record = o.first_record;
+    compacted = o.compacted;
+    replaced = std::move(o.replaced);
+  }
+  return *this;
+}
+
+SegmentFile::~SegmentFile() { os::close(fd); }
+
+std::uint64_t SegmentFile::size() const {
+  auto st = os::fstat(fd);
+  if (!st.ok()) os::throw_errno("cannot stat log segment", path, st.err);
+  return static_cast<std::uint64_t>(st.value.size);
+}
+
+std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir) {
+  auto pause = std::chrono::microseconds(50);
+  for (int attempt = 0;; ++attempt) {
+    auto names = os::list_dir(log_dir);
+    if (!names.ok()) {
+      if (names.err == ENOENT) return {};
+      os::throw_errno("cannot list the log directory", log_dir, names.err);
+    }
+    std::map<std::uint64_t, std::string> listed;
+    for (auto& name : names.value) {
+      if (auto n = fmt::parse_segment_name(name)) {
+        auto [it, fresh] = listed.emplace(*n, name);
+        if (!fresh) {
+          throw Error(Errc::corrupt, "cannot read the log", log_dir,
+                      "two segment files have number " + std::to_string(*n) + ": " + it->second +
+                          " and " + name);
+        }
+      }
+    }
+    std::vector<SegmentFile> segs;
+    std::uint64_t highest_missing = 0;
+    for (const auto& [n, name] : listed) {
+      SegmentFile s;
+      s.number = n;
+      s.path = log_dir / name;
+      auto fd = os::open(s.path, O_RDONLY);
+      if (!fd.ok()) {
+        if (fd.err == ENOENT) {  // removed by a compaction since the listing
+          highest_missing = n;
+          continue;
+        }
+        os::throw_errno("cannot open log segment", s.path, fd.err);
+      }
+      s.fd = fd.value;
+      read_header(s);
+      segs.push_back(std::move(s));
+    }
+    auto newest_compacted =
+        std::find_if(segs.rbegin(), segs.rend(), [](const SegmentFile& s) { return s.compacted; });
+    if (newest_compacted != segs.rend()) {
+      segs.erase(segs.begin(), std::prev(newest_compacted.base()));
+    }
+    // A segment that vanished is fine only if an opened compacted segment covers it.
+    if (highest_missing == 0 ||
+        (!segs.empty() && segs.front().compacted && segs.front().number > highest_missing)) {
+      return segs;
+    }
+    if (attempt >= 2000) {
+      throw Error(Errc::io, "cannot read a consistent view of the log", log_dir,
+                  "segments kept disappearing while it was read");
+    }
+    std::this_thread::sleep_for(pause);  // a compaction is removing segments: let it finish
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(5));
+  }
+}
+
+ScanResult scan(const SegmentFile& seg, std::uint64_t start, std::uint64_t limit,
+                std::string_view needle, const LineFn& fn) {
+  ScanResult res;
+  res.end = start;
+  if (start >= limit) return res;
+  std::size_t cap = static_cast<std::size_t>(std::min<std::uint64_t>(kChunkBytes, limit - start));
+  std::unique_ptr<char[]> buf(new char[cap]);
+  std::uint64_t base = start;  // file offset of buf[0]
+  std::size_t have = 0;
+  for (;;) {
+    if (have < cap && base + have < limit) {
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(cap - have, limit - base - have));
+      auto r = os::pread_into(seg.fd, buf.get() + have, want, static_cast<off_t>(base + have));
+      if (!r.ok()) os::throw_errno("cannot read log segment", seg.path, r.err);
+      if (r.value == 0) limit = base + have;  // shorter than when we looked: read what is there
+      have += r.value;
+    }
+    const bool at_limit = base + have >= limit;
+    const void* last_nl = have ? ::memrchr(buf.get(), '\n', have) : nullptr;
+    if (last_nl == nullptr) {
+      if (at_limit) {
+        res.tail.assign(buf.get(), have);
+        return res;
+      }
+      if (have == cap) {  // a line longer than the buffer
+        std::unique_ptr<char[]> bigger(new char[cap * 2]);
+        std::memcpy(bigger.get(), buf.get(), have);
+        buf = std::move(bigger);
+        cap *= 2;
+      }
+      continue;
+    }
+    const std::size_t region =
+        static_cast<std::size_t>(static_cast<const char*>(last_nl) - buf.get()) + 1;
+    if (at_limit || have == cap) {  // scan full buffers only: fewer, larger memmem calls
+      if (!scan_region(buf.get(), region, base, needle, fn, &res.end)) {
+        res.stopped = true;
+        return res;
+      }
+      res.end = base + region;
+      std::memmove(buf.get(), buf.get() + region, have - region);
+      base += region;
+      have -= region;
+      if (at_limit && have == 0) return res;
+    }
+  }
+}
+
+std::uint64_t last_line_end(const SegmentFile& seg, std::uint64_t size) {
+  char buf[64 * 1024];
+  std::uint64_t hi = size;
+  while (hi > seg.first_record) {
+    const std::uint64_t lo = hi > sizeof buf
+                                 ? std::max<std::uint64_t>(seg.first_record, hi - sizeof buf)
+                                 : seg.first_record;
+    const auto n = static_cast<std::size_t>(hi - lo);
+    auto r = os::pread_into(seg.fd, buf, n, static_cast<off_t>(lo));
+    if (!r.ok()) os::throw_errno("cannot read log segment", seg.path, r.err);
+    if (r.value < n) return lo;  // shorter than when we looked
+    if (const void* nl = ::memrchr(buf, '\n', n)) {
+      return lo + static_cast<std::uint64_t>(static_cast<const char*>(nl) - buf) + 1;
+    }
+    hi = lo;
+  }
+  return std::min(seg.first_record, size);
+}
+
+// ---- RecordParser ----
+struct RecordParser::Impl {
+  alignas(8) char pool_buffer[64 * 1024];
+  Allocator pool{pool_buffer, sizeof pool_buffer};
+  Document doc{&pool};
+  const Value* value = nullptr;
+
+  // Parses `text` as one whole record.
+  bool parse_exact(std::string_view text, Parsed& out) {
+    doc.SetNull();  // the pool owns the old tree (MemoryPoolAllocator frees nothing itself)
+    pool.Clear();
+    value = nullptr;
+    doc.Parse<rapidjson::kParseFullPrecisionFlag>(text.data(), text.size());
+    if (doc.HasParseError() || !doc.IsObject()) return false;
+    bool has_time = false, has_key = false, has_op = false;
+    out = Parsed{};
+    for (const auto& m : doc.GetObject()) {
+      const std::string_view name = view(m.name);
+      const Value& v = m.value;
+      if (name == fmt::kFieldTime) {
+        if (!v.IsString()) return false;
+        auto t = fmt::parse_time(view(v));
+        if (!t) return false;
+        out.time = *t;
+        has_time = true;
+      } else if (name == fmt::kFieldKey) {
+        if (!v.IsString() || v.GetStringLength() == 0) return false;
+        out.key = view(v);
+        has_key = true;
+      } else if (name == fmt::kFieldOp) {
+        if (!v.IsString()) return false;
+        out.op = view(v);
+        has_op = true;
+      } else if (name == fmt::kFieldPrev || name == fmt::kFieldVersion) {
+        std::optional<std::string_view> token;
+        if (v.IsString()) {
+          token = view(v);
+        } else if (!v.IsNull()) {
+          return false;
+        }
+        (name == fmt::kFieldPrev ? out.prev : out.version) = token;
+      } else if (name == fmt::kFieldPid) {
+        if (!v.IsInt64()) return false;
+        out.pid = static_cast<long>(v.GetInt64());
+      } else if (name == fmt::kFieldHost) {
+        if (!v.IsString()) return false;
+        out.host = view(v);
+      } else if (name == fmt::kFieldValue) {
+        value = &v;
+        out.has_value = true;
+      }
+    }
+    return has_time && has_key && has_op;
+  }
+};
+
+RecordParser::RecordParser() : impl_(std::make_unique<Impl>()) {}
+RecordParser::~RecordParser() = default;
+
+RecordParser::Outcome RecordParser::parse(std::string_view line, Parsed& out) {
+  if (line.empty()) return Outcome::blank;
+  if (impl_->parse_exact(line, out)) return Outcome::record;
+  // A torn fragment, perhaps with another writer's whole record glued after it: a record starts
+  // with kRecordStart, and only the suffix starting at a real record's first byte parses as one
+  // whole object to the end of the line.
+  for (std::size_t at = line.find(fmt::kRecordStart, 1); at != std::string_view::npos;
+       at = line.find(fmt::kRecordStart, at + 1)) {
+    if (impl_->parse_exact(line.substr(at), out)) {
+      out.offset_in_line = at;
+      return Outcome::fragment_record;
+    }
+  }
+  return Outcome::torn;
+}
+
+nlohmann::json RecordParser::value() const { return to_json(*impl_->value); }
+
+Record RecordParser::to_record(const Parsed& p, std::uint64_t segment,
+                               std::uint64_t line_offset) const {
+  Record r;
+  r.time = p.time;
+  r.key.assign(p.key);
+  r.op.assign(p.op);
+  if (p.has_value) r.value = value();
+  if (p.prev) r.prev_version.emplace(*p.prev);
+  if (p.version) r.version.emplace(*p.version);
+  r.pid = p.pid;
+  r.host.assign(p.host);
+  r.segment = segment;
+  r.offset = line_offset + p.offset_in_line;
+  return r;
+}
+
+std::string key_needle(std::string_view key, bool closed) {
+  std::string s = "\"";
+  s += fmt::kFieldKey;
+  s += "\":\"";
+  fmt::escape_json(key, s);
+  if (closed) s += '"';
+  return s;
+}
+
+}  // namespace lockdb::detail::log_reader

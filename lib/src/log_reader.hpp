@@ -1,0 +1,122 @@
+// Reading the history log (private): a consistent snapshot of the segments, a chunked line
+// scanner that filters on raw bytes before anything is parsed, and the record parser
+// (RapidJSON, hidden behind RecordParser). Used by History (history.cpp) and by compaction
+// (history_compact.cpp). Format: log_format.hpp and FORMAT.md.
+#pragma once
+
+#include <lockdb/history.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lockdb::detail::log_reader {
+
+// A segment that a compacted segment replaced: its number, id, size, and where its kept records
+// begin in the compacted segment (counted from the compacted segment's first record).
+struct Replaced {
+  std::uint64_t segment = 0;
+  std::uint64_t id = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t at = 0;
+};
+
+// One open segment of a snapshot. The descriptor keeps the file readable even if compaction
+// replaces or removes it meanwhile. Move-only.
+struct SegmentFile {
+  std::uint64_t number = 0;
+  std::filesystem::path path;
+  int fd = -1;
+  std::uint64_t id = 0;            // 0: the segment has no header
+  std::uint64_t first_record = 0;  // bytes of the header line (where records begin)
+  bool compacted = false;
+  std::vector<Replaced> replaced;  // when compacted
+
+  SegmentFile() = default;
+  SegmentFile(SegmentFile&& other) noexcept;
+  SegmentFile& operator=(SegmentFile&& other) noexcept;
+  SegmentFile(const SegmentFile&) = delete;
+  SegmentFile& operator=(const SegmentFile&) = delete;
+  ~SegmentFile();
+
+  // The file's size now. THROWS Error naming the segment.
+  std::uint64_t size() const;
+};
+
+// The segments to read, oldest first, all open. Consistent while compaction runs: a compacted
+// segment supersedes every lower-numbered one (those are dropped), and a segment that vanished
+// between listing and opening must be covered by a compacted segment that was opened, or the
+// listing is taken again. Empty when there is no log directory. THROWS Error{io|permission}
+// naming the file, Error{version} for a segment of a newer format.
+std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir);
+
+// ---- lines ----
+// fn(line without its '\n', file offset of the line) returns false to stop.
+using LineFn = std::function<bool(std::string_view line, std::uint64_t offset)>;
+
+struct ScanResult {
+  std::uint64_t end = 0;  // just past the last complete line scanned (where to resume)
+  bool stopped = false;   // fn returned false
+  std::string tail;       // bytes after the last '\n' up to `limit`: a line not yet complete
+};
+
+// Scans seg's bytes [start, limit) in large reads and calls fn for each complete line that
+// contains `needle` (memmem over the raw bytes; every line when needle is empty).
+// THROWS Error{io} naming the segment.
+ScanResult scan(const SegmentFile& seg, std::uint64_t start, std::uint64_t limit,
+                std::string_view needle, const LineFn& fn);
+
+// The offset just past the last '\n' in seg's bytes [seg.first_record, size).
+std::uint64_t last_line_end(const SegmentFile& seg, std::uint64_t size);
+
+// ---- records ----
+// A parsed record line. The views point into the parser and stay valid until its next parse().
+struct Parsed {
+  std::chrono::system_clock::time_point time;
+  std::string_view key;
+  std::string_view op;
+  std::optional<std::string_view> prev;
+  std::optional<std::string_view> version;
+  long pid = 0;
+  std::string_view host;
+  bool has_value = false;
+  std::size_t offset_in_line = 0;  // > 0 when a torn fragment preceded the record
+};
+
+class RecordParser {
+ public:
+  RecordParser();
+  ~RecordParser();
+  RecordParser(const RecordParser&) = delete;
+  RecordParser& operator=(const RecordParser&) = delete;
+
+  enum class Outcome {
+    record,           // the line is one record
+    fragment_record,  // a torn fragment with a whole record glued after it (both counted)
+    torn,             // no record in the line
+    blank,            // an empty line (a fragment's newline): nothing
+  };
+  Outcome parse(std::string_view line, Parsed& out);
+
+  // The last parsed record's value. REQUIRES: parse() found a record with a value.
+  nlohmann::json value() const;
+  // The whole Record. REQUIRES: parse() found a record.
+  Record to_record(const Parsed& p, std::uint64_t segment, std::uint64_t line_offset) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The canonical needle for a key: "key":"<escaped>" (with `closed`, its closing quote).
+std::string key_needle(std::string_view key, bool closed);
+
+}  // namespace lockdb::detail::log_reader
