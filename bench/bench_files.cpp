@@ -1,0 +1,389 @@
+// bench_files: atomic_json_update increments per second, 1/2/4/8 processes, on one shared file
+// and on one file per process, against
+//   python  the seed's Python pattern: its own atomic_json_update (python3 + filelock, json,
+//           os.replace), one interpreter per process;
+//   raw     a raw C loop of the same system calls: flock + read + write temp + rename, the lock
+//           file kept open, no JSON library (the design's limit).
+// All three write without fsync (atomic_json_update's default durability, `none`), in the same
+// directory, in one run; the variants are interleaved and the median of the rounds is printed,
+// with the ratios lockdb/python and lockdb/raw. Every run checks its final counters.
+//
+//   bench_files [--seconds 0.15] [--rounds 3] [--dir DIR] [--procs 1,2,4,8] [--python PATH]
+#include <lockdb/files.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The seed's atomic_json_update, verbatim, in a timed loop.
+const char* kPythonWorker = R"PY(
+from __future__ import annotations
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+from filelock import FileLock
+
+def atomic_json_update(
+    path: str | Path,
+    update_fn: Callable[[dict[str, Any]], dict[str, Any]],
+    lock_timeout: float = 30.0,
+) -> dict[str, Any]:
+    path = Path(path)
+    lock_path = path.with_suffix(path.suffix + ".lock")
+    with FileLock(str(lock_path), timeout=lock_timeout):
+        # Read current state
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            data = {}
+        # Apply update
+        new_data = update_fn(data)
+        # Write back atomically
+        suffix = ".tmp" + str(os.getpid())
+        tmp_path = path.with_suffix(suffix)
+        tmp_path.write_text(json.dumps(new_data, indent=2), encoding="utf-8")
+        os.replace(tmp_path, path)
+    return new_data
+
+def bump(data):
+    data["n"] = data.get("n", 0) + 1
+    return data
+
+print("READY", flush=True)
+sys.stdin.readline()
+end = time.monotonic() + float(sys.argv[2])
+count = 0
+while time.monotonic() < end:
+    atomic_json_update(sys.argv[1], bump)
+    count += 1
+print(count, flush=True)
+)PY";
+
+// ---- workers (this program re-executed with --worker) ----
+
+void ready_and_wait() {
+  std::printf("READY\n");
+  std::fflush(stdout);
+  char c;
+  while (::read(0, &c, 1) == 1 && c != '\n') {
+  }
+}
+
+long lockdb_worker(const std::string& path, double seconds) {
+  ready_and_wait();
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  long count = 0;
+  while (Clock::now() < end) {
+    lockdb::atomic_json_update(path,
+                               [](nlohmann::json& doc) { doc["n"] = doc.value("n", 0L) + 1; });
+    ++count;
+  }
+  return count;
+}
+
+long raw_worker(const std::string& path, double seconds) {
+  const std::string lock = path + ".lock", temp = path + ".tmp" + std::to_string(::getpid());
+  const int lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (lock_fd < 0) throw std::runtime_error("raw: cannot open " + lock);
+  ready_and_wait();
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  long count = 0;
+  char in[4096], out[64];
+  while (Clock::now() < end) {
+    if (::flock(lock_fd, LOCK_EX) != 0) throw std::runtime_error("raw: flock");
+    long value = 0;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      const ssize_t n = ::read(fd, in, sizeof in - 1);
+      ::close(fd);
+      in[n > 0 ? n : 0] = '\0';
+      const char* digits = std::strpbrk(in, "0123456789");
+      if (digits) value = std::strtol(digits, nullptr, 10);
+    }
+    const int len = std::snprintf(out, sizeof out, "{\n  \"n\": %ld\n}\n", value + 1);
+    const int t = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (t < 0 || ::write(t, out, static_cast<std::size_t>(len)) != len) {
+      throw std::runtime_error("raw: cannot write " + temp);
+    }
+    ::close(t);
+    if (::rename(temp.c_str(), path.c_str()) != 0) throw std::runtime_error("raw: rename");
+    ::flock(lock_fd, LOCK_UN);
+    ++count;
+  }
+  return count;
+}
+
+// ---- the driver ----
+
+// A worker process with its stdin and stdout on pipes.
+class Proc {
+ public:
+  explicit Proc(const std::vector<std::string>& argv) {
+    int in[2], out[2];
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
+      throw std::runtime_error("pipe failed");
+    }
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    to_ = in[1];
+    from_ = out[0];
+  }
+  ~Proc() {
+    ::close(to_);
+    ::close(from_);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+  }
+  Proc(const Proc&) = delete;
+  Proc& operator=(const Proc&) = delete;
+
+  std::string read_line() {
+    std::string line;
+    char c;
+    while (::read(from_, &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+  void go() {
+    if (::write(to_, "\n", 1) != 1) throw std::runtime_error("cannot start a worker");
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int to_ = -1, from_ = -1;
+};
+
+struct Options {
+  double seconds = 0.15;
+  int rounds = 3;
+  fs::path dir = fs::temp_directory_path();
+  std::vector<int> procs = {1, 2, 4, 8};
+  std::string python;
+};
+
+std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
+
+std::string find_python(const std::string& preferred) {
+  for (const std::string& py :
+       {preferred, std::string("/usr/bin/python3"), std::string("python3")}) {
+    if (py.empty()) continue;
+    const std::string cmd = py + " -c 'import filelock' >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0) return py;
+  }
+  return {};
+}
+
+std::string fs_name(const fs::path& dir) {
+  struct statfs s {};
+  if (::statfs(dir.c_str(), &s) != 0) return "?";
+  switch (static_cast<unsigned long>(s.f_type)) {
+    case 0xEF53: return "ext4";
+    case 0x01021994: return "tmpfs";
+    case 0x58465342: return "xfs";
+    case 0x9123683E: return "btrfs";
+    case 0x794c7630: return "overlayfs";
+    default: return "other";
+  }
+}
+
+long read_counter(const fs::path& p) {
+  std::FILE* f = std::fopen(p.c_str(), "r");
+  if (!f) return 0;
+  char buf[256] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* digits = std::strpbrk(buf, "0123456789");
+  return digits ? std::strtol(digits, nullptr, 10) : 0;
+}
+
+// One timed run: `procs` workers of `variant`, on one file or one file each. Returns ops/s.
+double run_once(const Options& o, const std::string& variant, int procs, bool one_file) {
+  std::string tmpl = (o.dir / "bench-files-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed in " + o.dir.string());
+  const fs::path dir = tmpl;
+  std::vector<fs::path> files;
+  for (int i = 0; i < procs; ++i) {
+    files.push_back(dir / (one_file ? "counter.json" : "counter" + std::to_string(i) + ".json"));
+  }
+  const std::string secs = std::to_string(o.seconds);
+  std::vector<std::unique_ptr<Proc>> workers;
+  for (int i = 0; i < procs; ++i) {
+    const std::string file = files[static_cast<std::size_t>(i)].string();
+    if (variant == "python") {
+      workers.push_back(std::make_unique<Proc>(
+          std::vector<std::string>{o.python, "-c", kPythonWorker, file, secs}));
+    } else {
+      workers.push_back(std::make_unique<Proc>(
+          std::vector<std::string>{self_exe(), "--worker", variant, file, secs}));
+    }
+  }
+  for (auto& w : workers) {
+    if (w->read_line() != "READY") throw std::runtime_error(variant + " worker failed to start");
+  }
+  ::sync();  // writeback left by the previous run slows the next one (see NOTES.md)
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto t0 = Clock::now();
+  for (auto& w : workers) w->go();
+  long total = 0;
+  std::map<std::string, long> per_file;
+  for (int i = 0; i < procs; ++i) {
+    const std::string line = workers[static_cast<std::size_t>(i)]->read_line();
+    if (line.empty() || line.find_first_not_of("0123456789") != std::string::npos) {
+      throw std::runtime_error(variant + " worker failed: '" + line + "'");
+    }
+    total += std::stol(line);
+    per_file[files[static_cast<std::size_t>(i)].string()] += std::stol(line);
+  }
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  workers.clear();
+  for (const auto& [file, count] : per_file) {
+    if (read_counter(file) != count) {
+      throw std::runtime_error(variant + ": lost updates in " + file + ": " +
+                               std::to_string(read_counter(file)) + " != " + std::to_string(count));
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return static_cast<double>(total) / elapsed;
+}
+
+std::string human(double v) {
+  char buf[32];
+  if (v <= 0) return "n/a";
+  if (v >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  } else if (v >= 1e3) {
+    std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  }
+  return buf;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int drive(const Options& o) {
+  std::vector<std::string> variants = {"lockdb", "raw"};
+  if (!o.python.empty()) variants.push_back("python");
+  std::printf("bench_files: atomic_json_update increments/s, median of %d rounds of %.2f s each\n",
+              o.rounds, o.seconds);
+  std::printf("dir %s (%s); no fsync in any variant; python: %s\n\n", o.dir.c_str(),
+              fs_name(o.dir).c_str(),
+              o.python.empty() ? "not found (needs python3 with filelock)" : o.python.c_str());
+
+  // results[layout][procs][variant] -> one value per round
+  std::map<bool, std::map<int, std::map<std::string, std::vector<double>>>> results;
+  for (int round = 0; round < o.rounds; ++round) {
+    for (bool one_file : {true, false}) {
+      for (int p : o.procs) {
+        for (std::size_t k = 0; k < variants.size(); ++k) {  // rotate the order every round
+          const std::string& v = variants[(k + static_cast<std::size_t>(round)) % variants.size()];
+          results[one_file][p][v].push_back(run_once(o, v, p, one_file));
+        }
+      }
+    }
+  }
+
+  std::printf("%-14s %5s %10s %10s %10s %14s %11s\n", "layout", "procs", "lockdb", "python",
+              "raw C", "lockdb/python", "lockdb/raw");
+  for (bool one_file : {true, false}) {
+    for (int p : o.procs) {
+      auto& r = results[one_file][p];
+      const double lk = median(r["lockdb"]), py = median(r["python"]), raw = median(r["raw"]);
+      char py_ratio[32] = "n/a", raw_ratio[32];
+      if (py > 0) std::snprintf(py_ratio, sizeof py_ratio, "%.2fx", lk / py);
+      std::snprintf(raw_ratio, sizeof raw_ratio, "%.2fx", lk / raw);
+      std::printf("%-14s %5d %10s %10s %10s %14s %11s\n", one_file ? "one file" : "file per proc",
+                  p, human(lk).c_str(), human(py).c_str(), human(raw).c_str(), py_ratio, raw_ratio);
+    }
+  }
+  std::printf("\ntargets: lockdb/python >= 3x, lockdb/raw >= 0.85x; all final counters checked\n");
+  return 0;
+}
+
+std::vector<int> parse_procs(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::stoi(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() == 4 && args[0] == "--worker") {
+      const double secs = std::stod(args[3]);
+      const long count =
+          args[1] == "raw" ? raw_worker(args[2], secs) : lockdb_worker(args[2], secs);
+      std::printf("%ld\n", count);
+      return 0;
+    }
+    Options o;
+    for (std::size_t i = 0; i + 1 < args.size(); i += 2) {
+      if (args[i] == "--seconds") {
+        o.seconds = std::stod(args[i + 1]);
+      } else if (args[i] == "--rounds") {
+        o.rounds = std::stoi(args[i + 1]);
+      } else if (args[i] == "--dir") {
+        o.dir = args[i + 1];
+      } else if (args[i] == "--procs") {
+        o.procs = parse_procs(args[i + 1]);
+      } else if (args[i] == "--python") {
+        o.python = args[i + 1];
+      } else {
+        throw std::invalid_argument("unknown option " + args[i]);
+      }
+    }
+    if (args.size() % 2 != 0) throw std::invalid_argument("options take one value each");
+    o.python = find_python(o.python);
+    return drive(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_files: %s\n", e.what());
+    return 1;
+  }
+}
