@@ -97,6 +97,24 @@ struct TempFile {
   }
 };
 
+// Removes every segment numbered below `number` (superseded by the compacted segment `number`).
+void remove_below(const std::filesystem::path& log_dir, std::uint64_t number) {
+  auto names = os::list_dir(log_dir);
+  if (!names.ok()) os::throw_errno("cannot list the log directory", log_dir, names.err);
+  bool removed = false;
+  for (const auto& name : names.value) {
+    auto n = fmt::parse_segment_name(name);
+    if (!n || *n >= number) continue;
+    if (auto s = os::unlink(log_dir / name); !s.ok() && s.err != ENOENT) {
+      os::throw_errno("cannot remove a compacted log segment (readers skip it)", log_dir / name,
+                      s.err);
+    }
+    removed = true;
+  }
+  if (!removed) return;
+  if (auto s = os::fsync_dir(log_dir); !s.ok()) os::throw_errno("cannot fsync", log_dir, s.err);
+}
+
 std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
   if (auto st = os::stat(log_dir); !st.ok()) {
     if (st.err == ENOENT) return 0;  // nothing logged yet
@@ -178,7 +196,10 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
     kept += line.kept;
   }
   const std::size_t dropped = lines.size() - kept;
-  if (dropped == 0 && torn == 0) return 0;
+  if (dropped == 0 && torn == 0) {
+    if (sealed.front().compacted) remove_below(log_dir, sealed.front().number);
+    return 0;
+  }
 
   // 4. Write the kept lines after the header.
   TempFile temp;
@@ -244,17 +265,7 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
   if (auto s = os::fsync_dir(log_dir); !s.ok()) os::throw_errno("cannot fsync", log_dir, s.err);
 
   // 6. Remove what it replaced, and leftovers of earlier crashed compactions.
-  auto now_names = os::list_dir(log_dir);
-  if (!now_names.ok()) os::throw_errno("cannot list the log directory", log_dir, now_names.err);
-  for (const auto& name : now_names.value) {
-    auto n = fmt::parse_segment_name(name);
-    if (!n || *n >= target.number) continue;
-    if (auto s = os::unlink(log_dir / name); !s.ok() && s.err != ENOENT) {
-      os::throw_errno("cannot remove a compacted log segment (readers skip it)", log_dir / name,
-                      s.err);
-    }
-  }
-  if (auto s = os::fsync_dir(log_dir); !s.ok()) os::throw_errno("cannot fsync", log_dir, s.err);
+  remove_below(log_dir, target.number);
   return dropped;
 }
 

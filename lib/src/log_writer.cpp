@@ -323,11 +323,11 @@ struct LogWriter::Impl {
       }
       // A failed write wrote nothing or a fragment. End the fragment so that the next record
       // starts on a fresh line; if even that fails, look at the tail before the next append.
-      std::string cause = w.ok() ? "wrote " + std::to_string(w.value) + " of " +
-                                       std::to_string(data.size()) + " bytes"
-                                 : os::error_text(w.err);
       check_tail = true;
-      if (w.ok() && w.value > 0) {
+      if (!w.ok()) os::throw_errno("cannot append to log segment", segment->path, w.err);
+      std::string cause =
+          "wrote " + std::to_string(w.value) + " of " + std::to_string(data.size()) + " bytes";
+      if (w.value > 0) {
         auto nl = os::write_once(segment->fd, "\n");
         if (nl.ok() && nl.value == 1) {
           check_tail = false;
@@ -335,7 +335,7 @@ struct LogWriter::Impl {
           cause += " (" + os::error_text(nl.err) + ")";
         }
       }
-      throw Error(Errc::io, "cannot append to log segment", segment->path, w.ok() ? cause : "");
+      throw Error(Errc::io, "cannot append to log segment", segment->path, cause);
     }
   }
 };
