@@ -114,13 +114,28 @@ RegisterHelper read_loop("read-loop", [](const std::vector<std::string>& a) {
   return 0;
 });
 
-// atomic-write-as UID PATH DATA: drop to UID, atomic_write, say OK (errors: see helper_main).
-RegisterHelper atomic_write_as("atomic-write-as", [](const std::vector<std::string>& a) {
+// write-as UID FUNC PATH DATA: drop to UID, call FUNC (atomic_write, locked_write,
+// locked_append, atomic_json_update: sets key "v" to DATA), say OK (errors: see helper_main).
+RegisterHelper write_as("write-as", [](const std::vector<std::string>& a) {
   if (!drop_to(a.at(0))) {
     say("SETUID-FAILED");
     return 4;
   }
-  atomic_write(a.at(1), a.at(2));
+  const std::string& func = a.at(1);
+  const std::string& path = a.at(2);
+  const std::string& data = a.at(3);
+  if (func == "atomic_write") {
+    atomic_write(path, data);
+  } else if (func == "locked_write") {
+    locked_write(path, data);
+  } else if (func == "locked_append") {
+    locked_append(path, data);
+  } else if (func == "atomic_json_update") {
+    atomic_json_update(path, [&](nlohmann::json& doc) { doc["v"] = data; });
+  } else {
+    say("UNKNOWN " + func);
+    return 2;
+  }
   say("OK");
   return 0;
 });

@@ -357,26 +357,37 @@ TEST_CASE("a directory the caller may not write: a clear permission error, never
   TempDir dir;
   ::chmod(dir.path().c_str(), 0755);
   const auto path = dir / "cfg.txt";
-  lockdb::locked_write(path, "old");  // as root: creates cfg.txt and cfg.txt.lock (0644)
+  const std::string old = "{\"v\": \"old\"}";  // JSON, for atomic_json_update
+  lockdb::locked_write(path, old);             // as root: creates cfg.txt and cfg.txt.lock (0644)
+  auto write_as_nobody = [&](const std::string& func) {
+    return lockdb::test::run(
+        {lockdb::test::helper_path(), "write-as", "65534", func, path.string(), "new"});
+  };
 
   SECTION("the lock file exists: the lock is taken read-only, the temp file is refused") {
-    auto r = lockdb::test::run(
-        {lockdb::test::helper_path(), "atomic-write-as", "65534", path.string(), "new"});
+    for (const char* func : {"atomic_write", "locked_write", "atomic_json_update"}) {
+      CAPTURE(func);
+      auto r = write_as_nobody(func);
+      REQUIRE(r.code == 3);
+      REQUIRE_THAT(r.out, Catch::StartsWith("ERROR permission cannot create a temp file in: " +
+                                            dir.path().string() + ": Permission denied"));
+    }
+    auto r = write_as_nobody("locked_append");
     REQUIRE(r.code == 3);
-    REQUIRE_THAT(r.out, Catch::StartsWith("ERROR permission cannot create a temp file in: " +
-                                          dir.path().string()) &&
-                            Catch::Contains("Permission denied"));
+    REQUIRE_THAT(r.out, Catch::StartsWith("ERROR permission cannot open for appending: " +
+                                          path.string() + ": Permission denied"));
   }
   SECTION("no lock file yet: the lock file cannot be created") {
     fs::remove(dir / "cfg.txt.lock");
-    auto r = lockdb::test::run(
-        {lockdb::test::helper_path(), "atomic-write-as", "65534", path.string(), "new"});
-    REQUIRE(r.code == 3);
-    REQUIRE_THAT(r.out, Catch::StartsWith("ERROR permission cannot open lock file: ") &&
-                            Catch::Contains("cfg.txt.lock") &&
-                            Catch::Contains("Permission denied"));
+    for (const char* func : {"locked_write", "locked_append", "atomic_json_update"}) {
+      CAPTURE(func);
+      auto r = write_as_nobody(func);
+      REQUIRE(r.code == 3);
+      REQUIRE_THAT(r.out, Catch::StartsWith("ERROR permission cannot open lock file: " +
+                                            path.string() + ".lock: Permission denied"));
+    }
   }
-  REQUIRE(lockdb::test::read_text(path) == "old");
+  REQUIRE(lockdb::test::read_text(path) == old);
   for (const auto& name : listing(dir.path())) REQUIRE(name.find(".tmp") == std::string::npos);
 }
 

@@ -308,24 +308,34 @@ bool FileLock::backend_acquire(bool shared,
       if (!r.ok()) throw_open_error(path(), r.err);
       fd_ = r.value;
       mode_applied_ = false;
+      path_verified_ = false;
     }
-    auto s = os::flock_until(fd_, shared, deadline);
+    // One non-blocking try first: the uncontended path is a single system call.
+    auto s = os::flock_until(fd_, shared, std::chrono::steady_clock::time_point{});
+    const bool waited = s.err == EWOULDBLOCK;
+    if (waited) s = os::flock_until(fd_, shared, deadline);
     if (!s.ok()) {
       if (s.err == EWOULDBLOCK) return false;
       if (s.err == ENOLCK || s.err == EOPNOTSUPP || s.err == EINVAL) {
         throw Error(Errc::lock_unsupported, "cannot lock", path(),
                     os::error_text(s.err) +
-                        " (this filesystem refuses OS locks; SoftFileLock "
-                        "works there)");
+                        " (this filesystem refuses OS locks; SoftFileLock works there)");
       }
       os::throw_errno("cannot lock", path(), s.err);
     }
     // The descriptor must still name the path: someone may have removed or replaced the file
-    // while we waited (see top).
+    // (see top). Removal and replacement by rename drop the inode's link count to zero, which
+    // fstat sees; the full comparison with the path's inode is made whenever the file was just
+    // opened or the lock had to be waited for, and costs a path lookup.
     auto mine = os::fstat(fd_);
-    auto now_at_path = os::lstat(path());
-    if (mine.ok() && now_at_path.ok() && mine.value.nlink > 0 &&
-        mine.value.dev == now_at_path.value.dev && mine.value.ino == now_at_path.value.ino) {
+    bool names_path = mine.ok() && mine.value.nlink > 0;
+    if (names_path && (waited || !path_verified_)) {
+      auto now_at_path = os::lstat(path());
+      names_path = now_at_path.ok() && mine.value.dev == now_at_path.value.dev &&
+                   mine.value.ino == now_at_path.value.ino;
+    }
+    if (names_path) {
+      path_verified_ = true;
       break;
     }
     (void)os::flock_unlock(fd_);

@@ -1,10 +1,12 @@
 // The seed pipeline's helpers (files.hpp).
 //
-// Every helper takes the data file's lock (path + ".lock") for the whole operation, so helpers in
-// this process, in other processes and in Python (filelock) exclude each other. Whole-content
-// writes go through detail::atomic_replace (replace.hpp), the one implementation of temp file +
+// Every helper takes the data file's lock (path + ".lock"), so helpers in this process, in other
+// processes and in Python (filelock) exclude each other. Whole-content writes go through
+// detail::atomic_replace / StagedReplace (replace.hpp), the one implementation of temp file +
 // (fsync) + rename + (directory fsync): a reader that takes no lock sees the old or the new
-// content, and a failure leaves the old content and no temp file.
+// content, and a failure leaves the old content and no temp file. atomic_write stages its temp
+// file before taking the lock (like the seed) and holds the lock only for the rename; the others
+// hold it from the read (or the decision to write) to the end.
 //
 // Appends (append_locked) cannot use a rename: they add to the file in place, with O_APPEND, in
 // one write(2). Holding the lock, the file's size before the write is exact, so a failed write or
@@ -205,13 +207,18 @@ bool try_locked_write(const std::filesystem::path& path, std::string_view data, 
 void atomic_write(const std::filesystem::path& path, std::string_view data,
                   const AtomicWriteOptions& options) {
   check_data_path(path);
+  detail::ReplaceOptions replace;
+  replace.mode = options.mode;
+  // The temp file is written (and fsynced) before the lock is taken, as the seed does, so the
+  // lock is held only for the rename. A temp file that is never committed is removed.
+  detail::StagedReplace staged(path, data, options.durability, replace);
   if (!options.take_lock) {
-    detail::atomic_replace(path, data, options.durability, options.mode);
+    staged.commit();
     return;
   }
   FileLock lock(lock_file_for(path));
   auto guard = lock.acquire(options.lock_timeout);
-  detail::atomic_replace(path, data, options.durability, options.mode);
+  staged.commit();
 }
 
 namespace detail {

@@ -221,6 +221,7 @@ class FileLock : public detail::LockBase {
   // Owned by the thread inside backend_* (LockBase serialises them).
   int fd_ = -1;
   bool mode_applied_ = false;
+  bool path_verified_ = false;  // fd_ was checked against the path since it was opened
 };
 
 // Marker-file lock: the lock is held while `path` exists holding this holder's record (pid,

@@ -96,6 +96,8 @@ struct AtomicWriteOptions {
 // over the target, (fsync the directory). Readers (locked or not) never see a partial file. On
 // any failure the temp file is removed, the old file is untouched, and the Error names the path
 // and the failing step. A symbolic link at `path` is replaced, not followed (like os.replace).
+// The temp file is written before the lock is taken (as the seed does): the lock is held only for
+// the rename. Blocks for the write and fsync, then up to `lock_timeout` for the lock.
 void atomic_write(const std::filesystem::path& path, std::string_view data,
                   const AtomicWriteOptions& options = {});
 

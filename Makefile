@@ -1,0 +1,56 @@
+# Two entry points (README "Quick start"): `make demo` and `make test`. Both install the Debian
+# packages lockdb needs when they are missing (as root), then build with CMake presets.
+#
+#   make demo   build (preset dev) and run the worker-counters demo
+#   make test   build and run every test (preset dev), then the concurrency tests under
+#               ASan+UBSan and TSan, then the install/consumer check
+#   make bench  build and run the benchmarks (not part of the tests)
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# Build: cmake g++ make; libraries: nlohmann-json3-dev rapidjson-dev libcli11-dev;
+# tests: catch2 python3 python3-filelock jq; benchmarks: libsqlite3-dev liblmdb-dev.
+PACKAGES := cmake g++ make nlohmann-json3-dev rapidjson-dev libcli11-dev catch2 \
+            python3 python3-filelock jq libsqlite3-dev liblmdb-dev
+
+.PHONY: deps build demo test test-dev test-asan test-tsan bench clean
+
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "missing Debian packages:$$missing -- run as root, or: sudo apt-get install$$missing" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	cmake --preset dev
+	cmake --build --preset dev -j $(JOBS)
+
+demo: build
+	./build/dev/examples/worker_counters
+
+test-dev: build
+	ctest --preset dev -j $(JOBS)
+
+test-asan: deps
+	cmake --preset asan
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS)
+
+test-tsan: deps
+	cmake --preset tsan
+	cmake --build --preset tsan -j $(JOBS)
+	ctest --preset tsan -j $(JOBS)
+
+test: test-dev test-asan test-tsan
+	@echo "all test suites passed (dev, asan, tsan)"
+
+bench: build
+	./build/dev/bench/bench_locks
+
+clean:
+	rm -rf build
