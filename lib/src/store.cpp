@@ -257,7 +257,9 @@ void Store::Impl::walk_dir(const fs::path& path, int depth,
     e.name = e.path.filename().string();
     e.depth = depth;
     std::error_code type_ec;
-    e.is_dir = it->symlink_status(type_ec).type() == fs::file_type::directory;
+    const fs::file_type type = it->symlink_status(type_ec).type();
+    e.is_dir = type == fs::file_type::directory;
+    e.is_file = type == fs::file_type::regular;
     fn(e);
     if (e.is_dir &&
         (depth == 0 ? format::is_shard_name(e.name) : format::is_continuation_dir(e.name))) {
@@ -473,7 +475,7 @@ bool Store::contains(const std::string& key) const {
 std::vector<std::string> Store::keys() const {
   std::vector<std::string> out;
   impl_->walk_keys([&](const Impl::WalkEntry& e) {
-    if (e.is_dir || e.depth == 0 || !format::is_key_file_name(e.name)) return;
+    if (!e.is_file || e.depth == 0 || !format::is_key_file_name(e.name)) return;
     if (auto key = format::decode_key_file(e.path.lexically_relative(impl_->keys_dir))) {
       out.push_back(std::move(*key));
     }

@@ -115,8 +115,9 @@ struct Store::Impl {
   struct WalkEntry {
     std::filesystem::path path;
     std::string name;
-    bool is_dir = false;  // a directory (not a symlink to one)
-    int depth = 0;        // 0: directly in keys/
+    bool is_dir = false;   // a directory (not a symlink to one)
+    bool is_file = false;  // a regular file (not a symlink to one)
+    int depth = 0;         // 0: directly in keys/
   };
   void walk_keys(const std::function<void(const WalkEntry&)>& fn) const;
 

@@ -115,8 +115,14 @@ class Checker {
 
   fs::path file_of(const std::string& key) const { return impl_.paths(key).file; }
 
-  Store::Impl::Current read(const std::string& key) const {
-    return impl_.read_current(impl_.paths(key));
+  Store::Impl::Current read(const std::string& key) const { return read(impl_.paths(key)); }
+
+  // The key file as the store sees it: anything but a regular file (a symlink, reported as a
+  // bad_file_name) counts as absent.
+  Store::Impl::Current read(const Store::Impl::KeyPaths& p) const {
+    auto st = os::lstat(p.file);
+    if (st.ok() && !S_ISREG(st.value.mode)) return {};
+    return impl_.read_current(p);
   }
 
   void read_log() {
@@ -144,6 +150,13 @@ class Checker {
       }
       if (e.is_dir) {
         if (!format::is_continuation_dir(e.name)) bad_name(e.path, true);
+        return;
+      }
+      if (!e.is_file) {
+        add(Finding::Kind::bad_file_name, {}, e.path,
+            "neither a regular file nor a directory (lockdb never follows symbolic links under "
+            "keys/)",
+            fix_ ? "; left in place: it may be someone's" : "");
         return;
       }
       const fs::path dir_rel = e.path.parent_path().lexically_relative(impl_.keys_dir);
@@ -207,7 +220,7 @@ class Checker {
     const auto p = impl_.paths(key);
     detail::KeyHold hold = impl_.lock_key(p);
     const auto logged = logged_version_now(key);
-    const auto cur = impl_.read_current(p);
+    const auto cur = read(p);
     const bool had_gaps = !log_[key].gaps.empty();
     std::optional<json> value;
     if (cur.exists) {

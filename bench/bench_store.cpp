@@ -1,0 +1,795 @@
+// bench_store: lockdb::Store against the alternatives, in one run, with ratios.
+//
+// Increments per second of one shared key with 1, 2, 4, 8 processes, and of distinct keys (each
+// process its own 16 keys), for:
+//   lockdb        Store::increment, durability none / full
+//   raw           a C loop of the store's system calls and nothing else (the design's limit):
+//                 flock on a kept-open lock fd, open+read+close the key file, open a temp
+//                 (O_EXCL), write, [fsync], close, rename, [fsync dir], write one log line to an
+//                 O_APPEND fd, [fsync it], unlock. Same directory layout as the store.
+//   python        the seed's pattern: filelock.FileLock(path + ".lock"), json.load, +1,
+//                 write a temp file, os.replace (no fsync) — /usr/bin/python3 processes
+//   sqlite        WAL, synchronous=NORMAL, busy_timeout, BEGIN IMMEDIATE; one UPDATE; COMMIT
+//   lmdb          one write transaction per increment, with sync (default) / MDB_NOSYNC
+// on the disk filesystem (a directory under /var/tmp) and on tmpfs (/dev/shm). Then get/put
+// latency (p50/p99) with 1k, 100k and 1M keys in the store.
+//
+// Every process is released at once through a pipe (after it set itself up) and runs for
+// --seconds; throughput = all increments / wall time; every run checks the final value(s)
+// against the increments the workers reported. Ratios compare variants of the same run (same
+// filesystem, same process count, measured minutes apart): absolute numbers on this shared VM
+// move by 2x between runs, ratios much less (see the reference NOTES).
+//
+//   bench_store [--seconds S] [--procs 1,2,4,8] [--disk DIR] [--tmpfs DIR] [--max-keys N]
+//               [--disk-max-keys N] [--only lockdb,raw,...] [--no-latency]
+#include <lockdb/store.hpp>
+
+#include <nlohmann/json.hpp>
+
+#ifdef LOCKDB_BENCH_HAVE_SQLITE
+#include <sqlite3.h>
+#endif
+#ifdef LOCKDB_BENCH_HAVE_LMDB
+#include <lmdb.h>
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+struct Options {
+  double seconds = 0.4;
+  std::vector<int> procs = {1, 2, 4, 8};
+  fs::path disk = "/var/tmp";
+  fs::path tmpfs = "/dev/shm";
+  std::size_t max_keys = 1000000;      // latency: largest store on tmpfs
+  std::size_t disk_max_keys = 100000;  // latency: largest store on disk
+  std::set<std::string> only;          // empty: all variants
+  bool latency = true;
+  std::string python = "/usr/bin/python3";
+};
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "bench_store: %s (%s)\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+void check(bool ok, const std::string& what) {
+  if (!ok) die(what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running P processes
+
+// A worker: set itself up in `prepare`, then do increments until the deadline; returns the
+// number done. Runs in a forked child.
+struct Worker {
+  std::function<void(int index)> prepare;
+  std::function<long(int index, Clock::time_point deadline)> work;
+};
+
+// Forks `procs` children running `worker`, releases them together, returns total ops/s and the
+// ops each reported.
+struct RunResult {
+  double ops_per_sec = 0;
+  long ops = 0;
+  bool ok = true;
+};
+
+// Child side of the hand-shake, shared by C++ workers and (through their argv) Python workers:
+// write 'R' to ready_fd, block reading gate_fd until the parent closes it, run, write "<ops>\n"
+// to result_fd.
+RunResult run_procs(
+    int procs, double seconds,
+    const std::function<void(int index, int ready_fd, int gate_fd, int result_fd)>& child) {
+  int ready[2], gate[2], result[2];
+  check(::pipe(ready) == 0 && ::pipe(gate) == 0 && ::pipe(result) == 0, "pipe");
+  std::vector<pid_t> pids;
+  for (int i = 0; i < procs; ++i) {
+    pid_t pid = ::fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) {
+      ::close(ready[0]);
+      ::close(gate[1]);
+      ::close(result[0]);
+      child(i, ready[1], gate[0], result[1]);
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  ::close(ready[1]);
+  ::close(gate[0]);
+  ::close(result[1]);
+  for (int i = 0; i < procs; ++i) {
+    char c;
+    if (::read(ready[0], &c, 1) != 1) die("a worker failed to start");
+  }
+  const auto t0 = Clock::now();
+  ::close(gate[1]);  // go
+  std::string text;
+  char buf[256];
+  for (;;) {
+    ssize_t n = ::read(result[0], buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  const auto t1 = Clock::now();
+  RunResult r;
+  for (pid_t pid : pids) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) r.ok = false;
+  }
+  ::close(ready[0]);
+  ::close(result[0]);
+  std::istringstream in(text);
+  long ops = 0;
+  int reported = 0;
+  while (in >> ops) {
+    r.ops += ops;
+    ++reported;
+  }
+  if (reported != procs) r.ok = false;
+  (void)seconds;
+  r.ops_per_sec = static_cast<double>(r.ops) / std::chrono::duration<double>(t1 - t0).count();
+  return r;
+}
+
+RunResult run_workers(int procs, double seconds, const Worker& worker) {
+  return run_procs(procs, seconds, [&](int index, int ready_fd, int gate_fd, int result_fd) {
+    try {
+      worker.prepare(index);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "worker %d: %s\n", index, e.what());
+      ::_exit(1);
+    }
+    char c = 'R';
+    if (::write(ready_fd, &c, 1) != 1) ::_exit(1);
+    while (::read(gate_fd, &c, 1) > 0) {
+    }
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(seconds));
+    long ops = 0;
+    try {
+      ops = worker.work(index, deadline);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "worker %d: %s\n", index, e.what());
+      ::_exit(1);
+    }
+    std::string line = std::to_string(ops) + "\n";
+    if (::write(result_fd, line.data(), line.size()) < 0) ::_exit(1);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The workload: which keys each process increments.
+
+struct Workload {
+  bool shared = true;  // one key for all, or 16 own keys per process
+  static constexpr int kOwnKeys = 16;
+  std::vector<std::string> keys_of(int index) const {
+    if (shared) return {"counter"};
+    std::vector<std::string> out;
+    for (int k = 0; k < kOwnKeys; ++k)
+      out.push_back("p" + std::to_string(index) + "-k" + std::to_string(k));
+    return out;
+  }
+  std::vector<std::string> all_keys(int procs) const {
+    std::vector<std::string> out;
+    for (int i = 0; i < (shared ? 1 : procs); ++i) {
+      auto k = keys_of(i);
+      out.insert(out.end(), k.begin(), k.end());
+    }
+    return out;
+  }
+};
+
+fs::path fresh_dir(const fs::path& base, const std::string& name) {
+  std::string tmpl = (base / ("lockdb-bench-" + name + "-XXXXXX")).string();
+  check(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp in " + base.string());
+  return tmpl;
+}
+
+// ---- lockdb ----
+RunResult bench_lockdb(const fs::path& dir, int procs, const Workload& w, double seconds,
+                       lockdb::Durability durability) {
+  lockdb::StoreOptions options;
+  options.durability = durability;
+  {
+    lockdb::Store store(dir, options);
+    for (const auto& k : w.all_keys(procs)) store.put(k, 0);
+  }
+  std::unique_ptr<lockdb::Store> store;
+  Worker worker{[&](int) { store = std::make_unique<lockdb::Store>(dir, options); },
+                [&](int index, Clock::time_point deadline) {
+                  auto keys = w.keys_of(index);
+                  long n = 0;
+                  while (Clock::now() < deadline) {
+                    store->increment(keys[static_cast<std::size_t>(n) % keys.size()]);
+                    ++n;
+                  }
+                  return n;
+                }};
+  RunResult r = run_workers(procs, seconds, worker);
+  lockdb::Store check_store(dir, options);
+  long total = 0;
+  for (const auto& k : w.all_keys(procs)) total += check_store.get(k).value().get<long>();
+  r.ok = r.ok && total == r.ops;
+  return r;
+}
+
+// ---- raw loop ----
+RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double seconds,
+                    bool durable) {
+  // The same layout as the store: key files and lock files where the store puts them.
+  std::map<std::string, fs::path> files;
+  {
+    lockdb::Store store(dir);
+    for (const auto& k : w.all_keys(procs)) {
+      files[k] = store.file_path(k);
+      fs::create_directories(files[k].parent_path());
+      std::ofstream(files[k]) << "0";
+    }
+  }
+  const fs::path log_path = dir / "raw.log";
+  struct State {
+    std::vector<int> lock_fds;
+    std::vector<int> dir_fds;
+    std::vector<std::string> paths, temps;
+    int log_fd = -1;
+  };
+  State st;
+  Worker worker{
+      [&](int index) {
+        for (const auto& k : w.keys_of(index)) {
+          const fs::path& f = files.at(k);
+          st.paths.push_back(f.string());
+          st.temps.push_back((f.parent_path() / ("." + f.filename().string() + "." +
+                                                 std::to_string(::getpid()) + ".tmp"))
+                                 .string());
+          st.lock_fds.push_back(
+              ::open((f.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666));
+          st.dir_fds.push_back(::open(f.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        }
+        st.log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+        check(st.log_fd >= 0, "open log");
+      },
+      [&](int, Clock::time_point deadline) {
+        long n = 0;
+        char buf[64];
+        char line[256];
+        const int pid = ::getpid();
+        while (Clock::now() < deadline) {
+          const std::size_t k = static_cast<std::size_t>(n) % st.paths.size();
+          const char* path = st.paths[k].c_str();
+          check(::flock(st.lock_fds[k], LOCK_EX) == 0, "flock");
+          int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+          check(fd >= 0, "open key");
+          ssize_t got = ::read(fd, buf, sizeof buf - 1);
+          check(got > 0, "read key");
+          ::close(fd);
+          buf[got] = '\0';
+          const long v = std::strtol(buf, nullptr, 10) + 1;
+          const int len = std::snprintf(buf, sizeof buf, "%ld", v);
+          int tfd = ::open(st.temps[k].c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+          check(tfd >= 0, "open temp");
+          check(::write(tfd, buf, static_cast<std::size_t>(len)) == len, "write temp");
+          if (durable) check(::fsync(tfd) == 0, "fsync temp");
+          ::close(tfd);
+          check(::rename(st.temps[k].c_str(), path) == 0, "rename");
+          if (durable) check(::fsync(st.dir_fds[k]) == 0, "fsync dir");
+          const int ll = std::snprintf(
+              line, sizeof line, "{\"key\":\"%s\",\"op\":\"increment\",\"pid\":%d,\"value\":%ld}\n",
+              path, pid, v);
+          check(::write(st.log_fd, line, static_cast<std::size_t>(ll)) == ll, "write log");
+          if (durable) check(::fsync(st.log_fd) == 0, "fsync log");
+          check(::flock(st.lock_fds[k], LOCK_UN) == 0, "unlock");
+          ++n;
+        }
+        return n;
+      }};
+  RunResult r = run_workers(procs, seconds, worker);
+  long total = 0;
+  for (const auto& [k, f] : files) {
+    std::ifstream in(f);
+    long v = 0;
+    in >> v;
+    total += v;
+  }
+  r.ok = r.ok && total == r.ops;
+  return r;
+}
+
+// ---- the seed's Python pattern ----
+const char* kPythonWorker = R"PY(
+import json, os, sys, time
+from filelock import FileLock
+ready_fd, gate_fd, result_fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+seconds = float(sys.argv[4])
+paths = sys.argv[5:]
+locks = [FileLock(p + ".lock") for p in paths]
+os.write(ready_fd, b"R")
+while os.read(gate_fd, 1):
+    pass
+deadline = time.monotonic() + seconds
+n = 0
+while time.monotonic() < deadline:
+    k = n % len(paths)
+    path = paths[k]
+    with locks[k]:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+        tmp = path + ".tmp" + str(os.getpid())
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(value + 1))
+        os.replace(tmp, path)
+    n += 1
+os.write(result_fd, f"{n}\n".encode())
+)PY";
+
+RunResult bench_python(const fs::path& dir, int procs, const Workload& w, double seconds,
+                       const std::string& python) {
+  std::map<std::string, fs::path> files;
+  {
+    lockdb::Store store(dir);
+    for (const auto& k : w.all_keys(procs)) {
+      files[k] = store.file_path(k);
+      fs::create_directories(files[k].parent_path());
+      std::ofstream(files[k]) << "0";
+    }
+  }
+  const fs::path script = dir / "worker.py";
+  std::ofstream(script) << kPythonWorker;
+  RunResult r = run_procs(procs, seconds, [&](int index, int ready_fd, int gate_fd, int result_fd) {
+    std::vector<std::string> args = {python,
+                                     script.string(),
+                                     std::to_string(ready_fd),
+                                     std::to_string(gate_fd),
+                                     std::to_string(result_fd),
+                                     std::to_string(seconds)};
+    for (const auto& k : w.keys_of(index)) args.push_back(files.at(k).string());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(python.c_str(), argv.data());
+    ::_exit(127);
+  });
+  long total = 0;
+  for (const auto& [k, f] : files) {
+    std::ifstream in(f);
+    long v = 0;
+    in >> v;
+    total += v;
+  }
+  r.ok = r.ok && total == r.ops;
+  return r;
+}
+
+#ifdef LOCKDB_BENCH_HAVE_SQLITE
+// ---- SQLite ----
+void sqlite_exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "?";
+    sqlite3_free(err);
+    die(std::string("sqlite: ") + sql + ": " + msg);
+  }
+}
+
+RunResult bench_sqlite(const fs::path& dir, int procs, const Workload& w, double seconds) {
+  const std::string db_path = (dir / "bench.db").string();
+  {
+    sqlite3* db = nullptr;
+    check(sqlite3_open(db_path.c_str(), &db) == SQLITE_OK, "sqlite open");
+    sqlite_exec(db, "PRAGMA journal_mode=WAL");
+    sqlite_exec(db, "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
+    for (const auto& k : w.all_keys(procs)) {
+      sqlite_exec(db, ("INSERT INTO kv VALUES ('" + k + "', 0)").c_str());
+    }
+    sqlite3_close(db);
+  }
+  sqlite3* db = nullptr;
+  sqlite3_stmt *begin = nullptr, *update = nullptr, *commit = nullptr;
+  Worker worker{
+      [&](int) {
+        check(sqlite3_open(db_path.c_str(), &db) == SQLITE_OK, "sqlite open");
+        sqlite3_busy_timeout(db, 10000);
+        sqlite_exec(db, "PRAGMA synchronous=NORMAL");
+        sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, nullptr);
+        sqlite3_prepare_v2(db, "UPDATE kv SET v = v + 1 WHERE k = ?1", -1, &update, nullptr);
+        sqlite3_prepare_v2(db, "COMMIT", -1, &commit, nullptr);
+      },
+      [&](int index, Clock::time_point deadline) {
+        auto keys = w.keys_of(index);
+        long n = 0;
+        while (Clock::now() < deadline) {
+          const std::string& k = keys[static_cast<std::size_t>(n) % keys.size()];
+          int rc;
+          while ((rc = sqlite3_step(begin)) == SQLITE_BUSY) sqlite3_reset(begin);
+          check(rc == SQLITE_DONE, "sqlite begin");
+          sqlite3_reset(begin);
+          sqlite3_bind_text(update, 1, k.c_str(), static_cast<int>(k.size()), SQLITE_STATIC);
+          check(sqlite3_step(update) == SQLITE_DONE, "sqlite update");
+          sqlite3_reset(update);
+          while ((rc = sqlite3_step(commit)) == SQLITE_BUSY) sqlite3_reset(commit);
+          check(rc == SQLITE_DONE, "sqlite commit");
+          sqlite3_reset(commit);
+          ++n;
+        }
+        return n;
+      }};
+  RunResult r = run_workers(procs, seconds, worker);
+  sqlite3* check_db = nullptr;
+  sqlite3_open(db_path.c_str(), &check_db);
+  sqlite3_stmt* sum = nullptr;
+  sqlite3_prepare_v2(check_db, "SELECT SUM(v) FROM kv", -1, &sum, nullptr);
+  long total = sqlite3_step(sum) == SQLITE_ROW ? sqlite3_column_int64(sum, 0) : -1;
+  sqlite3_finalize(sum);
+  sqlite3_close(check_db);
+  r.ok = r.ok && total == r.ops;
+  return r;
+}
+#endif
+
+#ifdef LOCKDB_BENCH_HAVE_LMDB
+// ---- LMDB ----
+RunResult bench_lmdb(const fs::path& dir, int procs, const Workload& w, double seconds, bool sync) {
+  const unsigned flags = sync ? 0u : static_cast<unsigned>(MDB_NOSYNC);
+  auto open_env = [&](MDB_env** env) {
+    check(mdb_env_create(env) == 0, "mdb_env_create");
+    mdb_env_set_mapsize(*env, 64u << 20);
+    check(mdb_env_open(*env, dir.c_str(), flags, 0664) == 0, "mdb_env_open");
+  };
+  {
+    MDB_env* env = nullptr;
+    open_env(&env);
+    MDB_txn* txn = nullptr;
+    MDB_dbi dbi;
+    mdb_txn_begin(env, nullptr, 0, &txn);
+    mdb_dbi_open(txn, nullptr, 0, &dbi);
+    for (const auto& k : w.all_keys(procs)) {
+      long zero = 0;
+      MDB_val key{k.size(), const_cast<char*>(k.data())}, val{sizeof zero, &zero};
+      mdb_put(txn, dbi, &key, &val, 0);
+    }
+    check(mdb_txn_commit(txn) == 0, "mdb commit");
+    mdb_env_close(env);
+  }
+  MDB_env* env = nullptr;
+  MDB_dbi dbi = 0;
+  Worker worker{[&](int) {
+                  open_env(&env);
+                  MDB_txn* txn = nullptr;
+                  mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+                  mdb_dbi_open(txn, nullptr, 0, &dbi);
+                  mdb_txn_commit(txn);
+                },
+                [&](int index, Clock::time_point deadline) {
+                  auto keys = w.keys_of(index);
+                  long n = 0;
+                  while (Clock::now() < deadline) {
+                    const std::string& k = keys[static_cast<std::size_t>(n) % keys.size()];
+                    MDB_txn* txn = nullptr;
+                    check(mdb_txn_begin(env, nullptr, 0, &txn) == 0, "mdb begin");
+                    MDB_val key{k.size(), const_cast<char*>(k.data())}, val;
+                    check(mdb_get(txn, dbi, &key, &val) == 0, "mdb get");
+                    long v;
+                    std::memcpy(&v, val.mv_data, sizeof v);
+                    ++v;
+                    MDB_val nv{sizeof v, &v};
+                    check(mdb_put(txn, dbi, &key, &nv, 0) == 0, "mdb put");
+                    check(mdb_txn_commit(txn) == 0, "mdb commit");
+                    ++n;
+                  }
+                  return n;
+                }};
+  RunResult r = run_workers(procs, seconds, worker);
+  MDB_env* check_env = nullptr;
+  open_env(&check_env);
+  MDB_txn* txn = nullptr;
+  mdb_txn_begin(check_env, nullptr, MDB_RDONLY, &txn);
+  MDB_dbi check_dbi;
+  mdb_dbi_open(txn, nullptr, 0, &check_dbi);
+  long total = 0;
+  for (const auto& k : w.all_keys(procs)) {
+    MDB_val key{k.size(), const_cast<char*>(k.data())}, val;
+    if (mdb_get(txn, check_dbi, &key, &val) == 0) {
+      long v;
+      std::memcpy(&v, val.mv_data, sizeof v);
+      total += v;
+    }
+  }
+  mdb_txn_abort(txn);
+  mdb_env_close(check_env);
+  r.ok = r.ok && total == r.ops;
+  return r;
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+
+std::string rate(double ops) {
+  char buf[32];
+  if (ops >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.2fM", ops / 1e6);
+  } else if (ops >= 1e3) {
+    std::snprintf(buf, sizeof buf, "%.1fk", ops / 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f", ops);
+  }
+  return buf;
+}
+
+struct Variant {
+  std::string name;
+  std::string note;
+  std::function<RunResult(const fs::path& dir, int procs, const Workload& w)> run;
+};
+
+void settle(bool disk) {
+  // Writeback left by one disk-heavy run slows the next one: flush it first (reference NOTES).
+  if (disk) ::sync();
+}
+
+void increments(const Options& opt, const std::string& fs_name, const fs::path& base, bool disk,
+                const std::vector<Variant>& variants) {
+  for (bool shared : {true, false}) {
+    Workload w;
+    w.shared = shared;
+    std::printf("\n### %s: increments/s, %s\n\n", fs_name.c_str(),
+                shared ? "one shared key" : "distinct keys (16 per process)");
+    std::printf("| variant |");
+    for (int p : opt.procs) std::printf(" P=%d |", p);
+    std::printf(" P=%d vs raw (same durability) | P=%d vs python |\n", opt.procs.back(),
+                opt.procs.back());
+    std::printf("|---|");
+    for (std::size_t i = 0; i < opt.procs.size() + 2; ++i) std::printf("---:|");
+    std::printf("\n");
+    // Interleave: for each P, every variant once, so slow drifts of the VM hit all alike.
+    std::map<std::string, std::map<int, RunResult>> results;
+    for (int p : opt.procs) {
+      for (const auto& v : variants) {
+        settle(disk);
+        const fs::path dir = fresh_dir(base, v.name);
+        results[v.name][p] = v.run(dir, p, w);
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+      }
+    }
+    auto value = [&](const std::string& name, int p) -> double {
+      auto it = results.find(name);
+      if (it == results.end()) return 0;
+      return it->second[p].ops_per_sec;
+    };
+    for (const auto& v : variants) {
+      std::printf("| %s |", v.name.c_str());
+      for (int p : opt.procs) {
+        const RunResult& r = results[v.name][p];
+        std::printf(" %s%s |", rate(r.ops_per_sec).c_str(), r.ok ? "" : " (WRONG TOTAL)");
+      }
+      const int p = opt.procs.back();
+      const std::string raw = v.name.find("full") != std::string::npos ? "raw full" : "raw none";
+      const double vs_raw = value(raw, p), vs_py = value("python", p);
+      std::printf(
+          " %s | %s |\n",
+          vs_raw > 0 ? (std::to_string(value(v.name, p) / vs_raw).substr(0, 4) + "x").c_str() : "-",
+          vs_py > 0 ? (std::to_string(value(v.name, p) / vs_py).substr(0, 5) + "x").c_str() : "-");
+    }
+    // The targets, for every P.
+    std::printf("\nlockdb none / raw none:");
+    for (int p : opt.procs) {
+      if (value("raw none", p) > 0)
+        std::printf("  P=%d %.2fx", p, value("lockdb none", p) / value("raw none", p));
+    }
+    std::printf("\nlockdb full / raw full:");
+    for (int p : opt.procs) {
+      if (value("raw full", p) > 0)
+        std::printf("  P=%d %.2fx", p, value("lockdb full", p) / value("raw full", p));
+    }
+    std::printf("\nlockdb none / python:  ");
+    for (int p : opt.procs) {
+      if (value("python", p) > 0)
+        std::printf("  P=%d %.1fx", p, value("lockdb none", p) / value("python", p));
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
+}
+
+void latency(const std::string& fs_name, const fs::path& base, std::size_t max_keys) {
+  std::printf("\n### %s: get/put latency vs number of keys (1 process, durability none)\n\n",
+              fs_name.c_str());
+  std::printf("| keys | fill (s) | get p50 us | get p99 us | put p50 us | put p99 us |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|\n");
+  for (std::size_t n : {std::size_t{1000}, std::size_t{100000}, std::size_t{1000000}}) {
+    if (n > max_keys) continue;
+    const fs::path dir = fresh_dir(base, "latency");
+    lockdb::Store store(dir);
+    // Fill: the key files are plain JSON files, so they are written directly (as a bulk import
+    // would); the measured gets and puts then go through the store.
+    const auto f0 = Clock::now();
+    std::set<fs::path> made;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::string key = "user:" + std::to_string(i);
+      const fs::path file = store.file_path(key);
+      if (made.insert(file.parent_path()).second) fs::create_directories(file.parent_path());
+      const std::string text = nlohmann::json{{"id", i}, {"name", key}}.dump(2);
+      int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+      check(fd >= 0, "fill open");
+      check(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()), "fill");
+      ::close(fd);
+    }
+    const double fill = std::chrono::duration<double>(Clock::now() - f0).count();
+    settle(true);
+    std::mt19937_64 rng(42);
+    std::uniform_int_distribution<std::size_t> pick(0, n - 1);
+    std::vector<double> gets, puts;
+    const int samples = 3000;
+    for (int i = 0; i < samples; ++i) {
+      const std::string key = "user:" + std::to_string(pick(rng));
+      const auto t0 = Clock::now();
+      auto v = store.get(key);
+      gets.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      check(v.has_value(), "get");
+    }
+    for (int i = 0; i < samples; ++i) {
+      const std::size_t id = pick(rng);
+      const std::string key = "user:" + std::to_string(id);
+      const auto t0 = Clock::now();
+      store.put(key, nlohmann::json{{"id", id}, {"name", key}, {"seen", i}});
+      puts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    }
+    std::printf("| %zu | %.1f | %.1f | %.1f | %.1f | %.1f |\n", n, fill, percentile(gets, 0.5),
+                percentile(gets, 0.99), percentile(puts, 0.5), percentile(puts, 0.99));
+    std::fflush(stdout);
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+}
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::istringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) die("missing value for " + a);
+      return argv[++i];
+    };
+    if (a == "--seconds")
+      opt.seconds = std::stod(next());
+    else if (a == "--procs")
+      opt.procs = parse_list(next());
+    else if (a == "--disk")
+      opt.disk = next();
+    else if (a == "--tmpfs")
+      opt.tmpfs = next();
+    else if (a == "--max-keys")
+      opt.max_keys = std::stoul(next());
+    else if (a == "--disk-max-keys")
+      opt.disk_max_keys = std::stoul(next());
+    else if (a == "--python")
+      opt.python = next();
+    else if (a == "--no-latency")
+      opt.latency = false;
+    else if (a == "--only") {
+      std::istringstream in(next());
+      std::string item;
+      while (std::getline(in, item, ',')) opt.only.insert(item);
+    } else {
+      std::fprintf(stderr,
+                   "usage: bench_store [--seconds S] [--procs 1,2,4,8] [--disk DIR] [--tmpfs DIR]\n"
+                   "                   [--max-keys N] [--disk-max-keys N] [--python PATH]\n"
+                   "                   [--only lockdb,raw,python,sqlite,lmdb] [--no-latency]\n");
+      return 2;
+    }
+  }
+  const bool have_python =
+      ::access(opt.python.c_str(), X_OK) == 0 &&
+      std::system((opt.python + " -c 'import filelock' 2>/dev/null").c_str()) == 0;
+
+  std::vector<Variant> variants;
+  auto want = [&](const std::string& family) { return opt.only.empty() || opt.only.count(family); };
+  if (want("lockdb")) {
+    variants.push_back({"lockdb none", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_lockdb(d, p, w, opt.seconds, lockdb::Durability::none);
+                        }});
+  }
+  if (want("raw")) {
+    variants.push_back({"raw none", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_raw(d, p, w, opt.seconds, false);
+                        }});
+  }
+  if (want("python") && have_python) {
+    variants.push_back({"python", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_python(d, p, w, opt.seconds, opt.python);
+                        }});
+  }
+#ifdef LOCKDB_BENCH_HAVE_SQLITE
+  if (want("sqlite")) {
+    variants.push_back({"sqlite wal normal", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_sqlite(d, p, w, opt.seconds);
+                        }});
+  }
+#endif
+#ifdef LOCKDB_BENCH_HAVE_LMDB
+  if (want("lmdb")) {
+    variants.push_back({"lmdb nosync", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_lmdb(d, p, w, opt.seconds, false);
+                        }});
+  }
+#endif
+  if (want("lockdb")) {
+    variants.push_back({"lockdb full", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_lockdb(d, p, w, opt.seconds, lockdb::Durability::full);
+                        }});
+  }
+  if (want("raw")) {
+    variants.push_back({"raw full", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_raw(d, p, w, opt.seconds, true);
+                        }});
+  }
+#ifdef LOCKDB_BENCH_HAVE_LMDB
+  if (want("lmdb")) {
+    variants.push_back({"lmdb sync", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_lmdb(d, p, w, opt.seconds, true);
+                        }});
+  }
+#endif
+
+  std::printf("# bench_store\n\n%.2f s per run; processes:", opt.seconds);
+  for (int p : opt.procs) std::printf(" %d", p);
+  std::printf("; disk dir %s, tmpfs dir %s; python %s\n", opt.disk.c_str(), opt.tmpfs.c_str(),
+              have_python ? opt.python.c_str() : "(not available)");
+  const auto t0 = Clock::now();
+  increments(opt, "disk (" + opt.disk.string() + ")", opt.disk, true, variants);
+  increments(opt, "tmpfs (" + opt.tmpfs.string() + ")", opt.tmpfs, false, variants);
+  if (opt.latency) {
+    latency("disk (" + opt.disk.string() + ")", opt.disk, opt.disk_max_keys);
+    latency("tmpfs (" + opt.tmpfs.string() + ")", opt.tmpfs, opt.max_keys);
+  }
+  std::printf("\ntotal time %.0f s\n", std::chrono::duration<double>(Clock::now() - t0).count());
+  return 0;
+}

@@ -1,0 +1,1202 @@
+// Store: API, key encoding, errors, verify/repair, and real processes sharing a store.
+#include <lockdb/history.hpp>
+#include <lockdb/store.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log_writer.hpp"
+#include "os.hpp"
+#include "store_format.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using lockdb::Store;
+using lockdb::test::Child;
+using lockdb::test::TempDir;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> helper(std::vector<std::string> args) {
+  args.insert(args.begin(), lockdb::test::helper_path());
+  return args;
+}
+
+// FNV-1a-64 of the bytes as 16 hex digits, computed here independently of the library.
+std::string fnv_version(const std::string& bytes) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::vector<lockdb::Record> records_of(const Store& store, const std::string& key) {
+  lockdb::Query q;
+  q.key = key;
+  return lockdb::History(store.dir()).records(q);
+}
+
+// Every file under `dir` whose name ends in ".tmp" or holds ".tmp" followed by digits.
+std::vector<fs::path> temp_files(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    if (lockdb::detail::store_format::temp_owner(e.path().filename().string())) {
+      out.push_back(e.path());
+    }
+  }
+  return out;
+}
+
+std::string describe(const std::vector<lockdb::Finding>& findings) {
+  std::string out;
+  for (const auto& f : findings) {
+    out += std::string(lockdb::finding_kind_name(f.kind)) + " " + f.key + " " + f.path.string() +
+           ": " + f.detail + "\n";
+  }
+  return out;
+}
+
+// Checks that each record's prev is the version of the record before it (absent for the first).
+void require_chained(const std::vector<lockdb::Record>& records) {
+  std::optional<std::string> last;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    INFO("record " << i);
+    REQUIRE(records[i].prev_version == last);
+    last = records[i].version;
+  }
+}
+
+lockdb::Errc code_of(const std::function<void()>& fn, std::string* what = nullptr) {
+  try {
+    fn();
+  } catch (const lockdb::Error& e) {
+    if (what) *what = e.what();
+    return e.code();
+  }
+  FAIL("no lockdb::Error was thrown");
+  return lockdb::Errc::io;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Opening
+
+TEST_CASE("a new store has a marker, keys/ and log/, and reopens", "[store]") {
+  TempDir tmp;
+  const fs::path dir = tmp / "db";
+  {
+    Store store(dir);
+    REQUIRE(store.dir() == dir);
+  }
+  REQUIRE(fs::is_directory(dir / "keys"));
+  REQUIRE(fs::is_directory(dir / "log"));
+  json marker = json::parse(lockdb::test::read_text(dir / "lockdb-store.json"));
+  REQUIRE(marker["format"] == "lockdb-store");
+  REQUIRE(marker["version"] == 1);
+  REQUIRE(marker["lock_stripes"] == 0);
+  Store again(dir, lockdb::StoreOptions{.create = false});
+  REQUIRE(again.keys().empty());
+}
+
+TEST_CASE("opening what is not a store is a clear error", "[store]") {
+  TempDir tmp;
+  std::string what;
+
+  // No store, and create = false.
+  REQUIRE(code_of([&] { Store s(tmp / "none", lockdb::StoreOptions{.create = false}); }, &what) ==
+          lockdb::Errc::not_found);
+  REQUIRE_FALSE(fs::exists(tmp / "none"));
+  fs::create_directory(tmp / "empty");
+  REQUIRE(code_of([&] { Store s(tmp / "empty", lockdb::StoreOptions{.create = false}); }) ==
+          lockdb::Errc::not_found);
+
+  // A directory with other files: never turned into a store.
+  fs::create_directory(tmp / "photos");
+  lockdb::test::write_text(tmp / "photos" / "cat.jpg", "meow");
+  REQUIRE(code_of([&] { Store s(tmp / "photos"); }, &what) == lockdb::Errc::corrupt);
+  REQUIRE_THAT(what, Catch::Contains("cat.jpg"));
+  REQUIRE_FALSE(fs::exists(tmp / "photos" / "lockdb-store.json"));
+
+  // A marker that does not parse, of another format, or of a newer version.
+  fs::create_directory(tmp / "bad");
+  lockdb::test::write_text(tmp / "bad" / "lockdb-store.json", "{not json");
+  REQUIRE(code_of([&] { Store s(tmp / "bad"); }) == lockdb::Errc::corrupt);
+  lockdb::test::write_text(tmp / "bad" / "lockdb-store.json", R"({"format":"other","version":1})");
+  REQUIRE(code_of([&] { Store s(tmp / "bad"); }) == lockdb::Errc::corrupt);
+  lockdb::test::write_text(tmp / "bad" / "lockdb-store.json",
+                           R"({"format":"lockdb-store","version":2})");
+  REQUIRE(code_of([&] { Store s(tmp / "bad"); }, &what) == lockdb::Errc::version);
+  REQUIRE_THAT(what, Catch::Contains("newer"));
+
+  // A file where the store should be.
+  lockdb::test::write_text(tmp / "file", "x");
+  REQUIRE(code_of([&] { Store s(tmp / "file"); }) == lockdb::Errc::invalid_argument);
+}
+
+TEST_CASE("concurrent openers of a new directory agree on one marker", "[store]") {
+  TempDir tmp;
+  const fs::path dir = tmp / "db";
+  std::vector<std::thread> threads;
+  std::atomic<int> errors{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      try {
+        Store s(dir);
+        s.increment("n");
+      } catch (...) {
+        ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  REQUIRE(errors == 0);
+  REQUIRE(Store(dir).get("n") == json(8));
+  for (const auto& e : fs::directory_iterator(dir)) {
+    REQUIRE(e.path().filename().string().front() != '.');  // no marker temp left
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API
+
+TEST_CASE("put, get, entry, contains, keys, erase", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  REQUIRE_FALSE(store.get("config"));
+  REQUIRE_FALSE(store.entry("config"));
+  REQUIRE_FALSE(store.contains("config"));
+
+  const json value = {{"name", "lockdb"}, {"workers", 4}, {"tags", {"a", "b"}}};
+  const std::string version = store.put("config", value);
+  REQUIRE(store.get("config") == value);
+  REQUIRE(store.contains("config"));
+
+  // The key's file is named after the key and holds exactly the value's JSON text, as Python's
+  // json.dumps(value, indent=2) writes it; the version is FNV-1a-64 of those bytes.
+  const fs::path file = store.file_path("config");
+  REQUIRE(file.filename() == "config.json");
+  REQUIRE(file.parent_path().parent_path() == store.dir() / "keys");
+  const std::string text = lockdb::test::read_text(file);
+  REQUIRE(text ==
+          "{\n  \"name\": \"lockdb\",\n  \"tags\": [\n    \"a\",\n    \"b\"\n  ],\n  "
+          "\"workers\": 4\n}");
+  REQUIRE(version == fnv_version(text));
+  REQUIRE(store.entry("config")->version == version);
+  REQUIRE(store.entry("config")->value == value);
+  REQUIRE(fs::exists(fs::path(file.string() + ".lock")));
+
+  // Same bytes, same version; different bytes, a different one.
+  REQUIRE(store.put("config", value) == version);
+  REQUIRE(store.put("config", json{{"name", "other"}}) != version);
+
+  store.put("b", 2);
+  store.put("a", json::array());
+  REQUIRE(store.keys() == std::vector<std::string>{"a", "b", "config"});
+
+  REQUIRE(store.erase("b"));
+  REQUIRE_FALSE(store.erase("b"));
+  REQUIRE_FALSE(store.get("b"));
+  REQUIRE_FALSE(fs::exists(store.file_path("b")));
+  REQUIRE(store.keys() == std::vector<std::string>{"a", "config"});
+
+  // The log: one record per write, none for the erase that found nothing.
+  auto records = records_of(store, "config");
+  REQUIRE(records.size() == 3);
+  REQUIRE(records[0].op == "put");
+  REQUIRE(records[0].value == value);
+  require_chained(records);
+  auto b = records_of(store, "b");
+  REQUIRE(b.size() == 2);
+  REQUIRE(b[1].op == "erase");
+  REQUIRE_FALSE(b[1].value);
+  REQUIRE_FALSE(b[1].version);
+  REQUIRE(b[1].prev_version == b[0].version);
+  REQUIRE(b[1].pid == ::getpid());
+}
+
+TEST_CASE("update: fn sees null for a missing key, may edit in place or return", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  json seen = "unset";
+  REQUIRE(store.update("k", [&](json& v) {
+    seen = v;
+    v = {{"n", 1}};
+  }) == json{{"n", 1}});
+  REQUIRE(seen.is_null());
+  REQUIRE(store.update("k", [](const json& v) {
+    return json{{"n", v["n"].get<int>() + 1}};
+  }) == json{{"n", 2}});
+  // The std::function overloads of the contract.
+  std::function<void(json&)> edit = [](json& v) { v["edited"] = true; };
+  std::function<json(const json&)> replace = [](const json& v) { return v["n"]; };
+  REQUIRE(store.update("k", edit) == json{{"n", 2}, {"edited", true}});
+  REQUIRE(store.update("k", replace) == json(2));
+  REQUIRE(store.get("k") == json(2));
+  auto records = records_of(store, "k");
+  REQUIRE(records.size() == 4);
+  for (const auto& r : records) REQUIRE(r.op == "update");
+  require_chained(records);
+
+  // An exception from fn writes nothing.
+  REQUIRE_THROWS_AS(store.update("k", [](json&) { throw std::runtime_error("no"); }),
+                    std::runtime_error);
+  REQUIRE(store.get("k") == json(2));
+  REQUIRE(records_of(store, "k").size() == 4);
+}
+
+TEST_CASE("increment: missing is 0; a non-integer or an overflow is an error", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  REQUIRE(store.increment("n") == 1);
+  REQUIRE(store.increment("n", 41) == 42);
+  REQUIRE(store.increment("n", -50) == -8);
+  REQUIRE(lockdb::test::read_text(store.file_path("n")) == "-8");
+
+  std::string what;
+  store.put("s", "text");
+  REQUIRE(code_of([&] { store.increment("s"); }, &what) == lockdb::Errc::invalid_argument);
+  REQUIRE_THAT(what, Catch::Contains("\"s\"") && Catch::Contains("not an integer"));
+  store.put("f", 1.5);
+  REQUIRE(code_of([&] { store.increment("f"); }) == lockdb::Errc::invalid_argument);
+
+  store.put("big", INT64_MAX - 1);
+  REQUIRE(store.increment("big") == INT64_MAX);
+  REQUIRE(code_of([&] { store.increment("big"); }, &what) == lockdb::Errc::invalid_argument);
+  REQUIRE_THAT(what, Catch::Contains("overflow"));
+  REQUIRE(store.get("big") == json(INT64_MAX));
+  store.put("low", INT64_MIN);
+  REQUIRE(code_of([&] { store.increment("low", -1); }) == lockdb::Errc::invalid_argument);
+  store.put("huge", json(std::uint64_t{1} << 63));
+  REQUIRE(code_of([&] { store.increment("huge"); }) == lockdb::Errc::invalid_argument);
+  REQUIRE(records_of(store, "big").size() == 2);  // put + the one increment that fit
+}
+
+TEST_CASE("compare_and_put writes only at the expected version", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  REQUIRE(store.compare_and_put("k", std::nullopt, 1));  // only if absent
+  REQUIRE_FALSE(store.compare_and_put("k", std::nullopt, 2));
+  auto e = store.entry("k");
+  REQUIRE(e->value == 1);
+  REQUIRE_FALSE(store.compare_and_put("k", std::string("0000000000000000"), 3));
+  REQUIRE(store.compare_and_put("k", e->version, 4));
+  REQUIRE_FALSE(store.compare_and_put("k", e->version, 5));  // stale now
+  REQUIRE(store.get("k") == 4);
+  REQUIRE_FALSE(store.compare_and_put("absent", std::string(e->version), 1));
+  REQUIRE_FALSE(store.contains("absent"));
+  auto records = records_of(store, "k");
+  REQUIRE(records.size() == 2);
+  REQUIRE(records[1].op == "cas");
+  require_chained(records);
+}
+
+TEST_CASE("update_many sees and edits all keys; one record per changed key", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("a", 1);
+  store.put("b", 2);
+  store.put("c", 3);
+  auto written = store.update_many({"c", "a", "b", "d", "a"}, [](std::map<std::string, json>& m) {
+    REQUIRE(m == std::map<std::string, json>{{"a", 1}, {"b", 2}, {"c", 3}});
+    m["a"] = 10;   // changed
+    m.erase("b");  // erased
+    m["d"] = 4;    // created
+    // "c" unchanged: not written, not logged
+  });
+  REQUIRE(written == std::map<std::string, json>{{"a", 10}, {"c", 3}, {"d", 4}});
+  REQUIRE(store.get("a") == 10);
+  REQUIRE_FALSE(store.get("b"));
+  REQUIRE(store.get("c") == 3);
+  REQUIRE(store.get("d") == 4);
+  REQUIRE(records_of(store, "a").size() == 2);
+  REQUIRE(records_of(store, "a")[1].op == "update_many");
+  REQUIRE(records_of(store, "b").size() == 2);
+  REQUIRE_FALSE(records_of(store, "b")[1].version);
+  REQUIRE(records_of(store, "c").size() == 1);
+  REQUIRE(records_of(store, "d").size() == 1);
+
+  // A key that was not requested: nothing is written.
+  std::string what;
+  REQUIRE(code_of(
+              [&] {
+                store.update_many({"a"}, [](std::map<std::string, json>& m) {
+                  m["a"] = 11;
+                  m["zzz"] = 1;
+                });
+              },
+              &what) == lockdb::Errc::invalid_argument);
+  REQUIRE_THAT(what, Catch::Contains("zzz"));
+  REQUIRE(store.get("a") == 10);
+  REQUIRE_FALSE(store.contains("zzz"));
+}
+
+TEST_CASE("update_many from processes locking overlapping keys in any order", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const int n = 200;
+  std::vector<std::vector<std::string>> orders = {
+      {"x", "y", "z"}, {"z", "y", "x"}, {"y", "z", "x"}, {"z", "x"}};
+  std::vector<std::unique_ptr<Child>> kids;
+  for (const auto& order : orders) {
+    std::vector<std::string> args = {"store-update-many", store.dir().string(), std::to_string(n)};
+    args.insert(args.end(), order.begin(), order.end());
+    kids.push_back(std::make_unique<Child>(helper(args)));
+  }
+  for (auto& k : kids) REQUIRE(k->expect_line("READY"));
+  for (auto& k : kids) k->write_line("go");
+  for (auto& k : kids) REQUIRE(k->expect_line("DONE"));
+  for (auto& k : kids) REQUIRE(k->wait() == 0);
+  REQUIRE(store.get("x") == 4 * n);
+  REQUIRE(store.get("y") == 3 * n);
+  REQUIRE(store.get("z") == 4 * n);
+  for (const char* key : {"x", "y", "z"}) require_chained(records_of(store, key));
+}
+
+TEST_CASE("threads of one process share a Store", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const int threads = 6, n = 300;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int i = 0; i < n; ++i) store.increment("shared");
+    });
+  }
+  for (auto& t : pool) t.join();
+  REQUIRE(store.get("shared") == threads * n);
+  auto records = records_of(store, "shared");
+  REQUIRE(records.size() == static_cast<std::size_t>(threads * n));
+  require_chained(records);
+
+  // A write from inside update's fn on the same key would wait for itself: it is refused.
+  std::string what;
+  REQUIRE(code_of([&] { store.update("shared", [&](json&) { store.increment("shared"); }); },
+                  &what) == lockdb::Errc::conflict);
+  REQUIRE_THAT(what, Catch::Contains("already holds"));
+  REQUIRE(store.get("shared") == threads * n);
+}
+
+TEST_CASE("a forked child keeps using the parent's Store", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.increment("n");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int code = 1;
+    try {
+      for (int i = 0; i < 100; ++i) store.increment("n");
+      code = 0;
+    } catch (...) {
+    }
+    ::_exit(code);
+  }
+  for (int i = 0; i < 100; ++i) store.increment("n");
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(store.get("n") == 201);
+  require_chained(records_of(store, "n"));
+}
+
+TEST_CASE("lock_stripes: N stripe lock files, recorded in the marker", "[store]") {
+  TempDir tmp;
+  const fs::path dir = tmp / "db";
+  Store store(dir, lockdb::StoreOptions{.lock_stripes = 4});
+  for (int i = 0; i < 20; ++i) store.increment("k" + std::to_string(i));
+  REQUIRE(json::parse(lockdb::test::read_text(dir / "lockdb-store.json"))["lock_stripes"] == 4);
+  int stripe_files = 0, per_key_locks = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir / "keys")) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("stripe-", 0) == 0) ++stripe_files;
+    if (name.size() > 10 && name.substr(name.size() - 10) == ".json.lock") ++per_key_locks;
+  }
+  REQUIRE(stripe_files <= 4);
+  REQUIRE(stripe_files >= 1);
+  REQUIRE(per_key_locks == 0);
+  // Opening with default options adopts the store's stripes; asking for others is an error.
+  REQUIRE(Store(dir).options().lock_stripes == 4);
+  REQUIRE(code_of([&] { Store s(dir, lockdb::StoreOptions{.lock_stripes = 8}); }) ==
+          lockdb::Errc::invalid_argument);
+  // update_many over keys that share stripes takes each stripe once.
+  store.update_many({"k0", "k1", "k2", "k3", "k4", "k5"}, [](std::map<std::string, json>& m) {
+    for (auto& [k, v] : m) v = v.get<int>() + 1;
+  });
+  REQUIRE(store.get("k5") == 2);
+  REQUIRE(store.lock_files().size() == 5);  // 4 stripes + the log's lock
+  REQUIRE(store.verify().empty());
+}
+
+TEST_CASE("durability full writes and fsyncs; a failed fsync fails the write", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db", lockdb::StoreOptions{.durability = lockdb::Durability::full});
+  store.put("k", 1);
+  REQUIRE(store.increment("k") == 2);
+  lockdb::os::fail_nth(lockdb::os::Op::fsync, 1, EIO);
+  std::string what;
+  REQUIRE(code_of([&] { store.increment("k"); }, &what) == lockdb::Errc::io);
+  lockdb::os::clear_faults();
+  REQUIRE_THAT(what, Catch::Contains("\"k\"") && Catch::Contains("fsync"));
+  REQUIRE(store.get("k") == 2);
+  REQUIRE(temp_files(store.dir()).empty());
+  REQUIRE(records_of(store, "k").size() == 2);
+  REQUIRE(store.erase("k"));
+  REQUIRE(store.verify().empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+TEST_CASE("hostile keys round-trip and stay inside the store", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  std::vector<std::string> keys = {"config",
+                                   "Config",
+                                   "CONFIG",
+                                   "cOnFiG",
+                                   "/",
+                                   "//",
+                                   "..",
+                                   ".",
+                                   "...",
+                                   "../../etc/passwd",
+                                   "/etc/passwd",
+                                   "a/b/c",
+                                   "a\\b",
+                                   std::string("nul\0byte", 8),
+                                   std::string(1, '\0'),
+                                   "\x01\x02\x1f\x7f",
+                                   "tab\there",
+                                   "new\nline",
+                                   "CON",
+                                   "con",
+                                   "Con",
+                                   "nul",
+                                   "NUL.txt",
+                                   "con.json",
+                                   "aux.",
+                                   "com1",
+                                   "COM9",
+                                   "lpt1.x",
+                                   "lpt10",
+                                   "conin$",
+                                   "prn.tar.gz",
+                                   ".hidden",
+                                   ".json",
+                                   "x.json",
+                                   "x.json.lock",
+                                   "x.tmp123",
+                                   ".x.json.0123456789ab.tmp",
+                                   "%2f",
+                                   "%41",
+                                   "^A",
+                                   "^a",
+                                   "~",
+                                   "a~",
+                                   "trailing.",
+                                   "trailing ",
+                                   " leading",
+                                   "a:b*c?d\"e<f>g|h",
+                                   "\xc3\xa9t\xc3\xa9",
+                                   "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+                                   "\xf0\x9f\x94\x92",
+                                   "\xc3\x89T\xc3\x89",  // ÉTÉ: differs from "été" only in case
+                                   std::string(1024, 'a'),
+                                   std::string(1024, 'A'),
+                                   std::string(1024, '/'),
+                                   std::string(1023, 'a') + "A",
+                                   std::string(200, 'a') + "." + std::string(300, 'b'),
+                                   std::string(199, 'c') + "." + std::string(200, 'd'),
+                                   std::string(200, 'e') + "con.x"};
+  {
+    std::string utf8;  // 512 two-byte characters: 1024 bytes
+    for (int i = 0; i < 512; ++i) utf8 += "\xc3\xa9";
+    keys.push_back(utf8);
+    std::string four;  // 256 four-byte characters
+    for (int i = 0; i < 256; ++i) four += "\xf0\x9f\x94\x92";
+    keys.push_back(four);
+  }
+  std::set<std::string> unique(keys.begin(), keys.end());
+  REQUIRE(unique.size() == keys.size());
+
+  std::map<std::string, std::string> folded;  // case-folded relative path -> key
+  const fs::path keys_dir = store.dir() / "keys";
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const std::string& key = keys[i];
+    INFO("key #" << i << " " << lockdb::detail::store_format::quote_key(key));
+    store.put(key, json{{"i", i}});
+    fs::path file = store.file_path(key);
+    fs::path rel = file.lexically_relative(keys_dir);
+    REQUIRE(!rel.empty());
+    for (const auto& part : rel) {
+      std::string name = part.string();
+      REQUIRE(name != "..");
+      REQUIRE(name != ".");
+      REQUIRE(name.size() <= 230);  // room for ".lock" and temp names within 255
+      REQUIRE(name.front() != '.');
+      std::string base = name.substr(0, name.find('.'));
+      for (auto& c : base) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (const char* device : {"con", "prn", "aux", "nul", "com1", "com9", "lpt1"}) {
+        REQUIRE(base != device);
+      }
+      for (char c : name) {
+        REQUIRE(static_cast<unsigned char>(c) >= 0x20);
+        REQUIRE(static_cast<unsigned char>(c) < 0x7f);
+        REQUIRE(std::string("/\\:*?\"<>|").find(c) == std::string::npos);
+      }
+    }
+    std::string lower = rel.string();
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    REQUIRE(folded.emplace(lower, key).second);  // distinct even on a case-insensitive disk
+    REQUIRE(fs::exists(file));
+  }
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    INFO("key #" << i);
+    REQUIRE(store.get(keys[i]) == json{{"i", i}});
+  }
+  // Plain keys stay readable.
+  REQUIRE(store.file_path("config").filename() == "config.json");
+  REQUIRE(store.file_path("Config").filename() == "^Config.json");
+  REQUIRE(store.file_path("user:42").filename() == "user%3a42.json");
+  REQUIRE(store.file_path("con").filename() == "%63on.json");
+  // keys() returns exactly what was put.
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());
+  REQUIRE(store.keys() == sorted);
+  // Nothing outside the store.
+  std::set<std::string> top;
+  for (const auto& e : fs::directory_iterator(tmp.path())) top.insert(e.path().filename().string());
+  REQUIRE(top == std::set<std::string>{"db"});
+  REQUIRE(store.verify().empty());
+  for (const auto& key : keys) REQUIRE(store.erase(key));
+  REQUIRE(store.keys().empty());
+}
+
+TEST_CASE("invalid keys are rejected, naming the key; nothing is written", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const std::vector<std::string> bad = {
+      "",         std::string(1025, 'a'), "\xff", "ab\xc0\xaf", "\xed\xa0\x80",
+      "\xe6\x97", "\xf4\x90\x80\x80",     "\xc3", "\x80",       "ok\xfe"};
+  for (const auto& key : bad) {
+    INFO(lockdb::detail::store_format::quote_key(key));
+    std::string what;
+    REQUIRE(code_of([&] { store.put(key, 1); }, &what) == lockdb::Errc::invalid_argument);
+    REQUIRE_THAT(what, Catch::Contains("invalid key"));
+    REQUIRE(code_of([&] { (void)store.get(key); }) == lockdb::Errc::invalid_argument);
+    REQUIRE(code_of([&] { (void)store.file_path(key); }) == lockdb::Errc::invalid_argument);
+  }
+  REQUIRE(store.keys().empty());
+  REQUIRE(fs::is_empty(store.dir() / "keys"));
+}
+
+TEST_CASE("path escapes are rejected", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  // A key file replaced by a symlink to a file outside the store is refused, not followed.
+  lockdb::test::write_text(tmp / "outside.json", "\"secret\"");
+  store.put("k", 1);
+  fs::remove(store.file_path("k"));
+  fs::create_symlink(tmp / "outside.json", store.file_path("k"));
+  std::string what;
+  REQUIRE(code_of([&] { (void)store.get("k"); }, &what) == lockdb::Errc::invalid_argument);
+  REQUIRE_THAT(what, Catch::Contains("symbolic link"));
+  REQUIRE(code_of([&] { store.put("k", 2); }) == lockdb::Errc::invalid_argument);
+  REQUIRE(lockdb::test::read_text(tmp / "outside.json") == "\"secret\"");
+
+  // Files planted under keys/ with names that are no key's canonical encoding are not keys.
+  const fs::path shard = store.dir() / "keys" / "00";
+  fs::create_directories(shard);
+  lockdb::test::write_text(shard / "..%2f..%2fx.json", "1");  // not canonical ('.' first)
+  lockdb::test::write_text(shard / "Config.json", "1");       // uppercase must be "^c"
+  lockdb::test::write_text(shard / "a%2F.json", "1");         // uppercase hex
+  const std::string other = lockdb::detail::store_format::shard_of("config") == "00" ? "01" : "00";
+  fs::create_directories(store.dir() / "keys" / other);
+  lockdb::test::write_text(store.dir() / "keys" / other / "config.json", "1");  // wrong shard
+  REQUIRE(store.keys().empty());  // a symlink is no key file either
+  REQUIRE_FALSE(store.contains("k"));
+  auto findings = store.verify();
+  INFO(describe(findings));
+  int bad_names = 0, missing = 0;
+  for (const auto& f : findings) {
+    bad_names += f.kind == lockdb::Finding::Kind::bad_file_name;
+    missing += f.kind == lockdb::Finding::Kind::missing_file && f.key == "k";
+  }
+  REQUIRE(bad_names == 5);  // the four planted names and the symlink
+  REQUIRE(missing == 1);    // the log says "k" exists
+  REQUIRE(findings.size() == 6);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+TEST_CASE("a corrupt key file is reported, never overwritten", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("k", 1);
+  const fs::path file = store.file_path("k");
+  lockdb::test::write_text(file, "{\"half\": ");
+  std::string what;
+  REQUIRE(code_of([&] { (void)store.get("k"); }, &what) == lockdb::Errc::corrupt);
+  REQUIRE_THAT(what, Catch::Contains("\"k\"") && Catch::Contains(file.string()));
+  REQUIRE(code_of([&] { (void)store.entry("k"); }) == lockdb::Errc::corrupt);
+  REQUIRE(code_of([&] { store.put("k", 2); }) == lockdb::Errc::corrupt);
+  REQUIRE(code_of([&] { store.update("k", [](json& v) { v = 3; }); }) == lockdb::Errc::corrupt);
+  REQUIRE(code_of([&] { store.increment("k"); }) == lockdb::Errc::corrupt);
+  REQUIRE(code_of([&] { store.erase("k"); }) == lockdb::Errc::corrupt);
+  REQUIRE(code_of([&] {
+            store.update_many({"k"}, [](std::map<std::string, json>& m) { m["k"] = 4; });
+          }) == lockdb::Errc::corrupt);
+  REQUIRE(lockdb::test::read_text(file) == "{\"half\": ");
+  REQUIRE(temp_files(store.dir()).empty());
+  REQUIRE(records_of(store, "k").size() == 1);
+}
+
+TEST_CASE("a full disk fails the write; the old value stays, no temp file stays", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("k", json{{"v", 1}});
+  const std::string before = lockdb::test::read_text(store.file_path("k"));
+
+  // The key file's write fails.
+  lockdb::os::fail_nth(lockdb::os::Op::write, 1, ENOSPC);
+  std::string what;
+  bool thrown = false;
+  try {
+    store.put("k", json{{"v", 2}});
+  } catch (const lockdb::Error& e) {
+    thrown = true;
+    what = e.what();
+    REQUIRE(e.code() == lockdb::Errc::io);
+    REQUIRE(e.sys_errno() == ENOSPC);
+    REQUIRE(e.path() == store.file_path("k"));
+  }
+  lockdb::os::clear_faults();
+  REQUIRE(thrown);
+  REQUIRE_THAT(what, Catch::Contains("\"k\"") && Catch::Contains("No space left"));
+  REQUIRE(lockdb::test::read_text(store.file_path("k")) == before);
+  REQUIRE(temp_files(store.dir()).empty());
+  REQUIRE(records_of(store, "k").size() == 1);
+
+  // The key file is written but the log append fails: the write is taken back.
+  lockdb::os::fail_nth(lockdb::os::Op::write, 2, ENOSPC);
+  REQUIRE(code_of([&] { store.put("k", json{{"v", 3}}); }, &what) == lockdb::Errc::io);
+  lockdb::os::clear_faults();
+  REQUIRE_THAT(what, Catch::Contains("taken back"));
+  REQUIRE(lockdb::test::read_text(store.file_path("k")) == before);
+  REQUIRE(temp_files(store.dir()).empty());
+  REQUIRE(records_of(store, "k").size() == 1);
+  REQUIRE(store.verify().empty());
+
+  // A new key whose log append fails is removed again.
+  lockdb::os::fail_nth(lockdb::os::Op::write, 2, ENOSPC);
+  REQUIRE(code_of([&] { store.put("new", 1); }) == lockdb::Errc::io);
+  lockdb::os::clear_faults();
+  REQUIRE_FALSE(store.contains("new"));
+
+  // update_many stages every file before renaming any: a failure leaves all keys as they were.
+  store.put("a", 1);
+  store.put("b", 1);
+  lockdb::os::fail_nth(lockdb::os::Op::write, 2, ENOSPC);
+  REQUIRE(code_of([&] {
+            store.update_many({"a", "b"}, [](std::map<std::string, json>& m) {
+              m["a"] = 2;
+              m["b"] = 2;
+            });
+          }) == lockdb::Errc::io);
+  lockdb::os::clear_faults();
+  REQUIRE(store.get("a") == 1);
+  REQUIRE(store.get("b") == 1);
+  REQUIRE(temp_files(store.dir()).empty());
+  REQUIRE(store.verify().empty());
+}
+
+TEST_CASE("a read-only store: writes fail with permission, reads work", "[store]") {
+  TempDir tmp;
+  const fs::path dir = tmp / "db";
+  {
+    Store store(dir);
+    store.put("k", 1);  // as the owner (root here): files 0644, directories 0755
+  }
+  fs::permissions(tmp.path(),
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  // root bypasses permissions: the write is tried by the unprivileged uid 65534.
+  auto r = lockdb::test::run(helper({"store-put-as", "65534", dir.string(), "k", "2"}));
+  if (::geteuid() != 0) {
+    REQUIRE_THAT(r.out, Catch::Contains("SETUID-FAILED"));
+    SUCCEED("not root: cannot switch to another uid here");
+    return;
+  }
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Catch::Contains("ERROR permission key \"k\""));
+  REQUIRE_THAT(r.out, Catch::Contains("Permission denied"));
+  REQUIRE_THAT(r.out, Catch::Contains("GET 1"));
+  Store store(dir);
+  REQUIRE(store.get("k") == 1);
+  REQUIRE(temp_files(dir).empty());
+  REQUIRE(records_of(store, "k").size() == 1);
+}
+
+TEST_CASE("a key locked by another process: Timeout naming the lock and holder", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db", lockdb::StoreOptions{.lock_timeout = 150ms});
+  store.put("k", 1);
+  const fs::path lock = store.file_path("k").string() + ".lock";
+  Child holder(helper({"hold", "hard", lock.string()}));
+  REQUIRE(holder.expect_line("LOCKED"));
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    store.increment("k");
+    FAIL("increment returned while another process holds the key's lock");
+  } catch (const lockdb::Timeout& e) {
+    REQUIRE(std::chrono::steady_clock::now() - t0 >= 150ms);
+    REQUIRE(e.code() == lockdb::Errc::timeout);
+    REQUIRE(e.path() == lock);
+    REQUIRE(e.holder());
+    REQUIRE(e.holder()->pid == holder.pid());
+  }
+  REQUIRE(store.get("k") == 1);  // reads take no lock
+  holder.write_line("release");
+  REQUIRE(holder.expect_line("RELEASED"));
+  REQUIRE(store.increment("k") == 2);
+  REQUIRE(holder.wait() == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify / repair
+
+TEST_CASE("verify finds what was changed around the store; repair fixes it", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  for (const char* k : {"changed", "deleted", "corrupt", "fine"}) store.put(k, 1);
+  store.put("gap", 1);
+
+  lockdb::test::write_text(store.file_path("changed"), "2");      // unlogged change
+  fs::remove(store.file_path("deleted"));                         // missing file
+  lockdb::test::write_text(store.file_path("corrupt"), "{oops");  // corrupt
+  lockdb::test::write_text(store.file_path("gap"), "5");          // a gap, then a logged write
+  store.increment("gap");
+  // A key file nobody logged, and temp files of writers that died.
+  const fs::path created = store.file_path("created");
+  fs::create_directories(created.parent_path());
+  lockdb::test::write_text(created, "\"hello\"");
+  const fs::path our_temp = created.parent_path() / ".created.json.0123456789ab.tmp";
+  const fs::path python_temp = created.parent_path() / "created.tmp4242";
+  lockdb::test::write_text(our_temp, "\"half");
+  lockdb::test::write_text(python_temp, "\"hal");
+
+  auto findings = store.verify();
+  INFO(describe(findings));
+  std::multiset<std::string> got;
+  for (const auto& f : findings)
+    got.insert(std::string(lockdb::finding_kind_name(f.kind)) + " " + f.key);
+  REQUIRE(got == std::multiset<std::string>{"unlogged_change changed", "missing_file deleted",
+                                            "corrupt_key_file corrupt", "unlogged_change gap",
+                                            "missing_file created", "orphan_temp created",
+                                            "orphan_temp created"});
+  // verify changed nothing.
+  REQUIRE(fs::exists(our_temp));
+  REQUIRE(store.verify().size() == findings.size());
+
+  auto done = store.repair();
+  INFO(describe(done));
+  REQUIRE(done.size() == findings.size());
+  auto after = store.verify();
+  INFO(describe(after));
+  REQUIRE(after.empty());
+  REQUIRE_FALSE(fs::exists(our_temp));
+  REQUIRE_FALSE(fs::exists(python_temp));
+  REQUIRE(store.get("changed") == 2);
+  REQUIRE_FALSE(store.contains("deleted"));
+  REQUIRE_FALSE(store.contains("corrupt"));
+  REQUIRE(store.get("created") == "hello");
+  REQUIRE(store.get("gap") == 6);
+  bool moved_aside = false;
+  for (const auto& e : fs::directory_iterator(store.file_path("corrupt").parent_path())) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("corrupt.json.corrupt-", 0) == 0) {
+      moved_aside = true;
+      REQUIRE(lockdb::test::read_text(e.path()) == "{oops");
+    }
+  }
+  REQUIRE(moved_aside);
+  auto repaired = records_of(store, "changed");
+  REQUIRE(repaired.back().op == "repair");
+  REQUIRE(repaired.back().value == 2);
+  REQUIRE(repaired.back().prev_version == repaired[0].version);
+  REQUIRE(repaired.back().version == fnv_version("2"));
+  // Keys stay usable; the chain continues from the repair record.
+  REQUIRE(store.increment("changed") == 3);
+  REQUIRE(store.verify().empty());
+}
+
+TEST_CASE("verify looks again under the key's lock: a write in flight is no finding", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("k", 1);
+  const fs::path lock = store.file_path("k").string() + ".lock";
+  // Another process holds the key's lock while the key file already has a new value and its
+  // record is not appended yet: what a writer looks like between its rename and its append.
+  Child holder(helper({"hold", "hard", lock.string()}));
+  REQUIRE(holder.expect_line("LOCKED"));
+  lockdb::test::write_text(store.file_path("k"), "2");
+  std::vector<lockdb::Finding> findings;
+  std::thread verifier([&] { findings = store.verify(); });
+  // The writer appends its record, then unlocks.
+  {
+    lockdb::detail::LogWriter log(store.dir() / "log", store.options().log_segment_bytes,
+                                  lockdb::Durability::none);
+    json two = 2;
+    lockdb::detail::RecordFields f;
+    f.time = std::chrono::system_clock::now();
+    f.key = "k";
+    f.op = "put";
+    f.value = &two;
+    std::string prev = fnv_version("1"), version = fnv_version("2");
+    f.prev_version = prev;
+    f.version = version;
+    log.append(lockdb::detail::render_record(f));
+  }
+  holder.write_line("release");
+  REQUIRE(holder.expect_line("RELEASED"));
+  verifier.join();
+  INFO(describe(findings));
+  REQUIRE(findings.empty());
+  REQUIRE(holder.wait() == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+TEST_CASE("8 processes x 2000 increments of one key: exactly 16000, 16000 chained records",
+          "[store][concurrency]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const int procs = 8, n = 2000;
+  std::vector<std::unique_ptr<Child>> kids;
+  for (int i = 0; i < procs; ++i) {
+    kids.push_back(std::make_unique<Child>(
+        helper({"store-increment", store.dir().string(), "counter", std::to_string(n)})));
+  }
+  for (auto& k : kids) REQUIRE(k->expect_line("READY"));
+  for (auto& k : kids) k->write_line("go");
+  for (auto& k : kids) REQUIRE(k->wait() == 0);
+  REQUIRE(store.get("counter") == procs * n);
+
+  auto records = records_of(store, "counter");
+  REQUIRE(records.size() == static_cast<std::size_t>(procs * n));
+  std::optional<std::string> last;
+  std::set<long> pids;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    INFO("record " << i);
+    REQUIRE(records[i].op == "increment");
+    REQUIRE(records[i].prev_version == last);
+    REQUIRE(records[i].value == json(i + 1));  // commit order is log order
+    REQUIRE(records[i].version == fnv_version(std::to_string(i + 1)));
+    last = records[i].version;
+    pids.insert(records[i].pid);
+  }
+  REQUIRE(pids.size() == static_cast<std::size_t>(procs));
+  REQUIRE(store.entry("counter")->version == *last);
+  REQUIRE(store.verify().empty());
+}
+
+TEST_CASE("8 writers on their own 100 keys while 2 readers loop: every read is whole",
+          "[store][concurrency]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const int writers = 8, nkeys = 100, rounds = 12;
+  std::vector<std::unique_ptr<Child>> w, r;
+  std::vector<std::string> reader_args = {"store-reader", store.dir().string(),
+                                          std::to_string(nkeys)};
+  for (int i = 0; i < writers; ++i) {
+    std::string prefix = "w" + std::to_string(i) + "/";
+    reader_args.push_back(prefix);
+    w.push_back(std::make_unique<Child>(helper({"store-writer", store.dir().string(), prefix,
+                                                std::to_string(nkeys), std::to_string(rounds)})));
+  }
+  for (int i = 0; i < 2; ++i) r.push_back(std::make_unique<Child>(helper(reader_args)));
+  for (auto& k : r) REQUIRE(k->expect_line("READY"));
+  for (auto& k : w) REQUIRE(k->expect_line("READY"));
+  for (auto& k : w) k->write_line("go");
+  for (auto& k : w) REQUIRE(k->expect_line("DONE"));
+  for (auto& k : r) k->write_line("stop");
+  for (auto& k : r) {
+    auto line = k->read_line();
+    REQUIRE(line);
+    INFO(*line);
+    std::istringstream in(*line);
+    std::string word_reads, word_bad;
+    long reads = 0, bad = -1;
+    in >> word_reads >> reads >> word_bad >> bad;
+    REQUIRE(word_reads == "READS");
+    REQUIRE(reads >= writers * nkeys);
+    REQUIRE(bad == 0);
+    REQUIRE(k->wait() == 0);
+  }
+  for (auto& k : w) REQUIRE(k->wait() == 0);
+  REQUIRE(store.keys().size() == static_cast<std::size_t>(writers * nkeys));
+  REQUIRE(store.get("w3/7").value()["round"] == rounds);
+  REQUIRE(lockdb::History(store.dir()).records().size() ==
+          static_cast<std::size_t>(writers * nkeys * rounds));
+  REQUIRE(store.verify().empty());
+}
+
+TEST_CASE("SIGKILLed writers, 50 rounds: files parse, counts bounded, repair restores agreement",
+          "[store][concurrency]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const int workers = 4, rounds = 50;
+  std::mt19937 rng(20261130);
+  long acked_shared = 0;
+  std::vector<long> acked_own(workers, 0);
+  long killed_total = 0;
+  std::map<std::string, int> seen_kinds;
+  for (int round = 0; round < rounds; ++round) {
+    INFO("round " << round);
+    std::vector<std::unique_ptr<Child>> kids;
+    for (int i = 0; i < workers; ++i) {
+      kids.push_back(std::make_unique<Child>(helper(
+          {"store-crash-worker", store.dir().string(), "shared", "own" + std::to_string(i)})));
+    }
+    for (auto& k : kids) REQUIRE(k->expect_line("READY"));
+    // Kill each worker after a random number of its acknowledgements (0..60): somewhere in the
+    // middle of a write, at a moment no one chose.
+    for (int i = 0; i < workers; ++i) {
+      const int acks = std::uniform_int_distribution<int>(0, 60)(rng);
+      for (int a = 0; a < acks; ++a) {
+        auto line = kids[static_cast<std::size_t>(i)]->read_line();
+        REQUIRE(line);
+        (*line == "S" ? acked_shared : acked_own[static_cast<std::size_t>(i)]) += 1;
+      }
+      kids[static_cast<std::size_t>(i)]->kill(SIGKILL);
+    }
+    for (int i = 0; i < workers; ++i) {
+      auto& kid = *kids[static_cast<std::size_t>(i)];
+      REQUIRE(kid.wait() == 128 + SIGKILL);
+      // Acknowledgements already in the pipe count too.
+      while (auto line = kid.read_line()) {
+        (*line == "S" ? acked_shared : acked_own[static_cast<std::size_t>(i)]) += 1;
+      }
+    }
+    killed_total += workers;
+
+    // Every key file parses; each count is at least what was acknowledged and at most that plus
+    // one write per killed worker (done, not yet acknowledged).
+    for (const auto& key : store.keys()) REQUIRE_NOTHROW(store.get(key));
+    const long shared = store.get("shared").value_or(0).get<long>();
+    REQUIRE(shared >= acked_shared);
+    REQUIRE(shared <= acked_shared + killed_total);
+    for (int i = 0; i < workers; ++i) {
+      const long own = store.get("own" + std::to_string(i)).value_or(0).get<long>();
+      REQUIRE(own >= acked_own[static_cast<std::size_t>(i)]);
+      REQUIRE(own <= acked_own[static_cast<std::size_t>(i)] + 1);
+    }
+    // Make the acknowledged counts exact again for the next round's bounds.
+    acked_shared = shared;
+    for (int i = 0; i < workers; ++i) {
+      acked_own[static_cast<std::size_t>(i)] =
+          store.get("own" + std::to_string(i)).value_or(0).get<long>();
+    }
+    killed_total = 0;
+
+    // verify finds only what repair fixes; after repair, log and store agree.
+    auto findings = store.verify();
+    for (const auto& f : findings) {
+      INFO(describe(findings));
+      ++seen_kinds[lockdb::finding_kind_name(f.kind)];
+      REQUIRE((f.kind == lockdb::Finding::Kind::unlogged_change ||
+               f.kind == lockdb::Finding::Kind::missing_file ||
+               f.kind == lockdb::Finding::Kind::orphan_temp));
+    }
+    auto fixed = store.repair();
+    REQUIRE(fixed.size() == findings.size());
+    auto after = store.verify();
+    INFO(describe(after));
+    REQUIRE(after.empty());
+    for (const auto& key : store.keys()) {
+      auto records = records_of(store, key);
+      REQUIRE(!records.empty());
+      REQUIRE(records.back().version == store.entry(key)->version);
+      REQUIRE(records.back().value == store.get(key));
+    }
+    REQUIRE(temp_files(store.dir()).empty());
+  }
+  // Report what the kills produced (informational: depends on timing).
+  for (const auto& [kind, n] : seen_kinds) WARN(kind << ": " << n);
+}
+
+TEST_CASE("the seed's Python atomic_json_update and Store::increment share a key file",
+          "[store][concurrency]") {
+  const std::string python = lockdb::test::python_with_filelock();
+  if (python.empty()) {
+    WARN("no python3 with filelock: skipped");
+    return;
+  }
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("counter", 0);  // the store creates the key; Python then writes around it
+  const fs::path script = tmp / "seed_increment.py";
+  // The seed's atomic_json_update, verbatim. filelock polls every 50 ms while a lock is busy;
+  // FileLock below polls every 1 ms so that both sides really interleave (same lock, same files).
+  lockdb::test::write_text(script, R"PY(
+import json, os, sys
+from pathlib import Path
+from typing import Any, Callable
+import filelock
+
+class FileLock(filelock.FileLock):
+    def acquire(self, timeout=None, poll_interval=0.001, **kwargs):
+        return super().acquire(timeout=timeout, poll_interval=poll_interval, **kwargs)
+
+def atomic_json_update(
+    path: str | Path,
+    update_fn: Callable[[dict[str, Any]], dict[str, Any]],
+    lock_timeout: float = 30.0,
+) -> dict[str, Any]:
+    """
+    Read a JSON file, apply `update_fn`, and write back atomically.
+    Safe for concurrent processes all modifying the same JSON store.
+    Returns the new dict after update.
+    """
+    path = Path(path)
+    lock_path = path.with_suffix(path.suffix + ".lock")
+    with FileLock(str(lock_path), timeout=lock_timeout):
+        # Read current state
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            data = {}
+        # Apply update
+        new_data = update_fn(data)
+        # Write back atomically
+        suffix = ".tmp" + str(os.getpid())
+        tmp_path = path.with_suffix(suffix)
+        tmp_path.write_text(json.dumps(new_data, indent=2), encoding="utf-8")
+        os.replace(tmp_path, path)
+        return new_data
+
+path, n = sys.argv[1], int(sys.argv[2])
+print("READY", flush=True)
+sys.stdin.readline()
+for _ in range(n):
+    atomic_json_update(path, lambda v: v + 1)
+print("DONE", flush=True)
+)PY");
+  const int py_n = 400, procs = 2, store_n = 1500;
+  Child py({python, script.string(), store.file_path("counter").string(), std::to_string(py_n)});
+  std::vector<std::unique_ptr<Child>> kids;
+  for (int i = 0; i < procs; ++i) {
+    kids.push_back(std::make_unique<Child>(
+        helper({"store-increment", store.dir().string(), "counter", std::to_string(store_n)})));
+  }
+  REQUIRE(py.expect_line("READY"));
+  for (auto& k : kids) REQUIRE(k->expect_line("READY"));
+  py.write_line("go");
+  for (auto& k : kids) k->write_line("go");
+  REQUIRE(py.expect_line("DONE"));
+  REQUIRE(py.wait() == 0);
+  for (auto& k : kids) REQUIRE(k->wait() == 0);
+
+  // Exact total: nobody's increment was lost.
+  REQUIRE(store.get("counter") == py_n + procs * store_n);
+
+  // The log holds the store's writes; every Python write shows as a gap in the chain. Each gap
+  // spans the Python increments between two logged values, so together they count exactly the
+  // Python writes that happened before the last logged write.
+  auto records = records_of(store, "counter");
+  REQUIRE(records.size() == static_cast<std::size_t>(1 + procs * store_n));
+  long python_seen = 0;
+  std::size_t gaps = 0;
+  for (std::size_t i = 1; i < records.size(); ++i) {
+    if (records[i].prev_version != records[i - 1].version) {
+      ++gaps;
+      python_seen += (records[i].value->get<long>() - 1) - records[i - 1].value->get<long>();
+    } else {
+      REQUIRE(records[i].value->get<long>() == records[i - 1].value->get<long>() + 1);
+    }
+  }
+  const long after_last_record =
+      store.get("counter")->get<long>() - records.back().value->get<long>();
+  REQUIRE(python_seen + after_last_record == py_n);
+  REQUIRE(gaps >= 1);
+
+  auto findings = store.verify();
+  INFO(describe(findings));
+  std::size_t unlogged = 0;
+  for (const auto& f : findings) {
+    REQUIRE(f.kind == lockdb::Finding::Kind::unlogged_change);
+    REQUIRE(f.key == "counter");
+    ++unlogged;
+  }
+  REQUIRE(unlogged == gaps + (after_last_record > 0 ? 1 : 0));
+  REQUIRE(store.repair().size() == unlogged);
+  REQUIRE(store.verify().empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Examples
+
+#ifdef LOCKDB_EXAMPLE_WORKER_COUNTERS
+TEST_CASE("example: worker_counters", "[store][examples]") {
+  TempDir tmp;
+  auto r = lockdb::test::run({LOCKDB_EXAMPLE_WORKER_COUNTERS, (tmp / "db").string(), "4", "25"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Catch::Contains("jobs_done = 100 (expected 100)"));
+  REQUIRE_THAT(r.out, Catch::Contains("history of \"jobs_done\": 100 records"));
+  Store store(tmp / "db");
+  REQUIRE(store.get("jobs_done") == 100);
+  REQUIRE(store.verify().empty());
+}
+#endif
+
+#ifdef LOCKDB_EXAMPLE_SHARED_CONFIG
+TEST_CASE("example: shared_config", "[store][examples]") {
+  TempDir tmp;
+  auto r = lockdb::test::run({LOCKDB_EXAMPLE_SHARED_CONFIG, (tmp / "db").string(), "4"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  Store store(tmp / "db");
+  auto config = store.get("config").value();
+  REQUIRE(config["members"].size() == 4);
+  REQUIRE(config["revision"] == 4);
+  REQUIRE_THAT(r.out, Catch::Contains("4 processes joined"));
+}
+#endif
+
+#ifdef LOCKDB_EXAMPLE_AUDIT_TRAIL
+TEST_CASE("example: audit_trail", "[store][examples]") {
+  TempDir tmp;
+  auto r = lockdb::test::run({LOCKDB_EXAMPLE_AUDIT_TRAIL, (tmp / "db").string()});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Catch::Contains("put"));
+  REQUIRE_THAT(r.out, Catch::Contains("erase"));
+  REQUIRE_THAT(r.out, Catch::Contains("unlogged change"));
+}
+#endif
