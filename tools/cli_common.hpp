@@ -1,0 +1,189 @@
+// Shared pieces of the `lockdb` command: command registration, output (human or JSON, colour),
+// time parsing, progress on stderr, and the JSON shapes every command prints.
+//
+// Output rules: results go to stdout, one failure is one line on stderr (main.cpp turns every
+// exception into it and into the exit code of its lockdb::Errc). Human output is the default;
+// --json prints one JSON object (single results) or JSON lines (streams and lists) with the
+// field names written here, which are part of the CLI's contract.
+#pragma once
+
+#include <lockdb/error.hpp>
+#include <lockdb/history.hpp>
+#include <lockdb/store.hpp>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace lockdb::cli {
+
+// ---- commands ----
+
+// Settings every command takes (--json, --color).
+struct Settings {
+  bool json = false;
+  std::string color = "auto";  // auto | always | never
+};
+
+// What the command line selected: each subcommand registers the function that runs it.
+struct Commands {
+  Settings settings;
+  std::vector<std::pair<CLI::App*, std::function<int()>>> actions;
+
+  // Adds subcommand `name` with its help text and examples (shown by --help), and the common
+  // options. `run` is called after parsing when this subcommand was chosen; it returns the
+  // exit code.
+  CLI::App* add(CLI::App& app, const std::string& name, const std::string& description,
+                const std::string& examples);
+  void on_run(CLI::App* command, std::function<int()> run);
+};
+
+// Each file registers its group of subcommands.
+void add_value_commands(CLI::App& app, Commands& commands);    // cmd_values.cpp
+void add_log_commands(CLI::App& app, Commands& commands);      // cmd_log.cpp
+void add_lock_commands(CLI::App& app, Commands& commands);     // cmd_locks.cpp
+void add_check_commands(CLI::App& app, Commands& commands);    // cmd_check.cpp
+void add_stats_commands(CLI::App& app, Commands& commands);    // cmd_stats.cpp
+void add_compact_commands(CLI::App& app, Commands& commands);  // cmd_compact.cpp
+
+// ---- the store ----
+
+// Opens an existing store (create=false unless asked). THROWS what Store's constructor throws:
+// Error{not_found} for a missing store, Error{corrupt} for a directory that is not one.
+Store open_store(const std::string& dir, bool create = false,
+                 std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30));
+
+// The store-relative name of `path` ("counter.json.lock"), or the path itself when outside.
+std::string relative_name(const std::filesystem::path& store_dir,
+                          const std::filesystem::path& path);
+
+// ---- times ----
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+// "2026-11-30T18:00:00.123456Z" (RFC 3339, UTC, microseconds), the log's own form.
+std::string format_time(TimePoint t);
+// RFC 3339 ("2026-11-30T18:00:00Z", with optional fraction and "+01:00" offsets, or a date
+// "2026-11-30" meaning its midnight UTC; years 1678 to 2261, what system_clock can hold), "now",
+// or a relative form counted back from `now`:
+// a whole number and a unit: s, m, h, d, w ("10m", "2h", "3d"). nullopt when it is none of them.
+std::optional<TimePoint> parse_time(std::string_view text, TimePoint now);
+// A duration for --timeout: "500ms", "10s", "2m", "1h", or a number of seconds ("0.5").
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
+
+// CLI11 validators for TIME and DURATION arguments (usage error, exit 2, naming the option).
+CLI::Validator time_validator();
+CLI::Validator duration_validator();
+TimePoint to_time(const std::string& text);  // REQUIRES: time_validator() accepted it
+std::chrono::nanoseconds to_duration(const std::string& text);
+
+// ---- output ----
+
+// Buffered stdout. write() failures (EPIPE, ENOSPC) are caught at exit by main().
+void out(std::string_view text);
+void out_line(std::string_view text);
+void flush_out();
+
+// Terminal colours for human output: on when --color=always, or when --color=auto, stdout is
+// a terminal and NO_COLOR is unset or empty. Colours never appear in --json output.
+class Style {
+ public:
+  explicit Style(const Settings& settings);
+  bool on() const { return on_; }
+  std::string bold(std::string_view s) const { return wrap("1", s); }
+  std::string red(std::string_view s) const { return wrap("31", s); }
+  std::string green(std::string_view s) const { return wrap("32", s); }
+  std::string yellow(std::string_view s) const { return wrap("33", s); }
+  std::string dim(std::string_view s) const { return wrap("2", s); }
+  // The colour of a log operation: puts green, erases red, repairs yellow.
+  std::string op(std::string_view op, std::size_t width) const;
+
+ private:
+  std::string wrap(const char* code, std::string_view s) const;
+  bool on_ = false;
+};
+
+// Compact JSON text; invalid UTF-8 is replaced rather than failing the whole output.
+std::string dump(const nlohmann::json& value);
+std::string quote(std::string_view s);  // a JSON string literal
+// Cuts `s` to at most `width` characters (bytes), ending in "..." when cut.
+std::string shorten(std::string_view s, std::size_t width);
+
+// Builds one JSON object, fields in the order they are added.
+class JsonObject {
+ public:
+  JsonObject& raw(std::string_view name, std::string_view json_text);
+  JsonObject& str(std::string_view name, std::string_view value);
+  JsonObject& str_or_null(std::string_view name, const std::optional<std::string>& value);
+  JsonObject& num(std::string_view name, std::int64_t value);
+  JsonObject& unum(std::string_view name, std::uint64_t value);
+  JsonObject& boolean(std::string_view name, bool value);
+  JsonObject& value(std::string_view name, const nlohmann::json& value);
+  std::string text() const { return text_ + "}"; }
+
+ private:
+  void name(std::string_view name);
+  std::string text_ = "{";
+};
+
+// A log record as JSON: the log's own fields, in the log's order:
+// {"time","key","op","value"(absent on erase),"prev","version","pid","host"}.
+std::string record_json(const Record& record);
+// "pid@host".
+std::string who(const Record& record);
+// One human line: time, op, who, key, value ("-" for an erase).
+std::string record_line(const Record& record, const Style& style);
+
+// ---- progress ----
+
+// Shows "lockdb: <what> 42% (1234 records)" on stderr while a scan of the log runs longer than
+// a second (LOCKDB_PROGRESS_DELAY_MS overrides the delay; 0 shows it from the start), only when
+// stderr is a terminal; the line is cleared when the scan ends. seen() is cheap: call it from the
+// scan's callback.
+class Progress {
+ public:
+  // Percent of the log's bytes seen, and the records seen.
+  Progress(std::string what, const History& history);
+  // Seconds elapsed only, for work that reports no position (verify, repair, compact, ...).
+  explicit Progress(std::string what);
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  // Called per record seen: counts it and remembers how far the scan is.
+  void seen(const Record& record);
+  void finish();
+
+ private:
+  void start();
+  void run(std::chrono::milliseconds delay);
+  void draw();  // REQUIRES: mu_ held, or the thread not started
+  std::string what_;
+  // Constant after construction: bytes of the segments before segment n.
+  std::map<std::uint64_t, std::uint64_t> bytes_before_;
+  std::uint64_t total_bytes_ = 0;
+  bool positional_ = false;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::atomic<std::uint64_t> done_bytes_{0};
+  std::atomic<std::uint64_t> records_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;   // guarded by mu_
+  bool shown_ = false;  // guarded by mu_; read by finish() after the thread ended
+  std::thread thread_;
+};
+
+}  // namespace lockdb::cli
