@@ -72,6 +72,8 @@ struct Options {
   std::size_t disk_max_keys = 100000;  // latency: largest store on disk
   std::set<std::string> only;          // empty: all variants
   bool latency = true;
+  bool on_disk = true;  // --fs disk,tmpfs
+  bool on_tmpfs = true;
   std::string python = "/usr/bin/python3";
 };
 
@@ -245,8 +247,16 @@ RunResult bench_lockdb(const fs::path& dir, int procs, const Workload& w, double
 }
 
 // ---- raw loop ----
-RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double seconds,
-                    bool durable) {
+// Two raw loops. `same` makes exactly the system calls Store::increment makes (strace):
+//   flock(key lock, EX); open(key, O_NOFOLLOW); read; read (EOF); close;
+//   open(temp, O_CREAT|O_EXCL|O_NOFOLLOW); write; [fsync]; close; rename;
+//   [open(dir); fsync; close]; getpid; flock(log lock, SH); write(log); flock(log lock, UN);
+//   [fsync(log)]; flock(key lock, UN)
+// so the ratio lockdb / raw is the library's own cost. `minimal` is the least a design of
+// "lock, read, write temp, rename, append a line" needs: no EOF read, no log lock (nothing
+// coordinates log rotation), directory fd kept open, no getpid.
+RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double seconds, bool durable,
+                    bool minimal) {
   // The same layout as the store: key files and lock files where the store puts them.
   std::map<std::string, fs::path> files;
   {
@@ -258,11 +268,13 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
     }
   }
   const fs::path log_path = dir / "raw.log";
+  const fs::path log_lock_path = dir / "raw.log.lock";
   struct State {
     std::vector<int> lock_fds;
     std::vector<int> dir_fds;
-    std::vector<std::string> paths, temps;
+    std::vector<std::string> paths, temps, dirs;
     int log_fd = -1;
+    int log_lock_fd = -1;
   };
   State st;
   Worker worker{
@@ -270,6 +282,7 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
         for (const auto& k : w.keys_of(index)) {
           const fs::path& f = files.at(k);
           st.paths.push_back(f.string());
+          st.dirs.push_back(f.parent_path().string());
           st.temps.push_back((f.parent_path() / ("." + f.filename().string() + "." +
                                                  std::to_string(::getpid()) + ".tmp"))
                                  .string());
@@ -278,36 +291,46 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
           st.dir_fds.push_back(::open(f.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         }
         st.log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
-        check(st.log_fd >= 0, "open log");
+        st.log_lock_fd = ::open(log_lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        check(st.log_fd >= 0 && st.log_lock_fd >= 0, "open log");
       },
       [&](int, Clock::time_point deadline) {
         long n = 0;
         char buf[64];
         char line[256];
-        const int pid = ::getpid();
         while (Clock::now() < deadline) {
           const std::size_t k = static_cast<std::size_t>(n) % st.paths.size();
           const char* path = st.paths[k].c_str();
           check(::flock(st.lock_fds[k], LOCK_EX) == 0, "flock");
-          int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+          int fd = ::open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
           check(fd >= 0, "open key");
           ssize_t got = ::read(fd, buf, sizeof buf - 1);
           check(got > 0, "read key");
+          if (!minimal) check(::read(fd, line, sizeof line) == 0, "read key (EOF)");
           ::close(fd);
           buf[got] = '\0';
           const long v = std::strtol(buf, nullptr, 10) + 1;
           const int len = std::snprintf(buf, sizeof buf, "%ld", v);
-          int tfd = ::open(st.temps[k].c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+          int tfd =
+              ::open(st.temps[k].c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
           check(tfd >= 0, "open temp");
           check(::write(tfd, buf, static_cast<std::size_t>(len)) == len, "write temp");
           if (durable) check(::fsync(tfd) == 0, "fsync temp");
           ::close(tfd);
           check(::rename(st.temps[k].c_str(), path) == 0, "rename");
-          if (durable) check(::fsync(st.dir_fds[k]) == 0, "fsync dir");
+          if (durable && minimal) check(::fsync(st.dir_fds[k]) == 0, "fsync dir");
+          if (durable && !minimal) {
+            int dfd = ::open(st.dirs[k].c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            check(dfd >= 0 && ::fsync(dfd) == 0, "fsync dir");
+            ::close(dfd);
+          }
+          const int pid = minimal ? 0 : ::getpid();
           const int ll = std::snprintf(
               line, sizeof line, "{\"key\":\"%s\",\"op\":\"increment\",\"pid\":%d,\"value\":%ld}\n",
               path, pid, v);
+          if (!minimal) check(::flock(st.log_lock_fd, LOCK_SH) == 0, "flock log");
           check(::write(st.log_fd, line, static_cast<std::size_t>(ll)) == ll, "write log");
+          if (!minimal) check(::flock(st.log_lock_fd, LOCK_UN) == 0, "unlock log");
           if (durable) check(::fsync(st.log_fd) == 0, "fsync log");
           check(::flock(st.lock_fds[k], LOCK_UN) == 0, "unlock");
           ++n;
@@ -547,6 +570,13 @@ std::string rate(double ops) {
   return buf;
 }
 
+std::string ratio(double a, double b) {
+  if (b <= 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, a / b >= 10 ? "%.1fx" : "%.2fx", a / b);
+  return buf;
+}
+
 struct Variant {
   std::string name;
   std::string note;
@@ -597,10 +627,8 @@ void increments(const Options& opt, const std::string& fs_name, const fs::path& 
       const int p = opt.procs.back();
       const std::string raw = v.name.find("full") != std::string::npos ? "raw full" : "raw none";
       const double vs_raw = value(raw, p), vs_py = value("python", p);
-      std::printf(
-          " %s | %s |\n",
-          vs_raw > 0 ? (std::to_string(value(v.name, p) / vs_raw).substr(0, 4) + "x").c_str() : "-",
-          vs_py > 0 ? (std::to_string(value(v.name, p) / vs_py).substr(0, 5) + "x").c_str() : "-");
+      std::printf(" %s | %s |\n", ratio(value(v.name, p), vs_raw).c_str(),
+                  ratio(value(v.name, p), vs_py).c_str());
     }
     // The targets, for every P.
     std::printf("\nlockdb none / raw none:");
@@ -612,6 +640,18 @@ void increments(const Options& opt, const std::string& fs_name, const fs::path& 
     for (int p : opt.procs) {
       if (value("raw full", p) > 0)
         std::printf("  P=%d %.2fx", p, value("lockdb full", p) / value("raw full", p));
+    }
+    std::printf("\nlockdb none / raw-minimal none:");
+    for (int p : opt.procs) {
+      if (value("raw-minimal none", p) > 0) {
+        std::printf("  P=%d %.2fx", p, value("lockdb none", p) / value("raw-minimal none", p));
+      }
+    }
+    std::printf("\nlockdb full / raw-minimal full:");
+    for (int p : opt.procs) {
+      if (value("raw-minimal full", p) > 0) {
+        std::printf("  P=%d %.2fx", p, value("lockdb full", p) / value("raw-minimal full", p));
+      }
     }
     std::printf("\nlockdb none / python:  ");
     for (int p : opt.procs) {
@@ -712,17 +752,23 @@ int main(int argc, char** argv) {
       opt.disk_max_keys = std::stoul(next());
     else if (a == "--python")
       opt.python = next();
-    else if (a == "--no-latency")
+    else if (a == "--fs") {
+      const std::string v = next();
+      opt.on_disk = v.find("disk") != std::string::npos;
+      opt.on_tmpfs = v.find("tmpfs") != std::string::npos;
+    } else if (a == "--no-latency")
       opt.latency = false;
     else if (a == "--only") {
       std::istringstream in(next());
       std::string item;
       while (std::getline(in, item, ',')) opt.only.insert(item);
     } else {
-      std::fprintf(stderr,
-                   "usage: bench_store [--seconds S] [--procs 1,2,4,8] [--disk DIR] [--tmpfs DIR]\n"
-                   "                   [--max-keys N] [--disk-max-keys N] [--python PATH]\n"
-                   "                   [--only lockdb,raw,python,sqlite,lmdb] [--no-latency]\n");
+      std::fprintf(
+          stderr,
+          "usage: bench_store [--seconds S] [--procs 1,2,4,8] [--fs disk,tmpfs] [--disk DIR]\n"
+          "                   [--tmpfs DIR]\n"
+          "                   [--max-keys N] [--disk-max-keys N] [--python PATH]\n"
+          "                   [--only lockdb,raw,python,sqlite,lmdb] [--no-latency]\n");
       return 2;
     }
   }
@@ -739,7 +785,10 @@ int main(int argc, char** argv) {
   }
   if (want("raw")) {
     variants.push_back({"raw none", "", [&](const fs::path& d, int p, const Workload& w) {
-                          return bench_raw(d, p, w, opt.seconds, false);
+                          return bench_raw(d, p, w, opt.seconds, false, false);
+                        }});
+    variants.push_back({"raw-minimal none", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_raw(d, p, w, opt.seconds, false, true);
                         }});
   }
   if (want("python") && have_python) {
@@ -768,7 +817,10 @@ int main(int argc, char** argv) {
   }
   if (want("raw")) {
     variants.push_back({"raw full", "", [&](const fs::path& d, int p, const Workload& w) {
-                          return bench_raw(d, p, w, opt.seconds, true);
+                          return bench_raw(d, p, w, opt.seconds, true, false);
+                        }});
+    variants.push_back({"raw-minimal full", "", [&](const fs::path& d, int p, const Workload& w) {
+                          return bench_raw(d, p, w, opt.seconds, true, true);
                         }});
   }
 #ifdef LOCKDB_BENCH_HAVE_LMDB
@@ -784,10 +836,14 @@ int main(int argc, char** argv) {
   std::printf("; disk dir %s, tmpfs dir %s; python %s\n", opt.disk.c_str(), opt.tmpfs.c_str(),
               have_python ? opt.python.c_str() : "(not available)");
   const auto t0 = Clock::now();
-  increments(opt, "disk (" + opt.disk.string() + ")", opt.disk, true, variants);
-  increments(opt, "tmpfs (" + opt.tmpfs.string() + ")", opt.tmpfs, false, variants);
-  if (opt.latency) {
+  if (opt.on_disk) increments(opt, "disk (" + opt.disk.string() + ")", opt.disk, true, variants);
+  if (opt.on_tmpfs) {
+    increments(opt, "tmpfs (" + opt.tmpfs.string() + ")", opt.tmpfs, false, variants);
+  }
+  if (opt.latency && opt.on_disk) {
     latency("disk (" + opt.disk.string() + ")", opt.disk, opt.disk_max_keys);
+  }
+  if (opt.latency && opt.on_tmpfs) {
     latency("tmpfs (" + opt.tmpfs.string() + ")", opt.tmpfs, opt.max_keys);
   }
   std::printf("\ntotal time %.0f s\n", std::chrono::duration<double>(Clock::now() - t0).count());

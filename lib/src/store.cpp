@@ -1,8 +1,8 @@
 // Store: opening (the marker), reads, and the locked read-modify-write.
 //
 // A write, step by step; the order is the protocol (store.hpp has the contract):
-//   1. lock the key: this process's FileLock object for "<key file>.lock" (or a stripe lock
-//      file), which first excludes this process's other threads, then other processes (flock);
+//   1. lock the key (store_locks.hpp): an in-process mutex for this process's other threads,
+//      then flock(2) of "<key file>.lock" (or a stripe lock file) for other processes;
 //   2. read the key file (absent is fine) and check that it parses: a corrupt file is never
 //      overwritten;
 //   3. render the new value (the same JSON text Python's json.dumps(indent=2) gives for it)
@@ -40,34 +40,6 @@ namespace lockdb {
 namespace fs = std::filesystem;
 namespace format = detail::store_format;
 using nlohmann::json;
-
-// ---------------------------------------------------------------------------------------------
-// LockCache
-
-namespace detail {
-
-std::shared_ptr<FileLock> LockCache::get(const fs::path& path) {
-  std::lock_guard<std::mutex> guard(mu_);
-  const std::string& name = path.native();
-  if (auto it = index_.find(name); it != index_.end()) {
-    lru_.splice(lru_.begin(), lru_, it->second);
-    return it->second->lock;
-  }
-  lru_.push_front(Slot{name, std::make_shared<FileLock>(path)});
-  index_.emplace(name, lru_.begin());
-  // Close the least recently used locks beyond the bound, skipping those in use (a holder keeps
-  // its own shared_ptr; nobody can take a new one without mu_).
-  for (auto it = std::prev(lru_.end()); index_.size() > capacity_ && it != lru_.begin();) {
-    auto victim = it--;
-    if (victim->lock.use_count() == 1) {
-      index_.erase(victim->path);
-      lru_.erase(victim);
-    }
-  }
-  return lru_.front().lock;
-}
-
-}  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
 // Opening
@@ -273,19 +245,11 @@ void Store::Impl::walk_keys(const std::function<void(const WalkEntry&)>& fn) con
   walk_dir(keys_dir, 0, fn);
 }
 
-detail::KeyHold Store::Impl::lock_file(const fs::path& lock_path, const std::string& key) {
-  detail::KeyHold hold;
-  hold.lock = locks.get(lock_path);
-  hold.guard = hold.lock->acquire(options.lock_timeout);
-  if (hold.lock->lock_counter() > 1) {
-    throw Error(Errc::conflict, context(key), lock_path,
-                "this thread already holds the key's lock (a store write from inside the "
-                "function of another write of this key waits for itself)");
-  }
-  return hold;
+detail::KeyLocks::Hold Store::Impl::lock_file(const fs::path& lock_path, const std::string& key) {
+  return locks.acquire(lock_path, options.lock_timeout, key);
 }
 
-detail::KeyHold Store::Impl::lock_key(const KeyPaths& p) { return lock_file(p.lock, p.key); }
+detail::KeyLocks::Hold Store::Impl::lock_key(const KeyPaths& p) { return lock_file(p.lock, p.key); }
 
 Store::Impl::Current Store::Impl::read_current(const KeyPaths& p) const {
   Current cur;
@@ -408,7 +372,7 @@ template <class Decide>
 Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_view op,
                                             Decide&& decide) {
   const KeyPaths p = paths(key);
-  detail::KeyHold hold = lock_key(p);
+  detail::KeyLocks::Hold hold = lock_key(p);
   const Current cur = read_current(p);
   Decision d = decide(p, cur);
   Outcome out;
@@ -577,7 +541,7 @@ std::map<std::string, json> Store::update_many(
   for (const auto& key : keys) requested.emplace(key, impl_->paths(key));
   std::map<fs::path, const std::string*> lock_order;
   for (const auto& [key, p] : requested) lock_order.emplace(p.lock, &key);
-  std::vector<detail::KeyHold> holds;
+  std::vector<detail::KeyLocks::Hold> holds;
   holds.reserve(lock_order.size());
   for (const auto& [lock, key] : lock_order) holds.push_back(impl_->lock_file(lock, *key));
 

@@ -1,7 +1,6 @@
 // Store::Impl (private): shared by store.cpp (open, reads, writes) and store_verify.cpp.
 #pragma once
 
-#include <lockdb/file_lock.hpp>
 #include <lockdb/store.hpp>
 
 #include <nlohmann/json.hpp>
@@ -18,39 +17,9 @@
 
 #include "log_writer.hpp"
 #include "replace.hpp"
+#include "store_locks.hpp"
 
 namespace lockdb {
-namespace detail {
-
-// FileLock objects for the store's lock files, kept open between writes up to a bound. Each
-// FileLock excludes other threads of this process (in-process mutex) and other processes
-// (flock); keeping the object keeps its descriptor, so a hot key costs two flock calls per write.
-// Thread-safe.
-class LockCache {
- public:
-  explicit LockCache(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
-  // The lock object for `path`; the caller keeps the shared_ptr while it holds the lock.
-  std::shared_ptr<FileLock> get(const std::filesystem::path& path);
-
- private:
-  struct Slot {
-    std::string path;
-    std::shared_ptr<FileLock> lock;
-  };
-  const std::size_t capacity_;  // constant after construction
-  std::mutex mu_;
-  std::list<Slot> lru_;                                               // guarded by mu_
-  std::unordered_map<std::string, std::list<Slot>::iterator> index_;  // guarded by mu_
-};
-
-// One held key lock. Members are destroyed in reverse order: the hold is released before the
-// lock object may go.
-struct KeyHold {
-  std::shared_ptr<FileLock> lock;
-  LockGuard guard;
-};
-
-}  // namespace detail
 
 struct Store::Impl {
   // A key with its file and lock file.
@@ -73,8 +42,8 @@ struct Store::Impl {
   std::filesystem::path lock_path_of(std::string_view key, const std::filesystem::path& file) const;
   // Takes a key's lock within options.lock_timeout. THROWS Timeout, Error{conflict} when this
   // thread already holds it (a store write from inside update's fn).
-  detail::KeyHold lock_key(const KeyPaths& p);
-  detail::KeyHold lock_file(const std::filesystem::path& lock_path, const std::string& key);
+  detail::KeyLocks::Hold lock_key(const KeyPaths& p);
+  detail::KeyLocks::Hold lock_file(const std::filesystem::path& lock_path, const std::string& key);
   // Reads a key file (no lock). THROWS Error{permission|io|invalid_argument} naming key and file.
   Current read_current(const KeyPaths& p) const;
   // Parses / checks key file bytes. THROWS Error{corrupt} naming key and file.
@@ -130,7 +99,7 @@ struct Store::Impl {
   std::filesystem::path log_dir;
   StoreOptions options;  // lock_stripes: the store's own (from its marker)
 
-  detail::LockCache locks;
+  detail::KeyLocks locks;
 
  private:
   void walk_dir(const std::filesystem::path& path, int depth,

@@ -218,7 +218,7 @@ class Checker {
 
   void confirm(const std::string& key) {
     const auto p = impl_.paths(key);
-    detail::KeyHold hold = impl_.lock_key(p);
+    detail::KeyLocks::Hold hold = impl_.lock_key(p);
     const auto logged = logged_version_now(key);
     const auto cur = read(p);
     const bool had_gaps = !log_[key].gaps.empty();
@@ -281,7 +281,7 @@ class Checker {
 
   void check_temp(const fs::path& temp, const std::string& key) {
     const auto p = impl_.paths(key);
-    detail::KeyHold hold = impl_.lock_key(p);
+    detail::KeyLocks::Hold hold = impl_.lock_key(p);
     auto st = os::lstat(temp);
     if (!st.ok()) return;  // a writer renamed or removed it meanwhile
     std::string detail = "a temp file of key " + format::quote_key(key) +

@@ -1,0 +1,196 @@
+// KeyLocks: see store_locks.hpp for the protocol.
+#include "store_locks.hpp"
+
+#include <lockdb/error.hpp>
+
+#include <cerrno>
+#include <optional>
+#include <utility>
+
+#include <fcntl.h>
+
+#include "os.hpp"
+#include "store_format.hpp"
+
+namespace lockdb::detail {
+
+struct KeyLocks::Slot {
+  explicit Slot(std::string p) : path(std::move(p)) {}
+  const std::string path;
+  std::timed_mutex mu;                   // held while a thread of this process holds the lock
+  std::atomic<std::thread::id> owner{};  // that thread (the re-entrancy check reads it)
+  int fd = -1;                           // guarded by mu
+  int users = 0;                         // guarded by KeyLocks::mu_: holders and waiters
+  std::list<Slot*>::iterator lru;        // guarded by KeyLocks::mu_
+};
+
+namespace {
+
+// "key \"k\": <what>": built only when an error is thrown.
+std::string prefixed(std::string_view key, const char* what) {
+  return "key " + store_format::quote_key(key) + ": " + what;
+}
+
+int open_lock_file(const std::filesystem::path& path, std::string_view key) {
+  auto r = os::open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0666);
+  if (r.err == ENOENT && path.has_parent_path()) {
+    if (auto s = os::mkdirs(path.parent_path()); !s.ok()) {
+      os::throw_errno(prefixed(key, "cannot create the directory of lock file"), path.parent_path(),
+                      s.err);
+    }
+    r = os::open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0666);
+  }
+  if (r.err == EACCES) {  // a lock file we may read but not write still locks
+    auto ro = os::open(path, O_RDONLY | O_NOFOLLOW);
+    if (ro.ok()) r = ro;
+  }
+  if (r.ok()) return r.value;
+  if (r.err == ELOOP) {
+    throw Error(Errc::invalid_argument, prefixed(key, "cannot open lock file"), path,
+                "it is a symbolic link (refused, not followed)");
+  }
+  os::throw_errno(prefixed(key, "cannot open lock file"), path, r.err);
+}
+
+std::optional<LockHolder> holder_of(int fd) {
+  auto st = os::fstat(fd);
+  if (!st.ok()) return std::nullopt;
+  auto pid = os::lock_holder_pid(st.value.dev, st.value.ino);
+  if (!pid) return std::nullopt;
+  LockHolder h;
+  h.pid = *pid;
+  h.host = os::hostname();
+  h.program = os::program_name(*pid);
+  return h;
+}
+
+LockHolder this_process() {
+  LockHolder h;
+  h.pid = os::pid();
+  h.host = os::hostname();
+  h.program = os::program_name(h.pid);
+  return h;
+}
+
+}  // namespace
+
+KeyLocks::KeyLocks(std::size_t max_open)
+    : max_open_(max_open == 0 ? 1 : max_open), generation_(os::fork_generation()) {}
+
+KeyLocks::~KeyLocks() {
+  for (auto& [path, slot] : slots_) os::close(slot->fd);
+  // Slots a parent's thread held at fork time have locked mutexes; never destroy those.
+  for (auto& slot : abandoned_) (void)slot.release();
+}
+
+KeyLocks::Hold KeyLocks::acquire(const std::filesystem::path& lock_path,
+                                 std::chrono::nanoseconds timeout, std::string_view key) {
+  const auto start = std::chrono::steady_clock::now();
+  Slot* slot = nullptr;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (generation_ != os::fork_generation()) forget_after_fork();
+    auto [it, inserted] = slots_.try_emplace(lock_path.native());
+    if (inserted) {
+      it->second = std::make_unique<Slot>(lock_path.native());
+      lru_.push_front(it->second.get());
+      it->second->lru = lru_.begin();
+    } else {
+      lru_.splice(lru_.begin(), lru_, it->second->lru);
+    }
+    slot = it->second.get();
+    ++slot->users;
+  }
+  if (slot->owner.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    unuse(slot);
+    throw Error(Errc::conflict, prefixed(key, "cannot lock"), lock_path,
+                "this thread already holds this lock (a store write from inside the function "
+                "of another write of the same key, or of a key sharing its lock stripe)");
+  }
+
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  bool got = true;
+  if (timeout < std::chrono::nanoseconds::zero()) {
+    slot->mu.lock();
+  } else {
+    deadline = start + timeout;
+    got = timeout == std::chrono::nanoseconds::zero() ? slot->mu.try_lock()
+                                                      : slot->mu.try_lock_until(*deadline);
+  }
+  if (!got) {  // another thread of this process holds it
+    unuse(slot);
+    throw Timeout(lock_path, timeout, this_process());
+  }
+  try {
+    if (slot->fd < 0) slot->fd = open_lock_file(lock_path, key);
+    auto s = os::flock_until(slot->fd, /*shared=*/false, deadline);
+    if (!s.ok()) {
+      if (s.err == EWOULDBLOCK) throw Timeout(lock_path, timeout, holder_of(slot->fd));
+      if (s.err == ENOLCK || s.err == EOPNOTSUPP || s.err == EINVAL) {
+        throw Error(Errc::lock_unsupported, prefixed(key, "cannot lock"), lock_path,
+                    os::error_text(s.err) + " (this filesystem refuses OS locks)");
+      }
+      os::throw_errno(prefixed(key, "cannot lock"), lock_path, s.err);
+    }
+  } catch (...) {
+    slot->mu.unlock();
+    unuse(slot);
+    throw;
+  }
+  slot->owner.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  return Hold(this, slot, generation_);
+}
+
+void KeyLocks::unuse(Slot* slot) noexcept {
+  std::lock_guard<std::mutex> guard(mu_);
+  --slot->users;
+  // Close the least recently used idle locks beyond the bound.
+  for (auto it = lru_.end(); slots_.size() > max_open_ && it != lru_.begin();) {
+    Slot* victim = *--it;
+    if (victim->users != 0) continue;
+    it = lru_.erase(it);
+    os::close(victim->fd);  // idle: no thread holds its mutex, nobody can get it without mu_
+    const std::string key = victim->path;
+    slots_.erase(key);
+  }
+}
+
+void KeyLocks::forget_after_fork() noexcept {
+  for (auto& [path, slot] : slots_) {
+    os::close(slot->fd);  // the child's copy; never unlocks what the parent holds
+    if (slot->users != 0) abandoned_.push_back(std::move(slot));
+  }
+  slots_.clear();
+  lru_.clear();
+  generation_ = os::fork_generation();
+}
+
+KeyLocks::Hold::Hold(Hold&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)),
+      slot_(std::exchange(other.slot_, nullptr)),
+      generation_(other.generation_) {}
+
+KeyLocks::Hold& KeyLocks::Hold::operator=(Hold&& other) noexcept {
+  if (this != &other) {
+    release();
+    owner_ = std::exchange(other.owner_, nullptr);
+    slot_ = std::exchange(other.slot_, nullptr);
+    generation_ = other.generation_;
+  }
+  return *this;
+}
+
+KeyLocks::Hold::~Hold() { release(); }
+
+void KeyLocks::Hold::release() noexcept {
+  if (!slot_) return;
+  slot_->owner.store(std::thread::id(), std::memory_order_relaxed);
+  // A forked child must not unlock: the lock belongs to the parent's open file description.
+  if (generation_ == os::fork_generation()) (void)os::flock_unlock(slot_->fd);
+  slot_->mu.unlock();
+  owner_->unuse(slot_);
+  slot_ = nullptr;
+  owner_ = nullptr;
+}
+
+}  // namespace lockdb::detail

@@ -1,0 +1,86 @@
+// KeyLocks (private): the store's key locks, kept open between writes.
+//
+// A key lock is an exclusive flock(2) on the key's lock file (the key file's path + ".lock", or
+// a stripe lock file), exactly as FileLock takes it, so it excludes FileLock and Python's
+// filelock on the same path. The store does not use FileLock itself for two reasons of speed on
+// the write path: the descriptor stays open across writes (at most max_open of them, least
+// recently used closed first), and no stat pair after every acquisition. FileLock re-checks
+// that its descriptor still names the path, in case someone deleted the lock file; the store's
+// lock files are never deleted (not by lockdb, not by the seed's Python helpers), and deleting
+// one while writers run is documented as unsupported (README, Limitations).
+//
+// Threads: a slot's mutex excludes this process's threads (flock does not: threads share the
+// descriptor), then flock excludes other processes. Lock order: KeyLocks::mu_ is never held
+// while waiting; slot mutex -> flock. A thread that asks again for a lock it holds gets
+// Error{conflict} instead of waiting for itself.
+//
+// Fork: a child never uses its parent's descriptors (flock on a shared open file description
+// would not exclude the parent): the first acquire in the child closes them and starts over.
+// Forking while another thread holds or waits for a key lock is not supported.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace lockdb::detail {
+
+class KeyLocks {
+  struct Slot;
+
+ public:
+  // One held lock; releases it on destruction. Move-only.
+  class Hold {
+   public:
+    Hold() = default;
+    Hold(Hold&& other) noexcept;
+    Hold& operator=(Hold&& other) noexcept;
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+    ~Hold();
+
+   private:
+    friend class KeyLocks;
+    Hold(KeyLocks* owner, Slot* slot, unsigned generation) noexcept
+        : owner_(owner), slot_(slot), generation_(generation) {}
+    void release() noexcept;
+    KeyLocks* owner_ = nullptr;
+    Slot* slot_ = nullptr;
+    unsigned generation_ = 0;  // the process generation that took it (see os::fork_generation)
+  };
+
+  explicit KeyLocks(std::size_t max_open);
+  ~KeyLocks();
+  KeyLocks(const KeyLocks&) = delete;
+  KeyLocks& operator=(const KeyLocks&) = delete;
+
+  // Locks `lock_path` exclusively, creating it (and its directory) when missing; a lock file this
+  // process may only read is locked through a read-only descriptor. `timeout`: negative waits
+  // forever, zero tries once. THROWS Timeout naming the lock and its holder, Error{conflict} when
+  // this thread already holds it, Error{permission|io|lock_unsupported|invalid_argument} naming
+  // the lock file and the key.
+  Hold acquire(const std::filesystem::path& lock_path, std::chrono::nanoseconds timeout,
+               std::string_view key);
+
+ private:
+  void unuse(Slot* slot) noexcept;    // one user less; closes idle slots beyond max_open_
+  void forget_after_fork() noexcept;  // REQUIRES: mu_ held
+
+  const std::size_t max_open_;  // constant after construction
+  std::mutex mu_;
+  // Guarded by mu_.
+  std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;
+  std::list<Slot*> lru_;  // most recently used first
+  unsigned generation_ = 0;
+  std::vector<std::unique_ptr<Slot>> abandoned_;  // held by a parent thread at fork time
+};
+
+}  // namespace lockdb::detail
