@@ -318,6 +318,9 @@ TEST_CASE("a record glued onto another process's torn fragment is still read", "
   std::vector<Record> as;
   CHECK(h.for_each({.key = "a"}, [&](const Record& r) { return as.push_back(r), true; }) == 1);
   CHECK(values_of(as) == std::vector<json>{1, 2});
+  // A time filter that rules out the fragment's time still finds the record after it.
+  CHECK(values_of(h.records({.since = kT0 + 2s})) == std::vector<json>{2, 3});
+  CHECK(values_of(h.records({.key = "a", .since = kT0 + 1s + 1us})) == std::vector<json>{2});
 }
 
 TEST_CASE("a failed write or fsync throws naming the segment and misreads nothing", "[history]") {

@@ -53,7 +53,9 @@ class Matcher {
       return true;
     }
     auto t = fmt::parse_time(line.substr(at, fmt::kTimeChars));
-    return !t || time_matches(*t);
+    if (!t || time_matches(*t)) return true;
+    // Out of range, unless a torn fragment hides another record further on the line.
+    return line.find(fmt::kRecordStart, 1) != std::string_view::npos;
   }
 
   bool matches(const reader::Parsed& p) const {
@@ -227,7 +229,7 @@ std::vector<std::filesystem::path> History::segments() const {
 }
 
 LogPosition History::end() const {
-  const auto segs = reader::snapshot(dir_ / kLogDir);
+  const auto segs = reader::snapshot(dir_ / kLogDir, reader::Segments::newest);
   if (segs.empty()) return LogPosition{};
   const auto& s = segs.back();
   return position_of(s, reader::last_line_end(s, s.size()));
@@ -236,7 +238,9 @@ LogPosition History::end() const {
 LogPosition History::read_from(LogPosition from, const Query& query,
                                const std::function<void(const Record&)>& fn) const {
   if (query.limit && *query.limit == 0) return from;
-  const auto segs = reader::snapshot(dir_ / kLogDir);
+  // Only the segments from `from` on: a compacted segment that replaced `from`'s has a number at
+  // least as high, so it is among them.
+  const auto segs = reader::snapshot(dir_ / kLogDir, reader::Segments::all, from.segment);
   const auto start = resolve(segs, from);
   if (!start) return from;
   const Matcher matcher(query);

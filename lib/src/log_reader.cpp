@@ -176,7 +176,8 @@ std::uint64_t SegmentFile::size() const {
   return static_cast<std::uint64_t>(st.value.size);
 }
 
-std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir) {
+std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir, Segments which,
+                                  std::uint64_t from) {
   auto pause = std::chrono::microseconds(50);
   for (int attempt = 0;; ++attempt) {
     auto names = os::list_dir(log_dir);
@@ -195,6 +196,10 @@ std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir) {
         }
       }
     }
+    if (which == Segments::newest && !listed.empty()) {
+      listed.erase(listed.begin(), std::prev(listed.end()));
+    }
+    listed.erase(listed.begin(), listed.lower_bound(from));
     std::vector<SegmentFile> segs;
     std::uint64_t highest_missing = 0;
     for (const auto& [n, name] : listed) {

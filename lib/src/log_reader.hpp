@@ -54,9 +54,12 @@ struct SegmentFile {
 // The segments to read, oldest first, all open. Consistent while compaction runs: a compacted
 // segment supersedes every lower-numbered one (those are dropped), and a segment that vanished
 // between listing and opening must be covered by a compacted segment that was opened, or the
-// listing is taken again. Empty when there is no log directory. THROWS Error{io|permission}
-// naming the file, Error{version} for a segment of a newer format.
-std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir);
+// listing is taken again. Empty when there is no log directory. With `newest`, only the newest
+// segment (compaction never replaces it); with `from`, only segments numbered from `from` on.
+// THROWS Error{io|permission} naming the file, Error{version} for a segment of a newer format.
+enum class Segments { all, newest };
+std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir,
+                                  Segments which = Segments::all, std::uint64_t from = 0);
 
 // ---- lines ----
 // fn(line without its '\n', file offset of the line) returns false to stop.
