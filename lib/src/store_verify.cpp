@@ -24,11 +24,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <fstream>
 #include <map>
 #include <set>
 
 #include <sys/stat.h>
 
+#include "log_format.hpp"
 #include "os.hpp"
 #include "store_format.hpp"
 #include "store_impl.hpp"
@@ -46,6 +48,7 @@ const char* const kRepairOp = "repair";
 
 // What the log says about one key.
 struct KeyLog {
+  bool seen = false;                   // a record of the key was read
   std::optional<std::string> version;  // after its last record; nullopt: absent
   std::vector<std::string> gaps;       // descriptions of gaps after its last repair record
 };
@@ -54,9 +57,15 @@ std::string show_version(const std::optional<std::string>& v) {
   return v ? *v : std::string("absent");
 }
 
-void apply(KeyLog& k, const Record& r) {
+// `chain_starts_unknown`: the record is a key's first in a segment written by compaction, which
+// dropped the records before it, so its prev cannot be checked.
+void apply(KeyLog& k, const Record& r, bool chain_starts_unknown) {
+  const bool first = !k.seen;
+  k.seen = true;
   if (r.op == kRepairOp) {
     k.gaps.clear();
+  } else if (first && chain_starts_unknown) {
+    // nothing to compare with
   } else if (r.prev_version != k.version) {
     k.gaps.push_back("the record of " + util::format_utc(r.time) + " (op " + r.op + ", pid " +
                      std::to_string(r.pid) + ") starts from version " +
@@ -125,10 +134,26 @@ class Checker {
     return impl_.read_current(p);
   }
 
+  // The number of the first segment when compaction wrote it (its header says "compacted").
+  std::optional<std::uint64_t> compacted_segment() const {
+    auto segments = history_.segments();
+    if (segments.empty()) return std::nullopt;
+    std::ifstream in(segments.front(), std::ios::binary);
+    std::string header;
+    if (!std::getline(in, header)) return std::nullopt;
+    json doc = json::parse(header, nullptr, /*allow_exceptions=*/false);
+    if (!doc.is_object() || !doc.contains(detail::log_format::kHeaderCompacted))
+      return std::nullopt;
+    auto number = doc.find(detail::log_format::kHeaderSegment);
+    if (number == doc.end() || !number->is_number_unsigned()) return std::nullopt;
+    return number->get<std::uint64_t>();
+  }
+
   void read_log() {
     catch_up_from_ = history_.end();
+    const auto compacted = compacted_segment();
     std::size_t torn = history_.for_each(Query{}, [&](const Record& r) {
-      apply(log_[r.key], r);
+      apply(log_[r.key], r, compacted && r.segment == *compacted);
       return true;
     });
     if (torn > 0) {
