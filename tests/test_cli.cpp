@@ -142,7 +142,7 @@ std::size_t segment_files(const fs::path& store) {
 
 }  // namespace
 
-TEST_CASE("--version, --help with examples, and a missing command", "[cli]") {
+TEST_CASE("version flag, help with examples, and a missing command", "[cli]") {
   auto version = cli({"--version"});
   CHECK(version.out == std::string("lockdb ") + LOCKDB_VERSION + "\n");
   CHECK(version.code == 0);
