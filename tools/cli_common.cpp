@@ -175,7 +175,7 @@ CLI::Validator time_validator() {
         return "not a time: \"" + text +
                "\" (use RFC 3339 like 2026-11-30T18:00:00Z, or 10m, 2h, 3d ago, or now)";
       },
-      "TIME");
+      "");
 }
 
 CLI::Validator duration_validator() {
@@ -184,7 +184,7 @@ CLI::Validator duration_validator() {
         if (parse_duration(text)) return {};
         return "not a duration: \"" + text + "\" (use 500ms, 10s, 2m, or seconds like 0.5)";
       },
-      "DURATION");
+      "");
 }
 
 TimePoint to_time(const std::string& text) {

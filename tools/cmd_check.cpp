@@ -84,8 +84,7 @@ void add_check_commands(CLI::App& app, Commands& commands) {
     auto a = std::make_shared<CheckArgs>();
     auto* command = commands.add(
         app, "verify",
-        "Check the store: key files parse, log and files agree, no orphaned temp files or stale "
-        "markers. Exit 0 only when clean (6 with findings)",
+        "Check key files, log, temp files and markers; exit 0 only when clean (6: findings)",
         "  lockdb verify ./state\n"
         "  lockdb verify ./state --json | jq -r .kind | sort | uniq -c\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
@@ -93,14 +92,13 @@ void add_check_commands(CLI::App& app, Commands& commands) {
   }
   {
     auto a = std::make_shared<CheckArgs>();
-    auto* command = commands.add(app, "repair",
-                                 "Fix what verify finds, printing each action (corrupt files are "
-                                 "moved aside, never deleted)",
+    auto* command = commands.add(app, "repair", "Fix what verify finds, printing each action",
                                  "  lockdb repair ./state\n"
                                  "  lockdb verify ./state || lockdb repair ./state\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("--timeout", a->timeout, "How long to wait for each key's lock")
-        ->check(duration_validator());
+        ->check(duration_validator())
+        ->type_name("DURATION");
     commands.on_run(command, [a, &settings] { return run_repair(*a, settings); });
   }
 }

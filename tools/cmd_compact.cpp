@@ -78,24 +78,22 @@ void add_compact_commands(CLI::App& app, Commands& commands) {
   {
     auto a = std::make_shared<CompactArgs>();
     auto* command = commands.add(
-        app, "compact",
-        "Bound the log: keep each key's last N records, or the records since TIME; every key's "
-        "current value stays. Safe while writers run",
+        app, "compact", "Bound the log, keeping every key's current value; safe while writers run",
         "  lockdb compact ./state --keep-last 100\n"
         "  lockdb compact ./state --before 30d\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     auto* keep = command->add_option("--keep-last", a->keep_last, "Keep each key's last N records")
                      ->type_name("N");
     auto* before = command->add_option("--before", a->before, "Drop the records before TIME")
-                       ->check(time_validator());
+                       ->check(time_validator())
+                       ->type_name("TIME");
     keep->excludes(before);
     commands.on_run(command, [a, &settings] { return run_compact(*a, settings); });
   }
   {
     auto a = std::make_shared<CompactArgs>();
     auto* command = commands.add(
-        app, "rebuild",
-        "Make a new store in TARGET_DIR from the log alone (each key's last logged value)",
+        app, "rebuild", "Make a new store in TARGET_DIR from the log alone",
         "  lockdb rebuild ./state ./state-rebuilt\n"
         "  lockdb rebuild ./state ./copy && diff <(lockdb keys ./state) <(lockdb keys ./copy)\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();

@@ -203,11 +203,15 @@ void add_log_commands(CLI::App& app, Commands& commands) {
         "  lockdb log ./state --follow --since now\n"
         "  lockdb log ./state --key jobs --json | jq -c '{time, value}'\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
-    command->add_option("--key", a->key, "Only records of KEY");
-    command->add_option("--prefix", a->prefix, "Only records of keys that start with PREFIX");
+    command->add_option("--key", a->key, "Only records of KEY")->type_name("KEY");
+    command->add_option("--prefix", a->prefix, "Only records of keys that start with PREFIX")
+        ->type_name("PREFIX");
     command->add_option("--since", a->since, "Only records at or after TIME")
-        ->check(time_validator());
-    command->add_option("--until", a->until, "Only records before TIME")->check(time_validator());
+        ->check(time_validator())
+        ->type_name("TIME");
+    command->add_option("--until", a->until, "Only records before TIME")
+        ->check(time_validator())
+        ->type_name("TIME");
     command->add_option("--op", a->op, "Only records of this operation")
         ->check(CLI::IsMember(kOps));
     command

@@ -25,7 +25,8 @@ void add_store_and_key(CLI::App* command, ValueArgs& a) {
 
 void add_write_options(CLI::App* command, ValueArgs& a) {
   command->add_option("--timeout", a.timeout, "How long to wait for the key's lock (default 30s)")
-      ->check(duration_validator());
+      ->check(duration_validator())
+      ->type_name("DURATION");
 }
 
 std::string read_stdin() {
@@ -164,7 +165,8 @@ void add_value_commands(CLI::App& app, Commands& commands) {
                                  "  lockdb get ./state config --json | jq .version\n");
     add_store_and_key(command, *a);
     command->add_option("--at", a->at, "The value the key had at TIME, from the log")
-        ->check(time_validator());
+        ->check(time_validator())
+        ->type_name("TIME");
     commands.on_run(command, [a, &settings] { return run_get(*a, settings); });
   }
   {
@@ -209,7 +211,8 @@ void add_value_commands(CLI::App& app, Commands& commands) {
                                  "  lockdb keys ./state --prefix job/\n"
                                  "  lockdb keys ./state --json | jq -r .key\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
-    command->add_option("--prefix", a->prefix, "Only keys that start with PREFIX");
+    command->add_option("--prefix", a->prefix, "Only keys that start with PREFIX")
+        ->type_name("PREFIX");
     commands.on_run(command, [a, &settings] { return run_keys(*a, settings); });
   }
   {
