@@ -314,6 +314,22 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
                     "lockdb: --timeout: not a duration: \"soon\" (use 500ms, 10s, 2m, or seconds "
                     "like 0.5) (see 'lockdb put --help')\n");
   }
+  SECTION("a key lock held by another process: 4, naming the lock and its holder") {
+    fs::path lock = key_file(store, "config");
+    lock += ".lock";
+    Child holder({lockdb::test::helper_path(), "hold", "hard", lock.string()});
+    REQUIRE(holder.expect_line("LOCKED"));
+    auto r = cli({"put", store.string(), "config", "2", "--timeout", "100ms"});
+    CHECK(r.code == 4);
+    CHECK(r.out.empty());
+    CHECK(lines(r.err).size() == 1);
+    CHECK(r.err.rfind("lockdb: lock not acquired within 100 ms: " + lock.string() +
+                          ": held by pid " + std::to_string(holder.pid()),
+                      0) == 0);
+    holder.write_line("go");
+    REQUIRE(holder.expect_line("RELEASED"));
+    CHECK(cli({"get", store.string(), "config"}).out == "{\n  \"a\": 1\n}\n");
+  }
   SECTION("a value that is not an integer for incr: 2") {
     require_failure(cli({"incr", store.string(), "text"}), 2,
                     error_line([&] { lockdb::Store(store, no_create).increment("text"); }));
@@ -676,7 +692,10 @@ TEST_CASE("compact bounds the log and keeps every current value", "[cli]") {
   write_store(store, {"put-range", "k", "1", "10", "put-range", "j", "1", "3"});
   auto r = cli({"compact", store.string(), "--keep-last", "2", "--json"});
   REQUIRE(r.code == 0);
-  const auto result = json::parse(r.out);
+  const auto result = ordered_json::parse(r.out);
+  std::vector<std::string> names;
+  for (const auto& item : result.items()) names.push_back(item.key());
+  CHECK(names == std::vector<std::string>{"dropped", "log_bytes_before", "log_bytes_after"});
   CHECK(result["dropped"] == 9);
   CHECK(result["log_bytes_after"] < result["log_bytes_before"]);
   auto left = json_lines(cli({"log", store.string(), "--json"}).out);
@@ -705,6 +724,10 @@ TEST_CASE("rebuild makes a new store from the log alone", "[cli]") {
   CHECK(cli({"get", target.string(), "a", "--json"}).out.find(R"("value":{"x":[1,2]})") !=
         std::string::npos);
   CHECK(cli({"get", target.string(), "n"}).out == "5\n");
+  const fs::path second = dir / "second";
+  CHECK(cli({"rebuild", store.string(), second.string(), "--json"}).out ==
+        R"({"store":)" + json(second.string()).dump() + R"(,"from":)" +
+            json(store.string()).dump() + ",\"keys\":2}\n");
   require_failure(cli({"rebuild", store.string(), target.string()}), 2,
                   error_line([&] { lockdb::History(store).rebuild(target); }));
 }
