@@ -485,14 +485,27 @@ TEST_CASE("locked_write, locked_read and try_locked_write", "[files]") {
   REQUIRE(lockdb::locked_read(path) == "hello world");
   REQUIRE(lockdb::lock_file_for(path) == dir / "f.txt.lock");
 
-  SECTION("a missing file is not_found") {
-    try {
-      (void)lockdb::locked_read(dir / "missing");
-      FAIL("read a missing file");
-    } catch (const lockdb::Error& e) {
-      REQUIRE(e.code() == lockdb::Errc::not_found);
-      REQUIRE_THAT(std::string(e.what()), Catch::Contains((dir / "missing").string()));
+  SECTION("a missing file is not_found, and reading it creates nothing") {
+    for (const auto& missing : {dir / "missing", dir / "no-dir" / "missing"}) {
+      try {
+        (void)lockdb::locked_read(missing);
+        FAIL("read a missing file");
+      } catch (const lockdb::Error& e) {
+        REQUIRE(e.code() == lockdb::Errc::not_found);
+        REQUIRE_THAT(std::string(e.what()), Catch::Contains(missing.string()));
+      }
     }
+    REQUIRE(listing(dir.path()) == std::set<std::string>{"f.txt", "f.txt.lock"});
+  }
+  SECTION("writers create missing directories") {
+    lockdb::atomic_write(dir / "a" / "b" / "x", "1");
+    lockdb::locked_write(dir / "c" / "y", "2");
+    lockdb::locked_append(dir / "d" / "z", "3");
+    lockdb::atomic_json_update(dir / "e" / "j.json", [](json& doc) { doc["k"] = 4; });
+    REQUIRE(lockdb::locked_read(dir / "a" / "b" / "x") == "1");
+    REQUIRE(lockdb::locked_read(dir / "c" / "y") == "2");
+    REQUIRE(lockdb::locked_read(dir / "d" / "z") == "3\n");
+    REQUIRE(read_json(dir / "e" / "j.json") == json{{"k", 4}});
   }
   SECTION("held exclusively elsewhere: readers and writers wait, try_locked_write says false") {
     Child holder = hold_lock(lockdb::lock_file_for(path));

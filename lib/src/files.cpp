@@ -187,6 +187,9 @@ void locked_write(const std::filesystem::path& path, std::string_view data, Writ
 
 std::string locked_read(const std::filesystem::path& path, std::chrono::nanoseconds lock_timeout) {
   check_data_path(path);
+  // A missing file is reported before any lock file (or directory) is created for it. A file
+  // being replaced always exists (rename is atomic), so this never misreports one.
+  if (auto st = os::stat(path); !st.ok()) os::throw_errno("cannot read", path, st.err);
   FileLock lock(lock_file_for(path));
   auto guard = lock.acquire_shared(lock_timeout);
   auto text = os::read_file(path);
@@ -211,14 +214,25 @@ void atomic_write(const std::filesystem::path& path, std::string_view data,
   replace.mode = options.mode;
   // The temp file is written (and fsynced) before the lock is taken, as the seed does, so the
   // lock is held only for the rename. A temp file that is never committed is removed.
-  detail::StagedReplace staged(path, data, options.durability, replace);
+  auto stage = [&] { return detail::StagedReplace(path, data, options.durability, replace); };
+  std::optional<detail::StagedReplace> staged;
+  try {
+    staged.emplace(stage());
+  } catch (const Error& e) {
+    // Like the other writers (whose lock file creates them), create missing directories.
+    const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    if (e.code() != Errc::not_found || os::stat(dir).ok()) throw;
+    if (auto s = os::mkdirs(dir); !s.ok())
+      os::throw_errno("cannot create the directory", dir, s.err);
+    staged.emplace(stage());
+  }
   if (!options.take_lock) {
-    staged.commit();
+    staged->commit();
     return;
   }
   FileLock lock(lock_file_for(path));
   auto guard = lock.acquire(options.lock_timeout);
-  staged.commit();
+  staged->commit();
 }
 
 namespace detail {

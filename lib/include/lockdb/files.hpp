@@ -54,7 +54,8 @@ std::filesystem::path lock_file_for(const std::filesystem::path& data_file);
 //   Error{permission}            EACCES/EPERM/EROFS on the lock file, data file or directory
 //   Error{lock_unsupported}      the filesystem refuses OS locks (use nfs_safe_write there)
 //   Error{io}                    any other OS failure (ENOSPC, EIO, ...), naming path and step
-// A permission problem is never reported as a Timeout. Missing parent directories are created.
+// A permission problem is never reported as a Timeout. Writers create missing parent
+// directories (as the lock file beside the data file needs them); locked_read creates nothing.
 
 // Writes `data` to `path` under its lock. truncate: replaces the content atomically (temp file +
 // rename: a reader that takes no lock sees the old or the new content, and a failure, ENOSPC
@@ -68,7 +69,8 @@ void locked_write(const std::filesystem::path& path, std::string_view data,
 
 // Reads the whole file under its lock, taken SHARED: locked readers run together, writers (C++
 // or Python filelock, which only locks exclusively) wait for them and they for writers.
-// THROWS Error{not_found} when `path` does not exist. Blocks up to `lock_timeout`.
+// THROWS Error{not_found} when `path` does not exist (then no lock file is created either).
+// Blocks up to `lock_timeout`.
 std::string locked_read(const std::filesystem::path& path,
                         std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout);
 
