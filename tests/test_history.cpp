@@ -847,3 +847,17 @@ TEST_CASE("rebuild makes a store equal to the live one", "[history][store]") {
     CHECK(e.path() == dir / "copy");
   }
 }
+
+TEST_CASE("writers with different segment sizes never append to a sealed segment", "[history]") {
+  TempDir dir;
+  const fs::path store = make_store(dir);
+  LogWriter small(store / "log", 300, lockdb::Durability::none);
+  LogWriter large(store / "log", 1 << 20, lockdb::Durability::none);
+  for (int i = 0; i < 30; ++i) put(i % 2 ? large : small, "k", i, kT0 + std::chrono::seconds(i));
+  History h(store);
+  const auto rs = h.records();
+  REQUIRE(rs.size() == 30);
+  for (int i = 0; i < 30; ++i) CHECK(rs[static_cast<std::size_t>(i)].value == json(i));
+  CHECK(h.segments().size() >= 10);
+  for (std::size_t i = 1; i < rs.size(); ++i) CHECK(rs[i].segment >= rs[i - 1].segment);
+}
