@@ -861,3 +861,18 @@ TEST_CASE("writers with different segment sizes never append to a sealed segment
   CHECK(h.segments().size() >= 10);
   for (std::size_t i = 1; i < rs.size(); ++i) CHECK(rs[i].segment >= rs[i - 1].segment);
 }
+
+TEST_CASE("a line with a NUL byte after a whole record is torn, not read", "[history]") {
+  TempDir dir;
+  const fs::path store = make_store(dir);
+  const fs::path segment = store / "log" / "000001.jsonl";
+  LogWriter log(store / "log", 1 << 20, lockdb::Durability::none);
+  put(log, "a", 1, kT0);
+  const json two = 2;
+  append_raw(segment, line_for("a", "put", &two, kT0 + 1s) + std::string(1, '\0') + "}\n");
+  put(log, "a", 3, kT0 + 2s);
+  History h(store);
+  std::vector<Record> rs;
+  CHECK(h.for_each({}, [&](const Record& r) { return rs.push_back(r), true; }) == 1);
+  CHECK(values_of(rs) == std::vector<json>{1, 3});
+}

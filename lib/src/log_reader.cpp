@@ -2,8 +2,10 @@
 
 #include <lockdb/error.hpp>
 
+#if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
+#define RAPIDJSON_SSE2  // vectorized whitespace and string scanning (x86-64 always has SSE2)
+#endif
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
 #include <algorithm>
 #include <cstring>
@@ -311,13 +313,18 @@ struct RecordParser::Impl {
   Allocator pool{pool_buffer, sizeof pool_buffer};
   Document doc{&pool};
   const Value* value = nullptr;
+  std::string text;  // the line being parsed, in situ: strings in `doc` point into it
 
-  // Parses `text` as one whole record.
-  bool parse_exact(std::string_view text, Parsed& out) {
+  // Parses `line` as one whole record.
+  bool parse_exact(std::string_view line, Parsed& out) {
     doc.SetNull();  // the pool owns the old tree (MemoryPoolAllocator frees nothing itself)
     pool.Clear();
     value = nullptr;
-    doc.Parse<rapidjson::kParseFullPrecisionFlag>(text.data(), text.size());
+    // In situ on a NUL-terminated copy: no per-string copies, and RapidJSON's SIMD scanning.
+    // A NUL byte inside the line ends the text early, so the line cannot parse whole: torn.
+    if (line.find('\0') != std::string_view::npos) return false;
+    text.assign(line);
+    doc.ParseInsitu<rapidjson::kParseFullPrecisionFlag>(text.data());
     if (doc.HasParseError() || !doc.IsObject()) return false;
     bool has_time = false, has_key = false, has_op = false;
     out = Parsed{};
