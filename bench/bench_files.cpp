@@ -6,9 +6,17 @@
 //           file kept open, no JSON library (the design's limit).
 // All three write without fsync (atomic_json_update's default durability, `none`), in the same
 // directory, in one run; the variants are interleaved and the median of the rounds is printed,
-// with the ratios lockdb/python and lockdb/raw. Every run checks its final counters.
+// with the ratios lockdb/python and lockdb/raw. Every run checks its final counters. It runs in
+// the temp directory by default; pass --dir (repeatable) for others, e.g. /dev/shm (tmpfs) to
+// take the disk out of the picture.
 //
-//   bench_files [--seconds 0.15] [--rounds 3] [--dir DIR] [--procs 1,2,4,8] [--python PATH]
+// --exchange adds "raw-x": the raw loop replacing with renameat2(RENAME_EXCHANGE) + unlink
+// instead of rename-over, which on ext4 skips the writeback auto_da_alloc starts on every
+// rename over an existing file (and with it that heuristic's protection against an empty file
+// after a power cut). It shows what a replace built that way would gain.
+//
+//   bench_files [--seconds 0.1] [--rounds 3] [--dir DIR]... [--procs 1,2,4,8] [--python PATH]
+//               [--exchange]
 #include <lockdb/files.hpp>
 
 #include <nlohmann/json.hpp>
@@ -109,7 +117,7 @@ long lockdb_worker(const std::string& path, double seconds) {
   return count;
 }
 
-long raw_worker(const std::string& path, double seconds) {
+long raw_worker(const std::string& path, double seconds, bool exchange) {
   const std::string lock = path + ".lock", temp = path + ".tmp" + std::to_string(::getpid());
   const int lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (lock_fd < 0) throw std::runtime_error("raw: cannot open " + lock);
@@ -134,7 +142,12 @@ long raw_worker(const std::string& path, double seconds) {
       throw std::runtime_error("raw: cannot write " + temp);
     }
     ::close(t);
-    if (::rename(temp.c_str(), path.c_str()) != 0) throw std::runtime_error("raw: rename");
+    if (exchange &&
+        ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) {
+      ::unlink(temp.c_str());  // the old content, now under the temp name
+    } else if (::rename(temp.c_str(), path.c_str()) != 0) {
+      throw std::runtime_error("raw: rename");
+    }
     ::flock(lock_fd, LOCK_UN);
     ++count;
   }
@@ -192,11 +205,12 @@ class Proc {
 };
 
 struct Options {
-  double seconds = 0.15;
+  double seconds = 0.1;
   int rounds = 3;
-  fs::path dir = fs::temp_directory_path();
+  std::vector<fs::path> dirs;  // empty: the temp directory, and /dev/shm if another filesystem
   std::vector<int> procs = {1, 2, 4, 8};
   std::string python;
+  bool exchange = false;
 };
 
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
@@ -236,9 +250,10 @@ long read_counter(const fs::path& p) {
 }
 
 // One timed run: `procs` workers of `variant`, on one file or one file each. Returns ops/s.
-double run_once(const Options& o, const std::string& variant, int procs, bool one_file) {
-  std::string tmpl = (o.dir / "bench-files-XXXXXX").string();
-  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed in " + o.dir.string());
+double run_once(const Options& o, const fs::path& base, const std::string& variant, int procs,
+                bool one_file) {
+  std::string tmpl = (base / "bench-files-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed in " + base.string());
   const fs::path dir = tmpl;
   std::vector<fs::path> files;
   for (int i = 0; i < procs; ++i) {
@@ -259,8 +274,10 @@ double run_once(const Options& o, const std::string& variant, int procs, bool on
   for (auto& w : workers) {
     if (w->read_line() != "READY") throw std::runtime_error(variant + " worker failed to start");
   }
-  ::sync();  // writeback left by the previous run slows the next one (see NOTES.md)
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (fs_name(base) != "tmpfs") {
+    ::sync();  // writeback left by the previous run slows the next one (see NOTES.md)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   const auto t0 = Clock::now();
   for (auto& w : workers) w->go();
   long total = 0;
@@ -305,14 +322,12 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-int drive(const Options& o) {
+void drive_dir(const Options& o, const fs::path& base) {
   std::vector<std::string> variants = {"lockdb", "raw"};
   if (!o.python.empty()) variants.push_back("python");
-  std::printf("bench_files: atomic_json_update increments/s, median of %d rounds of %.2f s each\n",
-              o.rounds, o.seconds);
-  std::printf("dir %s (%s); no fsync in any variant; python: %s\n\n", o.dir.c_str(),
-              fs_name(o.dir).c_str(),
-              o.python.empty() ? "not found (needs python3 with filelock)" : o.python.c_str());
+  if (o.exchange) variants.push_back("raw-x");
+  std::printf("\n%s (%s): atomic_json_update increments/s, median of %d rounds of %.2f s\n",
+              base.c_str(), fs_name(base).c_str(), o.rounds, o.seconds);
 
   // results[layout][procs][variant] -> one value per round
   std::map<bool, std::map<int, std::map<std::string, std::vector<double>>>> results;
@@ -321,14 +336,16 @@ int drive(const Options& o) {
       for (int p : o.procs) {
         for (std::size_t k = 0; k < variants.size(); ++k) {  // rotate the order every round
           const std::string& v = variants[(k + static_cast<std::size_t>(round)) % variants.size()];
-          results[one_file][p][v].push_back(run_once(o, v, p, one_file));
+          results[one_file][p][v].push_back(run_once(o, base, v, p, one_file));
         }
       }
     }
   }
 
-  std::printf("%-14s %5s %10s %10s %10s %14s %11s\n", "layout", "procs", "lockdb", "python",
-              "raw C", "lockdb/python", "lockdb/raw");
+  std::printf("%-14s %5s %9s %9s %9s %14s %11s", "layout", "procs", "lockdb", "python", "raw C",
+              "lockdb/python", "lockdb/raw");
+  if (o.exchange) std::printf(" %9s %12s", "raw-x", "lockdb/raw-x");
+  std::printf("\n");
   for (bool one_file : {true, false}) {
     for (int p : o.procs) {
       auto& r = results[one_file][p];
@@ -336,11 +353,27 @@ int drive(const Options& o) {
       char py_ratio[32] = "n/a", raw_ratio[32];
       if (py > 0) std::snprintf(py_ratio, sizeof py_ratio, "%.2fx", lk / py);
       std::snprintf(raw_ratio, sizeof raw_ratio, "%.2fx", lk / raw);
-      std::printf("%-14s %5d %10s %10s %10s %14s %11s\n", one_file ? "one file" : "file per proc",
-                  p, human(lk).c_str(), human(py).c_str(), human(raw).c_str(), py_ratio, raw_ratio);
+      std::printf("%-14s %5d %9s %9s %9s %14s %11s", one_file ? "one file" : "file per proc", p,
+                  human(lk).c_str(), human(py).c_str(), human(raw).c_str(), py_ratio, raw_ratio);
+      if (o.exchange) {
+        const double rx = median(r["raw-x"]);
+        std::printf(" %9s %11.2fx", human(rx).c_str(), lk / rx);
+      }
+      std::printf("\n");
     }
   }
+}
+
+int drive(Options o) {
+  if (o.dirs.empty()) o.dirs.push_back(fs::temp_directory_path());
+  std::printf("bench_files: no fsync in any variant; python: %s\n",
+              o.python.empty() ? "not found (needs python3 with filelock)" : o.python.c_str());
+  for (const auto& dir : o.dirs) drive_dir(o, dir);
   std::printf("\ntargets: lockdb/python >= 3x, lockdb/raw >= 0.85x; all final counters checked\n");
+  if (o.dirs.size() == 1 && fs_name(o.dirs.front()) != "tmpfs") {
+    std::printf("(--dir %s --dir /dev/shm also measures on tmpfs, without the disk)\n",
+                o.dirs.front().c_str());
+  }
   return 0;
 }
 
@@ -358,28 +391,34 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.size() == 4 && args[0] == "--worker") {
       const double secs = std::stod(args[3]);
-      const long count =
-          args[1] == "raw" ? raw_worker(args[2], secs) : lockdb_worker(args[2], secs);
+      const long count = args[1] == "lockdb" ? lockdb_worker(args[2], secs)
+                                             : raw_worker(args[2], secs, args[1] == "raw-x");
       std::printf("%ld\n", count);
       return 0;
     }
     Options o;
-    for (std::size_t i = 0; i + 1 < args.size(); i += 2) {
-      if (args[i] == "--seconds") {
-        o.seconds = std::stod(args[i + 1]);
-      } else if (args[i] == "--rounds") {
-        o.rounds = std::stoi(args[i + 1]);
-      } else if (args[i] == "--dir") {
-        o.dir = args[i + 1];
-      } else if (args[i] == "--procs") {
-        o.procs = parse_procs(args[i + 1]);
-      } else if (args[i] == "--python") {
-        o.python = args[i + 1];
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const std::string& opt = args[i];
+      if (opt == "--exchange") {
+        o.exchange = true;
+        continue;
+      }
+      if (i + 1 >= args.size()) throw std::invalid_argument(opt + " needs a value");
+      const std::string& value = args[++i];
+      if (opt == "--seconds") {
+        o.seconds = std::stod(value);
+      } else if (opt == "--rounds") {
+        o.rounds = std::stoi(value);
+      } else if (opt == "--dir") {
+        o.dirs.emplace_back(value);
+      } else if (opt == "--procs") {
+        o.procs = parse_procs(value);
+      } else if (opt == "--python") {
+        o.python = value;
       } else {
-        throw std::invalid_argument("unknown option " + args[i]);
+        throw std::invalid_argument("unknown option " + opt);
       }
     }
-    if (args.size() % 2 != 0) throw std::invalid_argument("options take one value each");
     o.python = find_python(o.python);
     return drive(o);
   } catch (const std::exception& e) {
