@@ -732,6 +732,24 @@ TEST_CASE("a full disk fails the write; the old value stays, no temp file stays"
   REQUIRE(store.get("b") == 1);
   REQUIRE(temp_files(store.dir()).empty());
   REQUIRE(store.verify().empty());
+
+  // The second of two log appends fails (writes: temp a, temp b, record a, record b): "a" stays
+  // written and logged, "b" is taken back, and the error says so.
+  lockdb::os::fail_nth(lockdb::os::Op::write, 4, ENOSPC);
+  REQUIRE(code_of(
+              [&] {
+                store.update_many({"a", "b"}, [](std::map<std::string, json>& m) {
+                  m["a"] = 3;
+                  m["b"] = 3;
+                });
+              },
+              &what) == lockdb::Errc::io);
+  lockdb::os::clear_faults();
+  REQUIRE_THAT(what, Catch::Contains("1 of 2 changed keys") && Catch::Contains("taken back"));
+  REQUIRE(store.get("a") == 3);
+  REQUIRE(store.get("b") == 1);
+  REQUIRE(temp_files(store.dir()).empty());
+  REQUIRE(store.verify().empty());
 }
 
 TEST_CASE("a read-only store: writes fail with permission, reads work", "[store]") {

@@ -344,15 +344,19 @@ void Store::Impl::append_record(const KeyPaths& p, std::string_view op, const js
   log_writer().append(detail::render_record(fields));
 }
 
+void Store::Impl::restore(const KeyPaths& p, const Current& before) const {
+  if (before.exists) {
+    replace_file(p, before.bytes);
+  } else {
+    remove_file(p);
+  }
+}
+
 Error Store::Impl::undo_after_log_failure(const KeyPaths& p, const Current& before,
                                           const Error& log_error) {
   const std::string cause = log_error.what();
   try {
-    if (before.exists) {
-      replace_file(p, before.bytes);
-    } else {
-      remove_file(p);
-    }
+    restore(p, before);
   } catch (const Error& undo_error) {
     return Error(log_error.code(),
                  context(p.key) +
@@ -586,16 +590,6 @@ std::map<std::string, json> Store::update_many(
 
   std::size_t done = 0;  // changes[0, done) are in place
   std::size_t logged = 0;
-  auto undo_unlogged = [&](const Error& e) -> Error {
-    // Put back every change in place whose record is not in the log; the first failure wins.
-    std::optional<Error> result;
-    for (std::size_t i = logged; i < done; ++i) {
-      Error err = impl_->undo_after_log_failure(*changes[i].p, *changes[i].before, e);
-      if (!result) result = err;
-    }
-    if (!result) return e;
-    return *result;
-  };
   try {
     std::set<fs::path> dirs;
     for (; done < changes.size(); ++done) {
@@ -625,7 +619,23 @@ std::map<std::string, json> Store::update_many(
       impl_->append_record(*c.p, "update_many", c.value, prev, version);
     }
   } catch (const Error& e) {
-    throw undo_unlogged(e);
+    // Take back every change in place whose record is not in the log.
+    std::string undo_failure;
+    for (std::size_t i = logged; i < done; ++i) {
+      try {
+        impl_->restore(*changes[i].p, *changes[i].before);
+      } catch (const Error& u) {
+        if (undo_failure.empty()) undo_failure = u.what();
+      }
+    }
+    if (logged == 0 && undo_failure.empty()) throw;  // every key is as before
+    throw Error(e.code(),
+                "update_many: " + std::to_string(logged) + " of " + std::to_string(changes.size()) +
+                    " changed keys were written and logged before this failure; " +
+                    (undo_failure.empty() ? std::string("the others were taken back")
+                                          : "putting the others back failed too (" + undo_failure +
+                                                "); repair() records them"),
+                {}, std::string(e.what()));
   }
   return values;
 }

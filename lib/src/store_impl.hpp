@@ -61,6 +61,8 @@ struct Store::Impl {
   void append_record(const KeyPaths& p, std::string_view op, const nlohmann::json* value,
                      const std::optional<std::string>& prev,
                      const std::optional<std::string>& version);
+  // Puts `before` back: its bytes into the key file, or removes the file if it did not exist.
+  void restore(const KeyPaths& p, const Current& before) const;
   // After append_record failed: puts `before` back into the key file. Returns an error to throw:
   // the log error with the key named, saying whether the store is unchanged.
   Error undo_after_log_failure(const KeyPaths& p, const Current& before, const Error& log_error);
