@@ -12,9 +12,10 @@
 // the same path waits for the first one: the thread would wait for itself).
 //
 // Process death: a process that dies inside a call loses nothing that was there before. Its OS
-// lock is released by the kernel; a replace it had not finished leaves the old file in place (and
-// at worst an orphaned ".<name>.<random>.tmp" beside it); an append it had not finished leaves at
-// most a torn last line, which the next locked_append() does not glue onto.
+// lock is released by the kernel (nfs_safe_write's marker is broken by the next writer: at once
+// on this host, after stale_after from another); a replace it had not finished leaves the old file
+// in place (and at worst an orphaned ".<name>.<random>.tmp" beside it); an append it had not
+// finished leaves at most a torn last line, which the next locked_append() does not glue onto.
 //
 // Fork: nothing is held between calls, so a forked child may call every function at once.
 //
