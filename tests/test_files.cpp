@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "os.hpp"
@@ -185,6 +186,82 @@ TEST_CASE("threads of one process share atomic_json_update exactly", "[files]") 
   }
   for (auto& t : pool) t.join();
   REQUIRE(read_json(path) == json{{"n", threads * per_thread}});
+}
+
+TEST_CASE("a forked child and its parent share atomic_json_update exactly", "[files]") {
+  TempDir dir;
+  const auto path = dir / "fork.json";
+  auto bump = [](json& doc) { doc["n"] = doc.value("n", 0) + 1; };
+  lockdb::atomic_json_update(path, bump);  // the parent's lock file is open (cached) now
+  int go[2];
+  REQUIRE(::pipe(go) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    char c;
+    int code = ::read(go[0], &c, 1) == 1 ? 0 : 2;
+    try {
+      for (int i = 0; i < 300; ++i) lockdb::atomic_json_update(path, bump);
+    } catch (...) {
+      code = 1;
+    }
+    ::_exit(code);
+  }
+  REQUIRE(::write(go[1], "g", 1) == 1);
+  for (int i = 0; i < 300; ++i) lockdb::atomic_json_update(path, bump);
+  int st = 0;
+  REQUIRE(::waitpid(pid, &st, 0) == pid);
+  REQUIRE(WIFEXITED(st));
+  REQUIRE(WEXITSTATUS(st) == 0);
+  ::close(go[0]);
+  ::close(go[1]);
+  REQUIRE(read_json(path) == json{{"n", 601}});
+}
+
+TEST_CASE("a write nested in atomic_json_update's fn on the same file is refused", "[files]") {
+  TempDir dir;
+  const auto path = dir / "nested.json";
+  lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = 1; });
+  try {
+    lockdb::atomic_json_update(path, [&](json& doc) {
+      REQUIRE(lockdb::locked_read(path) == "{\n  \"n\": 1\n}\n");  // reading is fine
+      doc["n"] = 2;
+      lockdb::atomic_json_update(path, [](json& inner) { inner["n"] = 3; });
+    });
+    FAIL("a nested write went through");
+  } catch (const lockdb::Timeout&) {
+    FAIL("a nested write waited for its own thread");
+  } catch (const lockdb::Error& e) {
+    REQUIRE(e.code() == lockdb::Errc::conflict);
+    REQUIRE_THAT(std::string(e.what()), Catch::Contains(path.string()));
+  }
+  REQUIRE(read_json(path) == json{{"n", 1}});
+  // Another file from inside fn is fine.
+  lockdb::atomic_json_update(path, [&](json& doc) {
+    lockdb::locked_append(dir / "side.log", "seen");
+    doc["n"] = 4;
+  });
+  REQUIRE(read_json(path) == json{{"n", 4}});
+  REQUIRE(lockdb::test::read_text(dir / "side.log") == "seen\n");
+}
+
+TEST_CASE("the helpers keep no descriptor open between calls", "[files]") {
+  TempDir dir;
+  auto open_fds = [] {
+    return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{});
+  };
+  const auto before = open_fds();
+  for (int i = 0; i < 20; ++i) {
+    const auto path = dir / ("f" + std::to_string(i));
+    lockdb::locked_write(path, "x");
+    lockdb::atomic_write(path, "y");
+    lockdb::atomic_json_update(path.string() + ".json", [](json& doc) { doc["k"] = 1; });
+    lockdb::locked_append(path, "z");
+    (void)lockdb::locked_read(path);
+    (void)lockdb::try_locked_write(path, "w");
+    lockdb::nfs_safe_write(dir / ("n" + std::to_string(i)), "v");
+  }
+  REQUIRE(open_fds() == before);
 }
 
 TEST_CASE("locked_append from 8 processes x 1000 lines gives 8000 intact lines", "[files]") {

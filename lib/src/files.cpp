@@ -8,6 +8,17 @@
 // file before taking the lock (like the seed) and holds the lock only for the rename; the others
 // hold it from the read (or the decision to write) to the end.
 //
+// Lock objects are not kept between calls: each call opens its lock file and closes it again.
+// Keeping descriptors open (a cache) would save three system calls per call, but hidden open
+// descriptors keep a filesystem from being unmounted or remounted read-only, and a free function
+// leaves its caller nothing to close them with; the Store, an object, keeps them.
+//
+// Nesting. A thread inside a locked helper (in atomic_json_update's fn) that calls a helper on
+// the same file would wait for itself: its own FileLock object excludes the new one. The helpers
+// record the lock files the current thread holds (thread_local), refuse a nested write at once
+// with Error{conflict} (its result would be overwritten by the outer write anyway), and let a
+// nested locked_read read without locking again.
+//
 // Appends (append_locked) cannot use a rename: they add to the file in place, with O_APPEND, in
 // one write(2). Holding the lock, the file's size before the write is exact, so a failed write or
 // fsync is undone by cutting the file back to that size. Before writing, the last byte is read:
@@ -16,8 +27,11 @@
 #include <lockdb/file_lock.hpp>
 #include <lockdb/files.hpp>
 
+#include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <fcntl.h>
 
@@ -26,6 +40,52 @@
 
 namespace lockdb {
 namespace {
+
+// The lock files the current thread holds through these helpers (see top).
+thread_local std::vector<std::filesystem::path> t_held;
+
+bool held_by_this_thread(const std::filesystem::path& lock_path) {
+  return std::find(t_held.begin(), t_held.end(), lock_path) != t_held.end();
+}
+
+// A held lock of a data file, recorded in t_held while it lives.
+class HeldLock {
+ public:
+  HeldLock(const std::filesystem::path& data, bool shared, std::chrono::nanoseconds timeout)
+      : lock_(lock_file_for(data)) {
+    refuse_nested(data);
+    guard_ = shared ? lock_.acquire_shared(timeout) : lock_.acquire(timeout);
+    t_held.push_back(lock_.path());
+  }
+  // The try_lock form: `acquired()` tells whether it was had.
+  HeldLock(const std::filesystem::path& data, bool shared) : lock_(lock_file_for(data)) {
+    refuse_nested(data);
+    if (shared ? lock_.try_lock_shared() : lock_.try_lock()) {
+      guard_ = LockGuard(&lock_, shared);
+      t_held.push_back(lock_.path());
+    }
+  }
+  ~HeldLock() {
+    if (!guard_.owns_lock()) return;
+    t_held.erase(std::find(t_held.begin(), t_held.end(), lock_.path()));
+  }
+  HeldLock(const HeldLock&) = delete;
+  HeldLock& operator=(const HeldLock&) = delete;
+
+  bool acquired() const noexcept { return guard_.owns_lock(); }
+
+ private:
+  void refuse_nested(const std::filesystem::path& data) const {
+    if (held_by_this_thread(lock_.path())) {
+      throw Error(Errc::conflict, "cannot write", data,
+                  "this thread is inside a locked call on this file already (atomic_json_update's "
+                  "fn?); the nested write would be lost");
+    }
+  }
+
+  FileLock lock_;  // declared first: outlives the guard
+  LockGuard guard_;
+};
 
 void check_data_path(const std::filesystem::path& path) {
   if (path.empty()) throw Error(Errc::invalid_argument, "data file path is empty");
@@ -180,8 +240,7 @@ std::filesystem::path lock_file_for(const std::filesystem::path& data_file) {
 void locked_write(const std::filesystem::path& path, std::string_view data, WriteMode mode,
                   std::chrono::nanoseconds lock_timeout, Durability durability) {
   check_data_path(path);
-  FileLock lock(lock_file_for(path));
-  auto guard = lock.acquire(lock_timeout);
+  HeldLock held(path, false, lock_timeout);
   write_locked(path, data, mode, durability);
 }
 
@@ -190,8 +249,8 @@ std::string locked_read(const std::filesystem::path& path, std::chrono::nanoseco
   // A missing file is reported before any lock file (or directory) is created for it. A file
   // being replaced always exists (rename is atomic), so this never misreports one.
   if (auto st = os::stat(path); !st.ok()) os::throw_errno("cannot read", path, st.err);
-  FileLock lock(lock_file_for(path));
-  auto guard = lock.acquire_shared(lock_timeout);
+  std::optional<HeldLock> held;  // none when this thread holds the lock already (nested in fn)
+  if (!held_by_this_thread(lock_file_for(path))) held.emplace(path, true, lock_timeout);
   auto text = os::read_file(path);
   if (!text.ok()) os::throw_errno("cannot read", path, text.err);
   return std::move(text.value);
@@ -200,9 +259,8 @@ std::string locked_read(const std::filesystem::path& path, std::chrono::nanoseco
 bool try_locked_write(const std::filesystem::path& path, std::string_view data, WriteMode mode,
                       Durability durability) {
   check_data_path(path);
-  FileLock lock(lock_file_for(path));
-  if (!lock.try_lock()) return false;
-  LockGuard guard(&lock, false);
+  HeldLock held(path, false);
+  if (!held.acquired()) return false;
   write_locked(path, data, mode, durability);
   return true;
 }
@@ -230,8 +288,7 @@ void atomic_write(const std::filesystem::path& path, std::string_view data,
     staged->commit();
     return;
   }
-  FileLock lock(lock_file_for(path));
-  auto guard = lock.acquire(options.lock_timeout);
+  HeldLock held(path, false, options.lock_timeout);
   staged->commit();
 }
 
@@ -241,8 +298,7 @@ nlohmann::json json_update(const std::filesystem::path& path,
                            const std::function<void(nlohmann::json&)>& apply,
                            std::chrono::nanoseconds lock_timeout, Durability durability) {
   check_data_path(path);
-  FileLock lock(lock_file_for(path));
-  auto guard = lock.acquire(lock_timeout);
+  HeldLock held(path, false, lock_timeout);
   std::optional<unsigned> mode;
   nlohmann::json doc = read_json_locked(path, &mode);
   apply(doc);
@@ -268,8 +324,7 @@ void locked_append(const std::filesystem::path& path, std::string_view line,
   record.reserve(body.size() + 1);
   record += body;
   record += '\n';
-  FileLock lock(lock_file_for(path));
-  auto guard = lock.acquire(lock_timeout);
+  HeldLock held(path, false, lock_timeout);
   append_locked(path, record, true, durability);
 }
 

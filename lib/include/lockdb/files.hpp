@@ -7,9 +7,11 @@
 // is created on first use (with missing parent directories) and never removed.
 //
 // Threads: every function is thread-safe; calls from threads of one process exclude each other
-// exactly like calls from different processes. REQUIRES for all: the calling thread does not
-// already hold the data file's lock through a FileLock object of its own (a second lock object on
-// the same path waits for the first one: the thread would wait for itself).
+// exactly like calls from different processes. From inside atomic_json_update's fn, a writing
+// helper on the same file throws Error{conflict} at once (its write would be lost under the outer
+// one) and locked_read of it reads without locking again. REQUIRES for all: the calling thread
+// does not hold the data file's lock through a FileLock object of its own (a second lock object
+// on the same path waits for the first one: the thread would wait for itself until the timeout).
 //
 // Process death: a process that dies inside a call loses nothing that was there before. Its OS
 // lock is released by the kernel (nfs_safe_write's marker is broken by the next writer: at once
@@ -17,7 +19,7 @@
 // in place (and at worst an orphaned ".<name>.<random>.tmp" beside it); an append it had not
 // finished leaves at most a torn last line, which the next locked_append() does not glue onto.
 //
-// Fork: nothing is held between calls, so a forked child may call every function at once.
+// Fork: nothing is held or kept open between calls, so a forked child may call every function.
 //
 // Durability (durability.hpp) is per call. Defaults: `none` everywhere except atomic_write(),
 // which defaults to `file` (see the README for why). A failed fsync fails the call; it is never
