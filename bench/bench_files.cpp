@@ -2,11 +2,14 @@
 // and on one file per process, against
 //   python  the seed's Python pattern: its own atomic_json_update (python3 + filelock, json,
 //           os.replace), one interpreter per process;
-//   raw     a raw C loop of the same system calls: flock + read + write temp + rename, the lock
-//           file kept open, no JSON library (the design's limit).
-// All three write without fsync (atomic_json_update's default durability, `none`), in the same
+//   raw     a raw C loop of the system calls the design needs: flock + read + write temp +
+//           rename, the lock file kept open, no JSON library (the design's limit);
+//   raw-same  a raw C loop of exactly the system calls atomic_json_update makes (see strace -c),
+//           no JSON library: lockdb/raw-same is the library's own cost, raw-same/raw the cost of
+//           what it checks (lock file identity, permission bits) and of the per-call lock open.
+// All write without fsync (atomic_json_update's default durability, `none`), in the same
 // directory, in one run; the variants are interleaved and the median of the rounds is printed,
-// with the ratios lockdb/python and lockdb/raw. Every run checks its final counters. It runs in
+// with the ratios. Every run checks its final counters. It runs in
 // the temp directory by default; pass --dir (repeatable) for others, e.g. /dev/shm (tmpfs) to
 // take the disk out of the picture.
 //
@@ -39,6 +42,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -149,6 +153,55 @@ long raw_worker(const std::string& path, double seconds, bool exchange) {
       throw std::runtime_error("raw: rename");
     }
     ::flock(lock_fd, LOCK_UN);
+    ++count;
+  }
+  return count;
+}
+
+// The system calls of one atomic_json_update, in its order (strace), without the library.
+long raw_same_worker(const std::string& path, double seconds) {
+  const std::string lock = path + ".lock";
+  const std::string dir = fs::path(path).parent_path().string();
+  const std::string prefix =
+      dir + "/." + fs::path(path).filename().string() + "." + std::to_string(::getpid()) + "-";
+  ready_and_wait();
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  long count = 0;
+  char in[16384], out[64];
+  struct stat st {};
+  while (Clock::now() < end) {
+    const int lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (lock_fd < 0) throw std::runtime_error("raw-same: cannot open " + lock);
+    if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0 && ::flock(lock_fd, LOCK_EX) != 0) {
+      throw std::runtime_error("raw-same: flock");
+    }
+    ::fstat(lock_fd, &st);
+    ::lstat(lock.c_str(), &st);
+    long value = 0;
+    unsigned mode = 0644;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      if (::fstat(fd, &st) == 0) mode = st.st_mode & 07777;
+      std::size_t len = 0;
+      for (ssize_t n; (n = ::read(fd, in + len, sizeof in - 1 - len)) > 0;) {
+        len += static_cast<std::size_t>(n);
+      }
+      ::close(fd);
+      in[len] = '\0';
+      const char* digits = std::strpbrk(in, "0123456789");
+      if (digits) value = std::strtol(digits, nullptr, 10);
+    }
+    const int len = std::snprintf(out, sizeof out, "{\n  \"n\": %ld\n}\n", value + 1);
+    const std::string temp = prefix + std::to_string(count) + ".tmp";
+    const int t = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (t < 0 || ::write(t, out, static_cast<std::size_t>(len)) != len) {
+      throw std::runtime_error("raw-same: cannot write " + temp);
+    }
+    ::fchmod(t, mode);
+    ::close(t);
+    if (::rename(temp.c_str(), path.c_str()) != 0) throw std::runtime_error("raw-same: rename");
+    ::flock(lock_fd, LOCK_UN);
+    ::close(lock_fd);
     ++count;
   }
   return count;
@@ -323,7 +376,7 @@ double median(std::vector<double> v) {
 }
 
 void drive_dir(const Options& o, const fs::path& base) {
-  std::vector<std::string> variants = {"lockdb", "raw"};
+  std::vector<std::string> variants = {"lockdb", "raw", "raw-same"};
   if (!o.python.empty()) variants.push_back("python");
   if (o.exchange) variants.push_back("raw-x");
   std::printf("\n%s (%s): atomic_json_update increments/s, median of %d rounds of %.2f s\n",
@@ -342,19 +395,20 @@ void drive_dir(const Options& o, const fs::path& base) {
     }
   }
 
-  std::printf("%-14s %5s %9s %9s %9s %14s %11s", "layout", "procs", "lockdb", "python", "raw C",
-              "lockdb/python", "lockdb/raw");
+  std::printf("%-14s %5s %8s %8s %8s %8s %14s %11s %11s", "layout", "procs", "lockdb", "python",
+              "raw", "raw-same", "lockdb/python", "lockdb/raw", "/raw-same");
   if (o.exchange) std::printf(" %9s %12s", "raw-x", "lockdb/raw-x");
   std::printf("\n");
   for (bool one_file : {true, false}) {
     for (int p : o.procs) {
       auto& r = results[one_file][p];
-      const double lk = median(r["lockdb"]), py = median(r["python"]), raw = median(r["raw"]);
-      char py_ratio[32] = "n/a", raw_ratio[32];
+      const double lk = median(r["lockdb"]), py = median(r["python"]), raw = median(r["raw"]),
+                   same = median(r["raw-same"]);
+      char py_ratio[32] = "n/a";
       if (py > 0) std::snprintf(py_ratio, sizeof py_ratio, "%.2fx", lk / py);
-      std::snprintf(raw_ratio, sizeof raw_ratio, "%.2fx", lk / raw);
-      std::printf("%-14s %5d %9s %9s %9s %14s %11s", one_file ? "one file" : "file per proc", p,
-                  human(lk).c_str(), human(py).c_str(), human(raw).c_str(), py_ratio, raw_ratio);
+      std::printf("%-14s %5d %8s %8s %8s %8s %14s %10.2fx %10.2fx",
+                  one_file ? "one file" : "file per proc", p, human(lk).c_str(), human(py).c_str(),
+                  human(raw).c_str(), human(same).c_str(), py_ratio, lk / raw, lk / same);
       if (o.exchange) {
         const double rx = median(r["raw-x"]);
         std::printf(" %9s %11.2fx", human(rx).c_str(), lk / rx);
@@ -391,8 +445,14 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.size() == 4 && args[0] == "--worker") {
       const double secs = std::stod(args[3]);
-      const long count = args[1] == "lockdb" ? lockdb_worker(args[2], secs)
-                                             : raw_worker(args[2], secs, args[1] == "raw-x");
+      long count = 0;
+      if (args[1] == "lockdb") {
+        count = lockdb_worker(args[2], secs);
+      } else if (args[1] == "raw-same") {
+        count = raw_same_worker(args[2], secs);
+      } else {
+        count = raw_worker(args[2], secs, args[1] == "raw-x");
+      }
       std::printf("%ld\n", count);
       return 0;
     }
