@@ -124,6 +124,21 @@ TEST_CASE("render_record writes one canonical line", "[history]") {
         R"({"time":"2026-11-30T12:00:00.123456Z","key":"config","op":"erase",)"
         R"("prev":"fedcba9876543210","version":null,"pid":)" +
             pid + R"(,"host":")" + host + R"("})");
+  // A value already serialized (the key file's text) gives the same line.
+  lockdb::detail::RecordFields f;
+  f.time = t;
+  f.key = "config";
+  f.op = "put";
+  f.value = &value;
+  f.prev_version = "0123456789abcdef";
+  f.version = "fedcba9876543210";
+  const std::string text = value.dump();
+  f.value_json = text;
+  CHECK(lockdb::detail::render_record(f) ==
+        line_for("config", "put", &value, t, "0123456789abcdef", "fedcba9876543210"));
+  const std::string two_lines = "{\n}";
+  f.value_json = two_lines;
+  CHECK_THROWS_AS(lockdb::detail::render_record(f), lockdb::Error);
   // Escaping: quote, backslash, control characters, UTF-8 as is.
   const std::string hostile = std::string("a\"b\\c\nd\x01") + "\xd0\xba\xd0\xbb";
   const std::string line = line_for(hostile, "put", &value, t);

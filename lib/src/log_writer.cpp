@@ -371,7 +371,7 @@ std::string render_record(const RecordFields& f) {
   }();
 
   std::string out;
-  out.reserve(160 + f.key.size());
+  out.reserve(192 + f.key.size() + f.value_json.size());
   out += fmt::kRecordStart;
   fmt::format_time(f.time, out);
   out += "\",\"";
@@ -406,11 +406,19 @@ std::string render_record(const RecordFields& f) {
     out += ",\"";
     out += fmt::kFieldValue;
     out += "\":";
-    try {
-      out += f.value->dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(Errc::invalid_argument, "cannot log a record", {},
-                  std::string("the value is not valid JSON text: ") + e.what());
+    if (!f.value_json.empty()) {
+      if (f.value_json.find('\n') != std::string_view::npos) {
+        throw Error(Errc::invalid_argument, "cannot log a record", {},
+                    "the value's JSON text spans several lines");
+      }
+      out += f.value_json;
+    } else {
+      try {
+        out += f.value->dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(Errc::invalid_argument, "cannot log a record", {},
+                    std::string("the value is not valid JSON text: ") + e.what());
+      }
     }
   }
   out += '}';

@@ -22,7 +22,11 @@ struct RecordFields {
   std::chrono::system_clock::time_point time;
   std::string_view key;
   std::string_view op;
-  const nlohmann::json* value = nullptr;         // nullptr: absent (erase)
+  const nlohmann::json* value = nullptr;  // nullptr: absent (erase)
+  // Optional: `value` already serialized as compact one-line JSON text (e.g. the key file's
+  // bytes). When set (non-empty), it is written as is instead of serializing `value` again,
+  // which saves about half of render_record's cost. REQUIRES: the same value as `value`, no '\n'.
+  std::string_view value_json;
   std::optional<std::string_view> prev_version;  // nullopt: the key did not exist before
   std::optional<std::string_view> version;       // nullopt: the key does not exist after
 };
