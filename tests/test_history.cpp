@@ -891,3 +891,24 @@ TEST_CASE("a line with a NUL byte after a whole record is torn, not read", "[his
   CHECK(h.for_each({}, [&](const Record& r) { return rs.push_back(r), true; }) == 1);
   CHECK(values_of(rs) == std::vector<json>{1, 3});
 }
+
+TEST_CASE("a read-only log is Error{permission} naming the lock file; the writer recovers",
+          "[history]") {
+  TempDir dir;
+  const fs::path store = make_store(dir);
+  FaultGuard faults;
+  LogWriter log(store / "log", 1 << 20, lockdb::Durability::none);
+  lockdb::os::fail_nth(lockdb::os::Op::open, 1, EROFS);
+  try {
+    put(log, "a", 1, kT0);
+    FAIL("append succeeded on a read-only filesystem");
+  } catch (const lockdb::Error& e) {
+    CHECK(e.code() == lockdb::Errc::permission);
+    CHECK(e.path() == store / "log" / "log.lock");
+    CHECK_THAT(std::string(e.what()), Catch::Contains("Read-only file system"));
+  }
+  CHECK(History(store).records().empty());
+  put(log, "a", 2, kT0 + 1s);
+  CHECK(values_of(History(store).records()) == std::vector<json>{2});
+  CHECK(log.lock_file() == store / "log" / "log.lock");
+}

@@ -132,7 +132,7 @@ struct LogWriter::Impl {
   // Opens (once per process) the lock file and maps its state page.
   void prepare() {
     const unsigned gen = os::fork_generation();
-    if (lock_fd >= 0 && gen == fork_generation) return;
+    if (state != nullptr && gen == fork_generation) return;
     close_all();  // a forked child: none of this is ours to unlock
     fork_generation = gen;
     if (auto s = os::mkdirs(dir); !s.ok()) {
@@ -140,16 +140,21 @@ struct LogWriter::Impl {
     }
     auto fd = os::open(lock_path, O_RDWR | O_CREAT, 0666);
     if (!fd.ok()) os::throw_errno("cannot open the log lock file", lock_path, fd.err);
-    lock_fd = fd.value;
+    lock_fd = fd.value;  // closed again below unless the state page gets mapped
+    auto fail = [this](const char* what, int err) {
+      os::close(lock_fd);
+      lock_fd = -1;
+      os::throw_errno(what, lock_path, err);
+    };
     auto st = os::fstat(lock_fd);
-    if (!st.ok()) os::throw_errno("cannot stat the log lock file", lock_path, st.err);
+    if (!st.ok()) fail("cannot stat the log lock file", st.err);
     if (st.value.size < static_cast<std::int64_t>(fmt::kStateBytes)) {  // grow, never shrink
       if (auto s = os::truncate(lock_fd, static_cast<off_t>(fmt::kStateBytes)); !s.ok()) {
-        os::throw_errno("cannot size the log lock file", lock_path, s.err);
+        fail("cannot size the log lock file", s.err);
       }
     }
     auto m = os::map_shared(lock_fd, fmt::kStateBytes);
-    if (!m.ok()) os::throw_errno("cannot map the log lock file", lock_path, m.err);
+    if (!m.ok()) fail("cannot map the log lock file", m.err);
     state = static_cast<std::uint64_t*>(m.value);
     generation_seen = 0;
   }
