@@ -4,6 +4,7 @@
 #include <lockdb/error.hpp>
 
 #include <cerrno>
+#include <condition_variable>
 #include <optional>
 #include <utility>
 
@@ -17,11 +18,15 @@ namespace lockdb::detail {
 struct KeyLocks::Slot {
   explicit Slot(std::string p) : path(std::move(p)) {}
   const std::string path;
-  std::timed_mutex mu;                   // held while a thread of this process holds the lock
-  std::atomic<std::thread::id> owner{};  // that thread (the re-entrancy check reads it)
-  int fd = -1;                           // guarded by mu
-  int users = 0;                         // guarded by KeyLocks::mu_: holders and waiters
-  std::list<Slot*>::iterator lru;        // guarded by KeyLocks::mu_
+  // Which thread of this process holds the lock. A flag under a mutex, not a held mutex: the
+  // holder's hold spans calls, and waits need a deadline (a condition variable).
+  std::mutex mu;
+  std::condition_variable released;
+  bool taken = false;              // guarded by mu
+  std::thread::id owner;           // guarded by mu: the holder, while taken
+  int fd = -1;                     // used by the holder only (taking `taken` orders the accesses)
+  int users = 0;                   // guarded by KeyLocks::mu_: holders and waiters
+  std::list<Slot*>::iterator lru;  // guarded by KeyLocks::mu_
 };
 
 namespace {
@@ -101,25 +106,36 @@ KeyLocks::Hold KeyLocks::acquire(const std::filesystem::path& lock_path,
     slot = it->second.get();
     ++slot->users;
   }
-  if (slot->owner.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
-    unuse(slot);
-    throw Error(Errc::conflict, prefixed(key, "cannot lock"), lock_path,
-                "this thread already holds this lock (a store write from inside the function "
-                "of another write of the same key, or of a key sharing its lock stripe)");
-  }
-
   std::optional<std::chrono::steady_clock::time_point> deadline;
-  bool got = true;
-  if (timeout < std::chrono::nanoseconds::zero()) {
-    slot->mu.lock();
-  } else {
-    deadline = start + timeout;
-    got = timeout == std::chrono::nanoseconds::zero() ? slot->mu.try_lock()
-                                                      : slot->mu.try_lock_until(*deadline);
-  }
-  if (!got) {  // another thread of this process holds it
-    unuse(slot);
-    throw Timeout(lock_path, timeout, this_process());
+  if (timeout >= std::chrono::nanoseconds::zero()) deadline = start + timeout;
+  {
+    std::unique_lock<std::mutex> guard(slot->mu);
+    const bool mine = slot->taken && slot->owner == std::this_thread::get_id();
+    bool got = !slot->taken;
+    if (!got && !mine) {  // another thread of this process holds it
+      auto free = [slot] { return !slot->taken; };
+      if (deadline) {
+        got = slot->released.wait_until(guard, *deadline, free);
+      } else {
+        slot->released.wait(guard, free);
+        got = true;
+      }
+    }
+    if (got) {
+      slot->taken = true;
+      slot->owner = std::this_thread::get_id();
+    }
+    guard.unlock();
+    if (mine) {
+      unuse(slot);
+      throw Error(Errc::conflict, prefixed(key, "cannot lock"), lock_path,
+                  "this thread already holds this lock (a store write from inside the "
+                  "function of another write of the same key, or of a key sharing its stripe)");
+    }
+    if (!got) {
+      unuse(slot);
+      throw Timeout(lock_path, timeout, this_process());
+    }
   }
   try {
     if (slot->fd < 0) slot->fd = open_lock_file(lock_path, key);
@@ -133,12 +149,20 @@ KeyLocks::Hold KeyLocks::acquire(const std::filesystem::path& lock_path,
       os::throw_errno(prefixed(key, "cannot lock"), lock_path, s.err);
     }
   } catch (...) {
-    slot->mu.unlock();
-    unuse(slot);
+    give_back(slot);
     throw;
   }
-  slot->owner.store(std::this_thread::get_id(), std::memory_order_relaxed);
   return Hold(this, slot, generation_);
+}
+
+void KeyLocks::give_back(Slot* slot) noexcept {
+  {
+    std::lock_guard<std::mutex> guard(slot->mu);
+    slot->taken = false;
+    slot->owner = std::thread::id();
+  }
+  slot->released.notify_one();
+  unuse(slot);
 }
 
 void KeyLocks::unuse(Slot* slot) noexcept {
@@ -184,11 +208,9 @@ KeyLocks::Hold::~Hold() { release(); }
 
 void KeyLocks::Hold::release() noexcept {
   if (!slot_) return;
-  slot_->owner.store(std::thread::id(), std::memory_order_relaxed);
   // A forked child must not unlock: the lock belongs to the parent's open file description.
   if (generation_ == os::fork_generation()) (void)os::flock_unlock(slot_->fd);
-  slot_->mu.unlock();
-  owner_->unuse(slot_);
+  owner_->give_back(slot_);
   slot_ = nullptr;
   owner_ = nullptr;
 }

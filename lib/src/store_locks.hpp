@@ -9,17 +9,16 @@
 // lock files are never deleted (not by lockdb, not by the seed's Python helpers), and deleting
 // one while writers run is documented as unsupported (README, Limitations).
 //
-// Threads: a slot's mutex excludes this process's threads (flock does not: threads share the
-// descriptor), then flock excludes other processes. Lock order: KeyLocks::mu_ is never held
-// while waiting; slot mutex -> flock. A thread that asks again for a lock it holds gets
-// Error{conflict} instead of waiting for itself.
+// Threads: a slot's "taken" flag (mutex + condition variable) excludes this process's threads
+// (flock does not: threads share the descriptor), then flock excludes other processes. Lock
+// order: KeyLocks::mu_ is never held while waiting; slot flag -> flock. A thread that asks again
+// for a lock it holds gets Error{conflict} instead of waiting for itself.
 //
 // Fork: a child never uses its parent's descriptors (flock on a shared open file description
 // would not exclude the parent): the first acquire in the child closes them and starts over.
 // Forking while another thread holds or waits for a key lock is not supported.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <list>
@@ -71,8 +70,9 @@ class KeyLocks {
                std::string_view key);
 
  private:
-  void unuse(Slot* slot) noexcept;    // one user less; closes idle slots beyond max_open_
-  void forget_after_fork() noexcept;  // REQUIRES: mu_ held
+  void give_back(Slot* slot) noexcept;  // this process's hold ends: wakes a waiting thread
+  void unuse(Slot* slot) noexcept;      // one user less; closes idle slots beyond max_open_
+  void forget_after_fork() noexcept;    // REQUIRES: mu_ held
 
   const std::size_t max_open_;  // constant after construction
   std::mutex mu_;
