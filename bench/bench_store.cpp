@@ -20,8 +20,9 @@
 // filesystem, same process count, measured minutes apart): absolute numbers on this shared VM
 // move by 2x between runs, ratios much less (see the reference NOTES).
 //
-//   bench_store [--seconds S] [--procs 1,2,4,8] [--disk DIR] [--tmpfs DIR] [--max-keys N]
-//               [--disk-max-keys N] [--only lockdb,raw,...] [--no-latency]
+//   bench_store [--seconds S] [--rounds R] [--procs 1,2,4,8] [--fs disk,tmpfs] [--disk DIR]
+//               [--tmpfs DIR] [--max-keys N] [--disk-max-keys N] [--only lockdb,raw,...]
+//               [--no-latency]
 #include <lockdb/store.hpp>
 
 #include <nlohmann/json.hpp>
@@ -64,7 +65,8 @@ namespace {
 // Options
 
 struct Options {
-  double seconds = 0.4;
+  double seconds = 0.3;
+  int rounds = 3;
   std::vector<int> procs = {1, 2, 4, 8};
   fs::path disk = "/var/tmp";
   fs::path tmpfs = "/dev/shm";
@@ -249,12 +251,14 @@ RunResult bench_lockdb(const fs::path& dir, int procs, const Workload& w, double
 // ---- raw loop ----
 // Two raw loops. `same` makes exactly the system calls Store::increment makes (strace):
 //   flock(key lock, EX); open(key, O_NOFOLLOW); read; read (EOF); close;
-//   open(temp, O_CREAT|O_EXCL|O_NOFOLLOW); write; [fsync]; close; rename;
-//   [open(dir); fsync; close]; getpid; flock(log lock, SH); write(log); flock(log lock, UN);
+//   open(temp, O_CREAT|O_EXCL|O_NOFOLLOW); write; [fsync]; close;
+//   none: renameat2(temp, key, RENAME_EXCHANGE); unlink(temp) | full: rename;
+//   [open(dir); fsync; close]; flock(log lock, SH); write(log); flock(log lock, UN);
 //   [fsync(log)]; flock(key lock, UN)
 // so the ratio lockdb / raw is the library's own cost. `minimal` is the least a design of
 // "lock, read, write temp, rename, append a line" needs: no EOF read, no log lock (nothing
-// coordinates log rotation), directory fd kept open, no getpid.
+// coordinates log rotation), directory fd kept open, and rename over the key file (the seed's
+// pattern and the reference's c_flock_rename: on ext4 that costs a writeback per rename).
 RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double seconds, bool durable,
                     bool minimal) {
   // The same layout as the store: key files and lock files where the store puts them.
@@ -298,6 +302,7 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
         long n = 0;
         char buf[64];
         char line[256];
+        const int pid = ::getpid();
         while (Clock::now() < deadline) {
           const std::size_t k = static_cast<std::size_t>(n) % st.paths.size();
           const char* path = st.paths[k].c_str();
@@ -317,14 +322,19 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
           check(::write(tfd, buf, static_cast<std::size_t>(len)) == len, "write temp");
           if (durable) check(::fsync(tfd) == 0, "fsync temp");
           ::close(tfd);
-          check(::rename(st.temps[k].c_str(), path) == 0, "rename");
+          if (!durable && !minimal) {  // the store's durability none: swap in, unlink the old
+            check(::renameat2(AT_FDCWD, st.temps[k].c_str(), AT_FDCWD, path, RENAME_EXCHANGE) == 0,
+                  "renameat2");
+            check(::unlink(st.temps[k].c_str()) == 0, "unlink old");
+          } else {
+            check(::rename(st.temps[k].c_str(), path) == 0, "rename");
+          }
           if (durable && minimal) check(::fsync(st.dir_fds[k]) == 0, "fsync dir");
           if (durable && !minimal) {
             int dfd = ::open(st.dirs[k].c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             check(dfd >= 0 && ::fsync(dfd) == 0, "fsync dir");
             ::close(dfd);
           }
-          const int pid = minimal ? 0 : ::getpid();
           const int ll = std::snprintf(
               line, sizeof line, "{\"key\":\"%s\",\"op\":\"increment\",\"pid\":%d,\"value\":%ld}\n",
               path, pid, v);
@@ -570,13 +580,6 @@ std::string rate(double ops) {
   return buf;
 }
 
-std::string ratio(double a, double b) {
-  if (b <= 0) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, a / b >= 10 ? "%.1fx" : "%.2fx", a / b);
-  return buf;
-}
-
 struct Variant {
   std::string name;
   std::string note;
@@ -588,77 +591,88 @@ void settle(bool disk) {
   if (disk) ::sync();
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 void increments(const Options& opt, const std::string& fs_name, const fs::path& base, bool disk,
                 const std::vector<Variant>& variants) {
   for (bool shared : {true, false}) {
     Workload w;
     w.shared = shared;
-    std::printf("\n### %s: increments/s, %s\n\n", fs_name.c_str(),
-                shared ? "one shared key" : "distinct keys (16 per process)");
-    std::printf("| variant |");
-    for (int p : opt.procs) std::printf(" P=%d |", p);
-    std::printf(" P=%d vs raw (same durability) | P=%d vs python |\n", opt.procs.back(),
-                opt.procs.back());
-    std::printf("|---|");
-    for (std::size_t i = 0; i < opt.procs.size() + 2; ++i) std::printf("---:|");
-    std::printf("\n");
-    // Interleave: for each P, every variant once, so slow drifts of the VM hit all alike.
-    std::map<std::string, std::map<int, RunResult>> results;
+    // Interleave: per P and round, every variant once, so slow drifts of the VM hit all alike;
+    // ratios are taken within a round, then the median over rounds is reported.
+    std::map<std::string, std::map<int, std::vector<RunResult>>> results;
     for (int p : opt.procs) {
-      for (const auto& v : variants) {
-        settle(disk);
-        const fs::path dir = fresh_dir(base, v.name);
-        results[v.name][p] = v.run(dir, p, w);
-        std::error_code ec;
-        fs::remove_all(dir, ec);
+      for (int round = 0; round < opt.rounds; ++round) {
+        for (const auto& v : variants) {
+          settle(disk);
+          const fs::path dir = fresh_dir(base, v.name);
+          results[v.name][p].push_back(v.run(dir, p, w));
+          std::error_code ec;
+          fs::remove_all(dir, ec);
+        }
       }
     }
-    auto value = [&](const std::string& name, int p) -> double {
+    auto ops = [&](const std::string& name, int p) {
+      std::vector<double> out;
       auto it = results.find(name);
-      if (it == results.end()) return 0;
-      return it->second[p].ops_per_sec;
+      if (it != results.end()) {
+        for (const auto& r : it->second[p]) out.push_back(r.ops_per_sec);
+      }
+      return out;
     };
+    // Median over rounds of a / b measured in the same round; 0 when either is missing.
+    auto ratio_of = [&](const std::string& a, const std::string& b, int p) {
+      auto va = ops(a, p), vb = ops(b, p);
+      std::vector<double> r;
+      for (std::size_t i = 0; i < va.size() && i < vb.size(); ++i) {
+        if (vb[i] > 0) r.push_back(va[i] / vb[i]);
+      }
+      return median(r);
+    };
+    auto show = [](double r) {
+      char buf[32];
+      if (r <= 0) return std::string("-");
+      std::snprintf(buf, sizeof buf, r >= 10 ? "%.1fx" : "%.2fx", r);
+      return std::string(buf);
+    };
+
+    std::printf("\n### %s: increments/s, %s (median of %d rounds)\n\n", fs_name.c_str(),
+                shared ? "one shared key" : "distinct keys (16 per process)", opt.rounds);
+    std::printf("| variant |");
+    for (int p : opt.procs) std::printf(" P=%d |", p);
+    for (int p : opt.procs) std::printf(" P=%d vs raw |", p);
+    for (int p : opt.procs) std::printf(" P=%d vs python |", p);
+    std::printf("\n|---|");
+    for (std::size_t i = 0; i < 3 * opt.procs.size(); ++i) std::printf("---:|");
+    std::printf("\n");
     for (const auto& v : variants) {
       std::printf("| %s |", v.name.c_str());
       for (int p : opt.procs) {
-        const RunResult& r = results[v.name][p];
-        std::printf(" %s%s |", rate(r.ops_per_sec).c_str(), r.ok ? "" : " (WRONG TOTAL)");
+        bool ok = true;
+        for (const auto& r : results[v.name][p]) ok = ok && r.ok;
+        std::printf(" %s%s |", rate(median(ops(v.name, p))).c_str(), ok ? "" : " (WRONG TOTAL)");
       }
-      const int p = opt.procs.back();
       const std::string raw = v.name.find("full") != std::string::npos ? "raw full" : "raw none";
-      const double vs_raw = value(raw, p), vs_py = value("python", p);
-      std::printf(" %s | %s |\n", ratio(value(v.name, p), vs_raw).c_str(),
-                  ratio(value(v.name, p), vs_py).c_str());
+      for (int p : opt.procs) std::printf(" %s |", show(ratio_of(v.name, raw, p)).c_str());
+      for (int p : opt.procs) std::printf(" %s |", show(ratio_of(v.name, "python", p)).c_str());
+      std::printf("\n");
     }
-    // The targets, for every P.
-    std::printf("\nlockdb none / raw none:");
-    for (int p : opt.procs) {
-      if (value("raw none", p) > 0)
-        std::printf("  P=%d %.2fx", p, value("lockdb none", p) / value("raw none", p));
+    std::printf(
+        "\n\"vs raw\": against the raw loop of the same durability (\"raw\": the store's "
+        "exact system calls).\n");
+    for (const char* line : {"lockdb none|raw-minimal none", "lockdb full|raw-minimal full"}) {
+      std::string a(line), b = a.substr(a.find('|') + 1);
+      a = a.substr(0, a.find('|'));
+      if (ops(b, opt.procs.front()).empty()) continue;
+      std::printf("%s / %s:", a.c_str(), b.c_str());
+      for (int p : opt.procs) std::printf("  P=%d %s", p, show(ratio_of(a, b, p)).c_str());
+      std::printf("\n");
     }
-    std::printf("\nlockdb full / raw full:");
-    for (int p : opt.procs) {
-      if (value("raw full", p) > 0)
-        std::printf("  P=%d %.2fx", p, value("lockdb full", p) / value("raw full", p));
-    }
-    std::printf("\nlockdb none / raw-minimal none:");
-    for (int p : opt.procs) {
-      if (value("raw-minimal none", p) > 0) {
-        std::printf("  P=%d %.2fx", p, value("lockdb none", p) / value("raw-minimal none", p));
-      }
-    }
-    std::printf("\nlockdb full / raw-minimal full:");
-    for (int p : opt.procs) {
-      if (value("raw-minimal full", p) > 0) {
-        std::printf("  P=%d %.2fx", p, value("lockdb full", p) / value("raw-minimal full", p));
-      }
-    }
-    std::printf("\nlockdb none / python:  ");
-    for (int p : opt.procs) {
-      if (value("python", p) > 0)
-        std::printf("  P=%d %.1fx", p, value("lockdb none", p) / value("python", p));
-    }
-    std::printf("\n");
     std::fflush(stdout);
   }
 }
@@ -738,37 +752,38 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) die("missing value for " + a);
       return argv[++i];
     };
-    if (a == "--seconds")
+    if (a == "--seconds") {
       opt.seconds = std::stod(next());
-    else if (a == "--procs")
+    } else if (a == "--rounds") {
+      opt.rounds = std::stoi(next());
+    } else if (a == "--procs") {
       opt.procs = parse_list(next());
-    else if (a == "--disk")
+    } else if (a == "--disk") {
       opt.disk = next();
-    else if (a == "--tmpfs")
+    } else if (a == "--tmpfs") {
       opt.tmpfs = next();
-    else if (a == "--max-keys")
+    } else if (a == "--max-keys") {
       opt.max_keys = std::stoul(next());
-    else if (a == "--disk-max-keys")
+    } else if (a == "--disk-max-keys") {
       opt.disk_max_keys = std::stoul(next());
-    else if (a == "--python")
+    } else if (a == "--python") {
       opt.python = next();
-    else if (a == "--fs") {
+    } else if (a == "--fs") {
       const std::string v = next();
       opt.on_disk = v.find("disk") != std::string::npos;
       opt.on_tmpfs = v.find("tmpfs") != std::string::npos;
-    } else if (a == "--no-latency")
+    } else if (a == "--no-latency") {
       opt.latency = false;
-    else if (a == "--only") {
+    } else if (a == "--only") {
       std::istringstream in(next());
       std::string item;
       while (std::getline(in, item, ',')) opt.only.insert(item);
     } else {
-      std::fprintf(
-          stderr,
-          "usage: bench_store [--seconds S] [--procs 1,2,4,8] [--fs disk,tmpfs] [--disk DIR]\n"
-          "                   [--tmpfs DIR]\n"
-          "                   [--max-keys N] [--disk-max-keys N] [--python PATH]\n"
-          "                   [--only lockdb,raw,python,sqlite,lmdb] [--no-latency]\n");
+      std::fprintf(stderr,
+                   "usage: bench_store [--seconds S] [--rounds R] [--procs 1,2,4,8]\n"
+                   "                   [--fs disk,tmpfs] [--disk DIR] [--tmpfs DIR]\n"
+                   "                   [--max-keys N] [--disk-max-keys N] [--python PATH]\n"
+                   "                   [--only lockdb,raw,python,sqlite,lmdb] [--no-latency]\n");
       return 2;
     }
   }
@@ -831,7 +846,7 @@ int main(int argc, char** argv) {
   }
 #endif
 
-  std::printf("# bench_store\n\n%.2f s per run; processes:", opt.seconds);
+  std::printf("# bench_store\n\n%.2f s per run, %d rounds; processes:", opt.seconds, opt.rounds);
   for (int p : opt.procs) std::printf(" %d", p);
   std::printf("; disk dir %s, tmpfs dir %s; python %s\n", opt.disk.c_str(), opt.tmpfs.c_str(),
               have_python ? opt.python.c_str() : "(not available)");

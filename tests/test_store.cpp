@@ -450,6 +450,32 @@ TEST_CASE("lock_stripes: N stripe lock files, recorded in the marker", "[store]"
   REQUIRE(store.verify().empty());
 }
 
+TEST_CASE("durability none swaps the new file in; a leftover old file is an orphaned temp",
+          "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");  // durability none: swap in, then unlink the old file
+  store.put("k", 1);
+  const fs::path file = store.file_path("k");
+  const auto inode_before = fs::status(file).type();
+  REQUIRE(inode_before == fs::file_type::regular);
+  // The unlink of the swapped-out old file fails (as if the process died right after the swap):
+  // the write has succeeded, and the old content is left under the temp name.
+  lockdb::os::fail_nth(lockdb::os::Op::unlink, 1, EIO);
+  REQUIRE(store.put("k", 2) == fnv_version("2"));
+  lockdb::os::clear_faults();
+  REQUIRE(store.get("k") == 2);
+  auto temps = temp_files(store.dir());
+  REQUIRE(temps.size() == 1);
+  REQUIRE(lockdb::test::read_text(temps[0]) == "1");
+  auto findings = store.verify();
+  INFO(describe(findings));
+  REQUIRE(findings.size() == 1);
+  REQUIRE(findings[0].kind == lockdb::Finding::Kind::orphan_temp);
+  REQUIRE(store.repair().size() == 1);
+  REQUIRE(temp_files(store.dir()).empty());
+  REQUIRE(store.verify().empty());
+}
+
 TEST_CASE("durability full writes and fsyncs; a failed fsync fails the write", "[store]") {
   TempDir tmp;
   Store store(tmp / "db", lockdb::StoreOptions{.durability = lockdb::Durability::full});

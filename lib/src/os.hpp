@@ -63,6 +63,9 @@ Status fsync(int fd) noexcept;
 // fsync of a directory, so a rename or create in it survives power loss.
 Status fsync_dir(const std::filesystem::path& dir) noexcept;
 Status rename(const std::filesystem::path& from, const std::filesystem::path& to) noexcept;
+// Swaps two existing paths atomically (renameat2 RENAME_EXCHANGE); faults: Op::rename. ENOENT
+// when either is missing; EINVAL, ENOSYS or EOPNOTSUPP where the filesystem cannot.
+Status rename_exchange(const std::filesystem::path& a, const std::filesystem::path& b) noexcept;
 Status link(const std::filesystem::path& from, const std::filesystem::path& to) noexcept;
 // ENOENT when missing.
 Status unlink(const std::filesystem::path& path) noexcept;

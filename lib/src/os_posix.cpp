@@ -311,6 +311,13 @@ Status rename(const std::filesystem::path& from, const std::filesystem::path& to
   return {::rename(from.c_str(), to.c_str()) == 0 ? 0 : last_error()};
 }
 
+Status rename_exchange(const std::filesystem::path& a, const std::filesystem::path& b) noexcept {
+  if (injected(Op::rename)) return {errno};
+  return {::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0
+              ? 0
+              : last_error()};
+}
+
 Status link(const std::filesystem::path& from, const std::filesystem::path& to) noexcept {
   if (injected(Op::link)) return {errno};
   return {::link(from.c_str(), to.c_str()) == 0 ? 0 : last_error()};

@@ -47,7 +47,10 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
 
 StagedReplace::StagedReplace(std::filesystem::path target, std::string_view data,
                              Durability durability, const ReplaceOptions& options)
-    : target_(std::move(target)), durability_(durability), context_(options.context) {
+    : target_(std::move(target)),
+      durability_(durability),
+      context_(options.context),
+      swap_in_(options.swap_in && durability == Durability::none) {
   const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
   std::string prefix = options.temp_prefix.empty() ? "." + target_.filename().string() + "."
                                                    : std::string(options.temp_prefix);
@@ -89,10 +92,26 @@ StagedReplace::StagedReplace(StagedReplace&& other) noexcept
     : target_(std::move(other.target_)),
       temp_(std::exchange(other.temp_, {})),
       durability_(other.durability_),
-      context_(std::move(other.context_)) {}
+      context_(std::move(other.context_)),
+      swap_in_(other.swap_in_) {}
 
 void StagedReplace::commit(bool fsync_dir) {
   std::filesystem::path temp = std::exchange(temp_, {});
+  if (swap_in_) {
+    auto s = os::rename_exchange(temp, target_);
+    if (s.ok()) {
+      // `temp` now names the old file. If it cannot be removed it stays an orphaned temp file
+      // (the new content is in place either way).
+      (void)os::unlink(temp);
+      return;
+    }
+    if (s.err != ENOENT && s.err != EINVAL && s.err != ENOSYS && s.err != EOPNOTSUPP) {
+      (void)os::unlink(temp);
+      os::throw_errno(
+          with_context(context_, "cannot swap into place " + temp.filename().string() + " for"),
+          target_, s.err);
+    }
+  }
   if (auto s = os::rename(temp, target_); !s.ok()) {
     (void)os::unlink(temp);
     os::throw_errno(
