@@ -47,6 +47,22 @@ RegisterHelper store_increment("store-increment", [](const std::vector<std::stri
   return 0;
 });
 
+// store-open-increment DIR KEY: READY, wait for a line, then open (perhaps create) the store and
+// increment KEY once: "DONE" or "ERROR <what>".
+RegisterHelper store_open_increment("store-open-increment", [](const std::vector<std::string>& a) {
+  say("READY");
+  wait_for_line();
+  try {
+    lockdb::Store store(a.at(0));
+    store.increment(a.at(1));
+  } catch (const std::exception& e) {
+    say(std::string("ERROR ") + e.what());
+    return 1;
+  }
+  say("DONE");
+  return 0;
+});
+
 // store-crash-worker DIR SHARED OWN: increments SHARED then OWN, forever, acknowledging each
 // increment after it returned ("S" / "O"). The test kills it with SIGKILL.
 RegisterHelper store_crash_worker("store-crash-worker",

@@ -159,21 +159,20 @@ TEST_CASE("opening what is not a store is a clear error", "[store]") {
 TEST_CASE("concurrent openers of a new directory agree on one marker", "[store]") {
   TempDir tmp;
   const fs::path dir = tmp / "db";
-  std::vector<std::thread> threads;
-  std::atomic<int> errors{0};
-  for (int i = 0; i < 8; ++i) {
-    threads.emplace_back([&] {
-      try {
-        Store s(dir);
-        s.increment("n");
-      } catch (...) {
-        ++errors;
-      }
-    });
+  const int n = 8;
+  std::vector<std::unique_ptr<Child>> kids;
+  for (int i = 0; i < n; ++i) {
+    kids.push_back(std::make_unique<Child>(helper({"store-open-increment", dir.string(), "n"})));
   }
-  for (auto& t : threads) t.join();
-  REQUIRE(errors == 0);
-  REQUIRE(Store(dir).get("n") == json(8));
+  for (auto& k : kids) REQUIRE(k->expect_line("READY"));
+  for (auto& k : kids) k->write_line("go");
+  for (auto& k : kids) {
+    auto line = k->read_line();
+    REQUIRE(line);
+    CHECK(*line == "DONE");
+    REQUIRE(k->wait() == 0);
+  }
+  REQUIRE(Store(dir).get("n") == json(n));
   for (const auto& e : fs::directory_iterator(dir)) {
     REQUIRE(e.path().filename().string().front() != '.');  // no marker temp left
   }

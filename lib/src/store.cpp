@@ -89,12 +89,16 @@ bool is_marker_temp(const std::string& name) {
 }
 
 // A directory without a marker may become a store only when it holds nothing else (temp files
-// of another process creating the marker right now are fine).
+// of another process creating the marker right now are fine). Another opener may have finished
+// creating the store since our marker read found nothing: it links the marker before it makes
+// anything else, so an entry seen here with the marker now present is that store, not a
+// foreign directory.
 void require_empty(const fs::path& dir) {
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
     if (is_marker_temp(name)) continue;
+    if (os::lstat(dir / format::kMarkerFile).ok()) return;
     throw Error(Errc::corrupt, "not a lockdb store", dir,
                 "the directory is not empty and has no " + std::string(format::kMarkerFile) +
                     " (found \"" + name + "\")");
