@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   lockdb::FileLock lock(path);
   auto guard = lock.acquire();  // the parent holds the lock
   std::printf("parent %d holds %s\n", getpid(), path.c_str());
+  std::fflush(stdout);  // before fork, or the child would print the buffered line again
 
   pid_t child = fork();
   if (child == 0) {
@@ -44,9 +45,9 @@ int main(int argc, char** argv) {
   }
   char byte;
   if (read(to_child[0], &byte, 1) != 1) return 1;  // the child has timed out once
+  std::printf("parent releases the lock\n");
+  std::fflush(stdout);  // printed before the release, so the child's line comes after it
   guard.release();
-  std::printf("parent released the lock\n");
-  std::fflush(stdout);
   int status = 0;
   waitpid(child, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
