@@ -51,9 +51,17 @@ StagedReplace::StagedReplace(std::filesystem::path target, std::string_view data
       durability_(durability),
       context_(options.context),
       swap_in_(options.swap_in && durability == Durability::none) {
-  const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
-  std::string prefix = options.temp_prefix.empty() ? "." + target_.filename().string() + "."
-                                                   : std::string(options.temp_prefix);
+  // Directory and name by string operations: each std::filesystem::path made costs a split of
+  // the whole path, and this runs once per store write.
+  const std::string& text = target_.native();
+  const auto slash = text.rfind('/');
+  const std::filesystem::path dir = slash == std::string::npos ? std::string(".")
+                                    : slash == 0               ? std::string("/")
+                                                               : text.substr(0, slash);
+  std::string prefix =
+      options.temp_prefix.empty()
+          ? "." + (slash == std::string::npos ? text : text.substr(slash + 1)) + "."
+          : std::string(options.temp_prefix);
   std::optional<unsigned> mode = options.mode;
   if (!mode && options.keep_mode) {
     if (auto st = os::stat(target_); st.ok()) mode = st.value.mode & 07777;

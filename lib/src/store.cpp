@@ -209,6 +209,19 @@ Store::Impl::KeyPaths Store::Impl::paths(const std::string& key) const {
   return p;
 }
 
+std::shared_ptr<const Store::Impl::KeyPaths> Store::Impl::cached_paths(
+    const std::string& key) const {
+  {
+    std::lock_guard<std::mutex> guard(path_cache_mu_);
+    if (auto it = path_cache_.find(key); it != path_cache_.end()) return it->second;
+  }
+  auto made = std::make_shared<const KeyPaths>(paths(key));  // throws for an invalid key
+  std::lock_guard<std::mutex> guard(path_cache_mu_);
+  if (path_cache_.size() >= kPathCacheSize) path_cache_.clear();
+  path_cache_.emplace(key, made);
+  return made;
+}
+
 fs::path Store::Impl::lock_path_of(std::string_view key, const fs::path& file) const {
   if (options.lock_stripes == 0) {
     fs::path lock = file;
@@ -384,7 +397,8 @@ Error Store::Impl::undo_after_log_failure(const KeyPaths& p, const Current& befo
 template <class Decide>
 Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_view op,
                                             Decide&& decide) {
-  const KeyPaths p = paths(key);
+  const auto paths_of_key = cached_paths(key);
+  const KeyPaths& p = *paths_of_key;
   detail::KeyLocks::Hold hold = lock_key(p);
   const Current cur = read_current(p);
   Decision d = decide(p, cur);
@@ -428,21 +442,24 @@ const StoreOptions& Store::options() const noexcept { return impl_->options; }
 fs::path Store::file_path(const std::string& key) const { return impl_->paths(key).file; }
 
 std::optional<Entry> Store::entry(const std::string& key) const {
-  const auto p = impl_->paths(key);
+  const auto paths = impl_->cached_paths(key);
+  const auto& p = *paths;
   auto cur = impl_->read_current(p);
   if (!cur.exists) return std::nullopt;
   return Entry{impl_->parse(p, cur), std::move(cur.version)};
 }
 
 std::optional<json> Store::get(const std::string& key) const {
-  const auto p = impl_->paths(key);
+  const auto paths = impl_->cached_paths(key);
+  const auto& p = *paths;
   auto cur = impl_->read_current(p);
   if (!cur.exists) return std::nullopt;
   return impl_->parse(p, cur);
 }
 
 bool Store::contains(const std::string& key) const {
-  const auto p = impl_->paths(key);
+  const auto paths = impl_->cached_paths(key);
+  const auto& p = *paths;
   auto st = os::lstat(p.file);
   if (st.ok()) return S_ISREG(st.value.mode);
   if (st.err == ENOENT || st.err == ENOTDIR) return false;

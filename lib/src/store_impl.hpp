@@ -39,6 +39,9 @@ struct Store::Impl {
 
   // Validates the key (Error{invalid_argument} naming it) and names its files.
   KeyPaths paths(const std::string& key) const;
+  // The same, remembered for the most recently used keys: building the paths (std::filesystem
+  // splits every path it makes) was a fifth of a write's user time.
+  std::shared_ptr<const KeyPaths> cached_paths(const std::string& key) const;
   std::filesystem::path lock_path_of(std::string_view key, const std::filesystem::path& file) const;
   // Takes a key's lock within options.lock_timeout. THROWS Timeout, Error{conflict} when this
   // thread already holds it (a store write from inside update's fn).
@@ -106,6 +109,11 @@ struct Store::Impl {
  private:
   void walk_dir(const std::filesystem::path& path, int depth,
                 const std::function<void(const WalkEntry&)>& fn) const;
+
+  static constexpr std::size_t kPathCacheSize = 4096;  // entries; emptied when full
+  mutable std::mutex path_cache_mu_;
+  mutable std::unordered_map<std::string, std::shared_ptr<const KeyPaths>>
+      path_cache_;  // guarded by path_cache_mu_
 
   std::once_flag log_once_;
   std::unique_ptr<detail::LogWriter> log_;  // set once under log_once_, then constant
