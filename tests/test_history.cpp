@@ -270,7 +270,7 @@ TEST_CASE("8 processes appending across many rotations: every record once, whole
   CHECK(log_files(store, ".tmp").empty());
 }
 
-TEST_CASE("a torn last line is skipped and counted; the next append starts a fresh line",
+TEST_CASE("a torn last line is skipped and counted, the next append starts a fresh line",
           "[history]") {
   TempDir dir;
   const fs::path store = make_store(dir);
@@ -686,7 +686,7 @@ TEST_CASE("readers skip what a compaction that failed half-way left behind", "[h
   }
 }
 
-TEST_CASE("compaction while 4 processes append loses nothing; readers see consistent logs",
+TEST_CASE("compaction while 4 processes append loses nothing, readers see consistent logs",
           "[history][compact][concurrency]") {
   TempDir dir;
   const fs::path store = make_store(dir);
@@ -892,7 +892,7 @@ TEST_CASE("a line with a NUL byte after a whole record is torn, not read", "[his
   CHECK(values_of(rs) == std::vector<json>{1, 3});
 }
 
-TEST_CASE("a read-only log is Error{permission} naming the lock file; the writer recovers",
+TEST_CASE("a read-only log is Error{permission} naming the lock file, the writer recovers",
           "[history]") {
   TempDir dir;
   const fs::path store = make_store(dir);

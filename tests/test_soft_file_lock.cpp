@@ -186,7 +186,7 @@ TEST_CASE("8 processes racing to break one stale marker never overlap", "[soft_l
   REQUIRE_FALSE(std::filesystem::exists(path));
 }
 
-TEST_CASE("release removes only our own marker; refresh notices a lost marker", "[soft_lock]") {
+TEST_CASE("release removes only our own marker, refresh notices a lost marker", "[soft_lock]") {
   TempDir dir;
   auto path = dir / "own.lock";
   lockdb::SoftFileLock lock(path);
