@@ -591,6 +591,22 @@ TEST_CASE("locks names a live holder's pid and flags a stale soft marker", "[cli
   CHECK(stale["kind"] == "soft");
   CHECK(stale["state"] == "stale");
   CHECK(stale["holder"]["pid"] == soft.pid());
+
+  // verify fails on the stale marker; repair empties it in place; verify then passes.
+  auto bad = cli({"verify", store.string(), "--json"});
+  CHECK(bad.code == 6);
+  const auto findings = json_lines(bad.out);
+  REQUIRE(findings.size() == 1);
+  CHECK(findings[0]["kind"] == "stale_marker");
+  CHECK(findings[0]["key"] == "m");
+  CHECK(findings[0]["path"] == marker.string());
+  auto repair = cli({"repair", store.string()});
+  CHECK(repair.code == 0);
+  CHECK_THAT(repair.out, Catch::Contains("stale_marker  m  " + marker_name + "  "));
+  CHECK_THAT(repair.out, Catch::Contains("emptied in place"));
+  CHECK(fs::file_size(marker) == 0);
+  CHECK(cli({"verify", store.string()}).code == 0);
+  CHECK(find(cli({"locks", store.string(), "--json"}).out, marker_name)["state"] == "free");
 }
 
 TEST_CASE("verify fails on a corrupted key file, repair fixes it, verify then passes", "[cli]") {
@@ -732,7 +748,7 @@ TEST_CASE("rebuild makes a new store from the log alone", "[cli]") {
                   error_line([&] { lockdb::History(store).rebuild(target); }));
 }
 
-TEST_CASE("progress shows on a terminal only; colours follow --color and NO_COLOR", "[cli]") {
+TEST_CASE("progress shows on a terminal only, colours follow --color and NO_COLOR", "[cli]") {
   TempDir dir;
   const fs::path store = dir / "store";
   write_store(store, {"put-range", "k", "1", "50"});

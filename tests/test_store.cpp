@@ -266,7 +266,7 @@ TEST_CASE("update: fn sees null for a missing key, may edit in place or return",
   REQUIRE(records_of(store, "k").size() == 4);
 }
 
-TEST_CASE("increment: missing is 0; a non-integer or an overflow is an error", "[store]") {
+TEST_CASE("increment: missing is 0, a non-integer or an overflow is an error", "[store]") {
   TempDir tmp;
   Store store(tmp / "db");
   REQUIRE(store.increment("n") == 1);
@@ -312,7 +312,7 @@ TEST_CASE("compare_and_put writes only at the expected version", "[store]") {
   require_chained(records);
 }
 
-TEST_CASE("update_many sees and edits all keys; one record per changed key", "[store]") {
+TEST_CASE("update_many sees and edits all keys, one record per changed key", "[store]") {
   TempDir tmp;
   Store store(tmp / "db");
   store.put("a", 1);
@@ -449,7 +449,7 @@ TEST_CASE("lock_stripes: N stripe lock files, recorded in the marker", "[store]"
   REQUIRE(store.verify().empty());
 }
 
-TEST_CASE("durability none swaps the new file in; a leftover old file is an orphaned temp",
+TEST_CASE("durability none swaps the new file in, a leftover old file is an orphaned temp",
           "[store]") {
   TempDir tmp;
   Store store(tmp / "db");  // durability none: swap in, then unlink the old file
@@ -475,7 +475,7 @@ TEST_CASE("durability none swaps the new file in; a leftover old file is an orph
   REQUIRE(store.verify().empty());
 }
 
-TEST_CASE("durability full writes and fsyncs; a failed fsync fails the write", "[store]") {
+TEST_CASE("durability full writes and fsyncs, a failed fsync fails the write", "[store]") {
   TempDir tmp;
   Store store(tmp / "db", lockdb::StoreOptions{.durability = lockdb::Durability::full});
   store.put("k", 1);
@@ -620,7 +620,7 @@ TEST_CASE("hostile keys round-trip and stay inside the store", "[store]") {
   REQUIRE(store.keys().empty());
 }
 
-TEST_CASE("invalid keys are rejected, naming the key; nothing is written", "[store]") {
+TEST_CASE("invalid keys are rejected, naming the key, nothing is written", "[store]") {
   TempDir tmp;
   Store store(tmp / "db");
   const std::vector<std::string> bad = {
@@ -700,7 +700,7 @@ TEST_CASE("a corrupt key file is reported, never overwritten", "[store]") {
   REQUIRE(records_of(store, "k").size() == 1);
 }
 
-TEST_CASE("a full disk fails the write; the old value stays, no temp file stays", "[store]") {
+TEST_CASE("a full disk fails the write, the old value stays, no temp file stays", "[store]") {
   TempDir tmp;
   Store store(tmp / "db");
   store.put("k", json{{"v", 1}});
@@ -832,7 +832,7 @@ TEST_CASE("a key locked by another process: Timeout naming the lock and holder",
 // ---------------------------------------------------------------------------------------------
 // verify / repair
 
-TEST_CASE("verify finds what was changed around the store; repair fixes it", "[store]") {
+TEST_CASE("verify finds what was changed around the store, repair fixes it", "[store]") {
   TempDir tmp;
   Store store(tmp / "db");
   for (const char* k : {"changed", "deleted", "corrupt", "fine"}) store.put(k, 1);
@@ -895,6 +895,89 @@ TEST_CASE("verify finds what was changed around the store; repair fixes it", "[s
   // Keys stay usable; the chain continues from the repair record.
   REQUIRE(store.increment("changed") == 3);
   REQUIRE(store.verify().empty());
+}
+
+TEST_CASE("verify reports stale soft markers at lock paths, repair empties them in place",
+          "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  fs::path lock = store.file_path("k");
+  lock += ".lock";
+
+  // A SoftFileLock (nfs_safe_write on the key file, Python's SoftFileLock) while its holder lives.
+  Child soft(helper({"hold", "soft", lock.string()}));
+  REQUIRE(soft.expect_line("LOCKED"));
+  const std::string live_marker = lockdb::test::read_text(lock);
+  REQUIRE_FALSE(live_marker.empty());
+  fs::path live_tomb = lock;
+  live_tomb += ".break-live";
+  lockdb::test::write_text(live_tomb, live_marker);  // a breaker at work: no finding
+  {
+    auto findings = store.verify();
+    INFO(describe(findings));
+    REQUIRE(findings.empty());
+  }
+  soft.kill(SIGKILL);
+  REQUIRE(soft.wait() == 128 + SIGKILL);
+  fs::remove(live_tomb);
+
+  // Its holder died: the marker stays. Writes still work (the store's flock on the same file),
+  // and a dead breaker's leftovers lie next to it.
+  store.put("k", 1);
+  const std::string dead_marker = lockdb::test::read_text(lock);
+  REQUIRE(dead_marker == live_marker);
+  fs::path tomb = lock, moved = lock;
+  tomb += ".break-0123abcd";
+  moved += ".stale-89abcdef";
+  lockdb::test::write_text(tomb, dead_marker);
+  lockdb::test::write_text(moved, dead_marker);
+
+  auto findings = store.verify();
+  INFO(describe(findings));
+  std::set<std::string> paths;
+  for (const auto& f : findings) {
+    REQUIRE(f.kind == lockdb::Finding::Kind::stale_marker);
+    REQUIRE(f.key == "k");
+    REQUIRE_THAT(f.detail, Catch::Contains("pid " + std::to_string(soft.pid())));
+    paths.insert(f.path.string());
+  }
+  REQUIRE(paths == std::set<std::string>{lock.string(), tomb.string(), moved.string()});
+  REQUIRE(lockdb::test::read_text(lock) == dead_marker);  // verify changed nothing
+  REQUIRE(fs::exists(tomb));
+
+  // repair empties the marker without removing the lock file: a process may hold it open.
+  struct stat before {};
+  REQUIRE(::stat(lock.c_str(), &before) == 0);
+  auto done = store.repair();
+  INFO(describe(done));
+  REQUIRE(done.size() == 3);
+  struct stat after {};
+  REQUIRE(::stat(lock.c_str(), &after) == 0);
+  REQUIRE(after.st_ino == before.st_ino);
+  REQUIRE(after.st_size == 0);
+  REQUIRE_FALSE(fs::exists(tomb));
+  REQUIRE_FALSE(fs::exists(moved));
+  REQUIRE(store.verify().empty());
+  REQUIRE(store.increment("k") == 2);
+
+  // The same for a stripe lock file.
+  Store striped(tmp / "striped", lockdb::StoreOptions{.lock_stripes = 2});
+  striped.put("a", 1);
+  striped.put("b", 1);
+  std::vector<fs::path> stripes;
+  for (const auto& e : fs::directory_iterator(tmp / "striped" / "keys")) {
+    if (e.path().filename().string().rfind("stripe-", 0) == 0) stripes.push_back(e.path());
+  }
+  REQUIRE_FALSE(stripes.empty());
+  lockdb::test::write_text(stripes[0], dead_marker);
+  auto striped_findings = striped.verify();
+  REQUIRE(striped_findings.size() == 1);
+  REQUIRE(striped_findings[0].kind == lockdb::Finding::Kind::stale_marker);
+  REQUIRE(striped_findings[0].key.empty());
+  REQUIRE(striped_findings[0].path == stripes[0]);
+  REQUIRE(striped.repair().size() == 1);
+  REQUIRE(fs::file_size(stripes[0]) == 0);
+  REQUIRE(striped.verify().empty());
 }
 
 TEST_CASE("verify after compaction: dropped records leave no false gaps", "[store]") {

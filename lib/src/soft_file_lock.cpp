@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 
 #include "os.hpp"
+#include "soft_marker.hpp"
 #include "util.hpp"
 
 namespace lockdb {
@@ -60,13 +61,10 @@ std::string marker_record(const std::string& nonce) {
   return j.dump() + "\n";
 }
 
-// nullopt when there is no file at `path`.
-std::optional<Marker> read_marker(const std::filesystem::path& path) {
-  auto fd = os::open(path, O_RDONLY | O_NOFOLLOW);
-  if (!fd.ok()) return std::nullopt;
-  auto st = os::fstat(fd.value);
-  auto text = os::read_all(fd.value);
-  os::close(fd.value);
+// The marker an open descriptor reads (its mtime and, when it parses, its record).
+Marker read_marker_fd(int fd) {
+  auto st = os::fstat(fd);
+  auto text = os::read_all(fd);
   Marker m;
   if (st.ok()) m.mtime_ns = st.value.mtime_ns;
   if (!text.ok()) return m;
@@ -79,6 +77,15 @@ std::optional<Marker> read_marker(const std::filesystem::path& path) {
   m.program = j.value("program", "");
   m.time = util::parse_utc(j.value("time", ""));
   m.parsed = !m.nonce.empty();
+  return m;
+}
+
+// nullopt when there is no file at `path`.
+std::optional<Marker> read_marker(const std::filesystem::path& path) {
+  auto fd = os::open(path, O_RDONLY | O_NOFOLLOW);
+  if (!fd.ok()) return std::nullopt;
+  Marker m = read_marker_fd(fd.value);
+  os::close(fd.value);
   return m;
 }
 
@@ -241,4 +248,31 @@ bool SoftFileLock::is_stale(const std::filesystem::path& path,
   return m && marker_is_stale(*m, stale_after);
 }
 
+namespace detail {
+
+std::optional<LockHolder> stale_marker_holder(const std::filesystem::path& path,
+                                              std::chrono::nanoseconds stale_after) {
+  auto m = read_marker(path);
+  if (!m || !m->parsed || !marker_is_stale(*m, stale_after)) return std::nullopt;
+  return to_holder(*m);
+}
+
+bool clear_stale_marker(const std::filesystem::path& path, std::chrono::nanoseconds stale_after) {
+  // One descriptor for the judging and the emptying: if a breaker renames the marker away and
+  // creates its own meanwhile, this empties only the renamed (stale) file, never the new one.
+  auto fd = os::open(path, O_RDWR | O_NOFOLLOW);
+  if (!fd.ok()) {
+    if (fd.err == ENOENT) return false;
+    os::throw_errno("cannot open lock marker", path, fd.err);
+  }
+  Marker m = read_marker_fd(fd.value);
+  bool stale = m.parsed && marker_is_stale(m, stale_after);
+  os::Status s;
+  if (stale) s = os::truncate(fd.value, 0);
+  os::close(fd.value);
+  if (!s.ok()) os::throw_errno("cannot empty the stale lock marker", path, s.err);
+  return stale;
+}
+
+}  // namespace detail
 }  // namespace lockdb

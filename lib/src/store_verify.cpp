@@ -15,10 +15,19 @@
 // (and its record is in the log), so only real disagreements remain. Temp files are judged the
 // same way: under the key's lock no writer of the key is between its temp write and rename.
 //
+// Soft lock markers: a key's lock file (or a stripe's) is an flock(2) lock file that stays empty.
+// A SoftFileLock on the same path (nfs_safe_write, Python's filelock.SoftFileLock) leaves its
+// marker record in it; one whose holder died is a stale_marker finding, and so are the leftovers
+// of a marker breaker that died ("<lock>.break-<id>" tombstones, "<lock>.stale-<id>" markers it
+// had moved aside) once they are stale themselves. repair() empties a stale marker in place and
+// never removes the lock file (other processes keep descriptors to it open), and removes stale
+// leftovers.
+//
 // repair() fixes a finding while it still holds the key's lock, and logs what it did with a
 // record of op "repair" whose prev is the last logged version and whose version is the file's:
 // the chain is whole again from there, and that record also marks earlier gaps of the key as
 // seen (verify() reports only gaps after a key's last repair record).
+#include <lockdb/file_lock.hpp>
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
 
@@ -32,6 +41,7 @@
 
 #include "log_format.hpp"
 #include "os.hpp"
+#include "soft_marker.hpp"
 #include "store_format.hpp"
 #include "store_impl.hpp"
 #include "util.hpp"
@@ -112,6 +122,8 @@ class Checker {
     }
     for (const auto& key : suspects_) confirm(key);
     for (const auto& [temp, key] : temps_) check_temp(temp, key);
+    for (const auto& [lock, key] : lock_files_) check_lock_file(lock, key);
+    for (const auto& [leftover, key] : breaker_leftovers_) check_breaker_leftover(leftover, key);
     return std::move(findings_);
   }
 
@@ -169,8 +181,15 @@ class Checker {
   void walk() {
     impl_.walk_keys([&](const Store::Impl::WalkEntry& e) {
       if (e.depth == 0) {
-        bool known = e.is_dir ? format::is_shard_name(e.name) : is_stripe_lock(e.name);
-        if (!known) bad_name(e.path, e.is_dir);
+        if (e.is_dir) {
+          if (!format::is_shard_name(e.name)) bad_name(e.path, true);
+        } else if (is_stripe_lock(e.name) && e.is_file) {
+          lock_files_.emplace(e.path, std::string());
+        } else if (auto lock = breaker_leftover_of(e.name); lock && is_stripe_lock(*lock)) {
+          breaker_leftovers_.emplace(e.path, std::string());
+        } else {
+          bad_name(e.path, false);
+        }
         return;
       }
       if (e.is_dir) {
@@ -197,7 +216,17 @@ class Checker {
         }
       } else if (auto base = owner_of_suffixed(e.name)) {
         // "<key file>.lock" and "<key file>.corrupt-<time>" (moved aside by repair()).
-        if (format::decode_key_file(dir_rel / *base)) return;
+        if (auto key = format::decode_key_file(dir_rel / *base)) {
+          if (ends_with(e.name, format::kLockSuffix)) lock_files_.emplace(e.path, *key);
+          return;
+        }
+      } else if (auto lock = breaker_leftover_of(e.name)) {
+        if (auto lock_base = owner_of_suffixed(*lock)) {
+          if (auto key = format::decode_key_file(dir_rel / *lock_base)) {
+            breaker_leftovers_.emplace(e.path, *key);
+            return;
+          }
+        }
       }
       bad_name(e.path, false);
     });
@@ -213,6 +242,59 @@ class Checker {
                     name.size() - format::kStripePrefix.size() - format::kLockSuffix.size());
     return !n.empty() &&
            std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
+  }
+
+  // "<lock>.break-<id>" or "<lock>.stale-<id>" (SoftFileLock's breaker) -> "<lock>".
+  static std::optional<std::string> breaker_leftover_of(const std::string& name) {
+    for (std::string_view infix : {".lock.break-", ".lock.stale-"}) {
+      auto at = name.rfind(infix);
+      if (at != std::string::npos && at + infix.size() < name.size()) {
+        return name.substr(0, at + format::kLockSuffix.size());
+      }
+    }
+    return std::nullopt;
+  }
+
+  static std::string describe(const LockHolder& h) {
+    std::string s = "pid " + std::to_string(h.pid);
+    if (!h.program.empty()) s += " (" + h.program + ")";
+    if (!h.host.empty()) s += " on " + h.host;
+    if (h.since) s += " since " + util::format_utc(*h.since);
+    return s;
+  }
+
+  // The default lease of SoftFileLock, as `lockdb locks` judges markers of other hosts.
+  static std::chrono::nanoseconds stale_after() { return SoftLockOptions{}.stale_after; }
+
+  // A lock file holding a soft marker whose holder is gone.
+  void check_lock_file(const fs::path& lock, const std::string& key) {
+    auto holder = detail::stale_marker_holder(lock, stale_after());
+    if (!holder) return;  // empty (a hard lock file), or a marker whose holder may be alive
+    std::string detail = "a stale SoftFileLock marker of " + describe(*holder) +
+                         ": its holder is gone, the claim is never released";
+    if (fix_) {
+      detail += detail::clear_stale_marker(lock, stale_after())
+                    ? "; emptied in place (the file stays: it is also a hard lock file)"
+                    : "; gone meanwhile (a lock breaker took it)";
+    }
+    add(Finding::Kind::stale_marker, key, lock, std::move(detail));
+  }
+
+  // What a marker breaker that died left behind, once stale itself.
+  void check_breaker_leftover(const fs::path& path, const std::string& key) {
+    if (!SoftFileLock::is_stale(path, stale_after())) return;  // a breaker at work, or gone
+    const bool tomb = path.filename().string().rfind(".lock.break-") != std::string::npos;
+    std::string detail = tomb ? "the tombstone of a SoftFileLock breaker that did not finish"
+                              : "a stale SoftFileLock marker moved aside by a breaker that did "
+                                "not finish";
+    if (auto h = SoftFileLock(path).holder()) detail += " (" + describe(*h) + ")";
+    if (fix_) {
+      if (auto s = os::unlink(path); !s.ok() && s.err != ENOENT) {
+        os::throw_errno("repair: cannot remove the stale marker file", path, s.err);
+      }
+      detail += "; removed";
+    }
+    add(Finding::Kind::stale_marker, key, path, std::move(detail));
   }
 
   static std::optional<std::string> owner_of_suffixed(const std::string& name) {
@@ -328,6 +410,8 @@ class Checker {
   std::map<std::string, KeyLog> log_;
   std::map<std::string, fs::path> files_;
   std::map<fs::path, std::string> temps_;
+  std::map<fs::path, std::string> lock_files_;         // key ("" for a stripe's)
+  std::map<fs::path, std::string> breaker_leftovers_;  // key ("" for a stripe's)
   std::set<std::string> suspects_;
   std::vector<Finding> findings_;
 };
