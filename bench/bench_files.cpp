@@ -2,11 +2,11 @@
 // and on one file per process, against
 //   python  the seed's Python pattern: its own atomic_json_update (python3 + filelock, json,
 //           os.replace), one interpreter per process;
-//   raw     a raw C loop of the system calls the design needs: flock + read + write temp +
-//           rename, the lock file kept open, no JSON library (the design's limit);
+//   raw     a raw C loop of the system calls the design needs: flock + read (to the end of the
+//           file) + write temp + rename, the lock file kept open, no JSON library (the limit);
 //   raw-same  a raw C loop of exactly the system calls atomic_json_update makes (see strace -c),
 //           no JSON library: lockdb/raw-same is the library's own cost, raw-same/raw the cost of
-//           what it checks (lock file identity, permission bits) and of the per-call lock open.
+//           what it checks (the lock file still has a name; the permission bits it keeps).
 // All write without fsync (atomic_json_update's default durability, `none`), in the same
 // directory, in one run; the variants are interleaved and the median of the rounds is printed,
 // with the ratios. Every run checks its final counters. It runs in
@@ -109,7 +109,8 @@ void ready_and_wait() {
   }
 }
 
-long lockdb_worker(const std::string& path, double seconds) {
+long lockdb_worker(const std::string& name, double seconds) {
+  const fs::path path(name);  // made once, as a program that updates one file keeps its path
   ready_and_wait();
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   long count = 0;
@@ -134,9 +135,13 @@ long raw_worker(const std::string& path, double seconds, bool exchange) {
     long value = 0;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-      const ssize_t n = ::read(fd, in, sizeof in - 1);
+      // To the end of the file: a read that returns less than asked for may not be the end.
+      std::size_t len = 0;
+      for (ssize_t n; (n = ::read(fd, in + len, sizeof in - 1 - len)) > 0;) {
+        len += static_cast<std::size_t>(n);
+      }
       ::close(fd);
-      in[n > 0 ? n : 0] = '\0';
+      in[len] = '\0';
       const char* digits = std::strpbrk(in, "0123456789");
       if (digits) value = std::strtol(digits, nullptr, 10);
     }
@@ -158,36 +163,38 @@ long raw_worker(const std::string& path, double seconds, bool exchange) {
   return count;
 }
 
-// The system calls of one atomic_json_update, in its order (strace), without the library.
+// The system calls of one atomic_json_update, in its order (strace), without the library: the
+// lock descriptor kept open, fstat after flock (the lock file still has a name), fstat + one
+// read of the data file (its size and permission bits), a uniquely named temp file, fchmod.
 long raw_same_worker(const std::string& path, double seconds) {
   const std::string lock = path + ".lock";
   const std::string dir = fs::path(path).parent_path().string();
   const std::string prefix =
       dir + "/." + fs::path(path).filename().string() + "." + std::to_string(::getpid()) + "-";
+  const int lock_fd = ::open(lock.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (lock_fd < 0) throw std::runtime_error("raw-same: cannot open " + lock);
   ready_and_wait();
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   long count = 0;
   char in[16384], out[64];
   struct stat st {};
   while (Clock::now() < end) {
-    const int lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (lock_fd < 0) throw std::runtime_error("raw-same: cannot open " + lock);
     if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0 && ::flock(lock_fd, LOCK_EX) != 0) {
       throw std::runtime_error("raw-same: flock");
     }
-    ::fstat(lock_fd, &st);
-    ::lstat(lock.c_str(), &st);
+    if (::fstat(lock_fd, &st) != 0 || st.st_nlink == 0) throw std::runtime_error("raw-same: lock");
     long value = 0;
     unsigned mode = 0644;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-      if (::fstat(fd, &st) == 0) mode = st.st_mode & 07777;
-      std::size_t len = 0;
-      for (ssize_t n; (n = ::read(fd, in + len, sizeof in - 1 - len)) > 0;) {
-        len += static_cast<std::size_t>(n);
+      std::size_t size = sizeof in - 2;
+      if (::fstat(fd, &st) == 0) {
+        mode = st.st_mode & 07777;
+        size = std::min(size, static_cast<std::size_t>(st.st_size));
       }
+      const ssize_t n = ::read(fd, in, size + 1);
       ::close(fd);
-      in[len] = '\0';
+      in[n > 0 ? n : 0] = '\0';
       const char* digits = std::strpbrk(in, "0123456789");
       if (digits) value = std::strtol(digits, nullptr, 10);
     }
@@ -201,7 +208,6 @@ long raw_same_worker(const std::string& path, double seconds) {
     ::close(t);
     if (::rename(temp.c_str(), path.c_str()) != 0) throw std::runtime_error("raw-same: rename");
     ::flock(lock_fd, LOCK_UN);
-    ::close(lock_fd);
     ++count;
   }
   return count;

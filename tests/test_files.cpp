@@ -8,6 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -245,13 +246,29 @@ TEST_CASE("a write nested in atomic_json_update's fn on the same file is refused
   REQUIRE(lockdb::test::read_text(dir / "side.log") == "seen\n");
 }
 
-TEST_CASE("the helpers keep no descriptor open between calls", "[files]") {
+TEST_CASE("the helpers keep at most 64 read-only lock descriptors, close_idle_lock_files closes them",
+          "[files]") {
   TempDir dir;
+  // The descriptors this process has open: path -> open flags (from /proc/self/fdinfo).
   auto open_fds = [] {
-    return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{});
+    std::map<std::string, int> fds;
+    for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      const auto target = fs::read_symlink(e.path(), ec);
+      if (ec) continue;  // the directory iterator's own descriptor, closed meanwhile
+      std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
+      std::string word;
+      int flags = -1;
+      while (info >> word) {
+        if (word == "flags:") info >> std::oct >> flags;
+      }
+      fds[target.string()] = flags;
+    }
+    return fds;
   };
+  lockdb::close_idle_lock_files();
   const auto before = open_fds();
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 100; ++i) {
     const auto path = dir / ("f" + std::to_string(i));
     lockdb::locked_write(path, "x");
     lockdb::atomic_write(path, "y");
@@ -261,7 +278,37 @@ TEST_CASE("the helpers keep no descriptor open between calls", "[files]") {
     (void)lockdb::try_locked_write(path, "w");
     lockdb::nfs_safe_write(dir / ("n" + std::to_string(i)), "v");
   }
+  std::size_t kept = 0;
+  for (const auto& [target, flags] : open_fds()) {
+    if (before.count(target)) continue;
+    INFO(target);
+    REQUIRE(target.rfind(dir.path().string(), 0) == 0);
+    REQUIRE(target.ends_with(".lock"));
+    REQUIRE((flags & O_ACCMODE) == O_RDONLY);  // never keeps a remount read-only from working
+    ++kept;
+  }
+  REQUIRE(kept == 64);
+  REQUIRE(lockdb::close_idle_lock_files() == 64);
   REQUIRE(open_fds() == before);
+}
+
+TEST_CASE("a kept lock descriptor whose file was deleted is not trusted: the path is opened again",
+          "[files]") {
+  TempDir dir;
+  const auto path = dir / "data.json";
+  const auto lock = lockdb::lock_file_for(path);
+  lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = 1; });  // keeps lock's descriptor
+  fs::remove(lock);
+  // Another process locks the new lock file at the same path: this process must see it held.
+  Child holder({lockdb::test::helper_path(), "hold", "hard", lock.string()});
+  REQUIRE(holder.expect_line("LOCKED"));
+  REQUIRE_FALSE(lockdb::try_locked_write(path, "{}"));
+  REQUIRE_THROWS_AS(lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = 2; }, 50ms),
+                    lockdb::Timeout);
+  holder.write_line("go");
+  REQUIRE(holder.expect_line("RELEASED"));
+  REQUIRE(holder.wait() == 0);
+  REQUIRE(lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = 3; })["n"] == 3);
 }
 
 TEST_CASE("locked_append from 8 processes x 1000 lines gives 8000 intact lines", "[files]") {

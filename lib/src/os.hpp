@@ -47,14 +47,32 @@ void fail_nth(Op op, int nth, int err) noexcept;
 void clear_faults() noexcept;
 
 // ---- files ----
+// A path as the system calls take it, from a std::filesystem::path, a std::string or a C string,
+// without building a std::filesystem::path (which splits the whole path into components): the
+// write path of the store and the helpers names files by strings. Holds a pointer only: valid
+// for the full-expression of the call it is passed to.
+class PathRef {
+ public:
+  PathRef(const std::filesystem::path& p) noexcept : p_(p.c_str()) {}  // NOLINT: implicit
+  PathRef(const std::string& s) noexcept : p_(s.c_str()) {}            // NOLINT: implicit
+  PathRef(const char* s) noexcept : p_(s) {}                           // NOLINT: implicit
+  const char* c_str() const noexcept { return p_; }
+
+ private:
+  const char* p_;
+};
+
 // open(2) with EINTR retry; O_CLOEXEC is always added.
-Result<int> open(const std::filesystem::path& path, int flags, unsigned mode = 0666) noexcept;
+Result<int> open(PathRef path, int flags, unsigned mode = 0666) noexcept;
 // close(2), not retried (the descriptor is gone either way).
 void close(int fd) noexcept;
 Status write_all(int fd, std::string_view data) noexcept;
 Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept;
 Status truncate(int fd, off_t size) noexcept;
 Result<std::string> read_all(int fd) noexcept;
+// The same for a regular file fstat said holds `size` bytes: one read(2) when it still does (a
+// read that returns exactly `size` of `size + 1` bytes asked for has reached the end).
+Result<std::string> read_all(int fd, std::size_t size) noexcept;
 // pread(2) of up to `n` bytes at `offset` (fewer at the end of the file).
 Result<std::string> pread(int fd, std::size_t n, off_t offset) noexcept;
 // ENOENT when missing.
@@ -62,18 +80,21 @@ Result<std::string> read_file(const std::filesystem::path& path) noexcept;
 Status fsync(int fd) noexcept;
 // fsync of a directory, so a rename or create in it survives power loss.
 Status fsync_dir(const std::filesystem::path& dir) noexcept;
-Status rename(const std::filesystem::path& from, const std::filesystem::path& to) noexcept;
+Status rename(PathRef from, PathRef to) noexcept;
 // Swaps two existing paths atomically (renameat2 RENAME_EXCHANGE); faults: Op::rename. ENOENT
 // when either is missing; EINVAL, ENOSYS or EOPNOTSUPP where the filesystem cannot.
-Status rename_exchange(const std::filesystem::path& a, const std::filesystem::path& b) noexcept;
-Status link(const std::filesystem::path& from, const std::filesystem::path& to) noexcept;
+Status rename_exchange(PathRef a, PathRef b) noexcept;
+Status link(PathRef from, PathRef to) noexcept;
 // ENOENT when missing.
-Status unlink(const std::filesystem::path& path) noexcept;
+Status unlink(PathRef path) noexcept;
 // mkdir -p. Existing directories are fine; an existing non-directory is ENOTDIR.
 Status mkdirs(const std::filesystem::path& dir, unsigned mode = 0777) noexcept;
 // Creates `dir/prefix<random>.tmp` with O_CREAT|O_EXCL|O_RDWR and `mode` (before umask).
 Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
                         std::filesystem::path* out_path, unsigned mode = 0666) noexcept;
+// The same with the directory and the temp file's path as strings.
+Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
+                        unsigned mode = 0666) noexcept;
 // One write(2) (EINTR retried): the bytes written, which may be fewer than data.size() (a full
 // disk). For O_APPEND writers that must never split a record over two writes.
 Result<std::size_t> write_once(int fd, std::string_view data) noexcept;
@@ -94,8 +115,8 @@ struct FileId {
   std::int64_t mtime_ns = 0;
 };
 Result<FileId> fstat(int fd) noexcept;
-Result<FileId> stat(const std::filesystem::path& path) noexcept;  // follows symlinks
-Result<FileId> lstat(const std::filesystem::path& path) noexcept;
+Result<FileId> stat(PathRef path) noexcept;  // follows symlinks
+Result<FileId> lstat(PathRef path) noexcept;
 Status fchmod(int fd, unsigned mode) noexcept;
 // Sets a file's modification time to now (a heartbeat).
 Status touch(const std::filesystem::path& path) noexcept;

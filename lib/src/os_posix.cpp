@@ -193,7 +193,7 @@ void clear_faults() noexcept {
   g_faults_armed.store(false);
 }
 
-Result<int> open(const std::filesystem::path& path, int flags, unsigned mode) noexcept {
+Result<int> open(PathRef path, int flags, unsigned mode) noexcept {
   if (injected(Op::open)) return {-1, errno};
   for (;;) {
     int fd = ::open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode));
@@ -260,6 +260,30 @@ Result<std::string> read_all(int fd) noexcept {
   return r;
 }
 
+Result<std::string> read_all(int fd, std::size_t size) noexcept {
+  Result<std::string> r;
+  try {
+    r.value.resize(size + 1);
+    std::size_t got = 0;
+    for (;;) {
+      if (injected(Op::read)) return {{}, errno};
+      ssize_t n = ::read(fd, r.value.data() + got, r.value.size() - got);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return {{}, last_error()};
+      }
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+      if (got == size) break;  // exactly what fstat said, and no more came with it: the end
+      if (got == r.value.size()) r.value.resize(r.value.size() * 2);  // it grew: read on
+    }
+    r.value.resize(got);
+  } catch (...) {
+    return {{}, ENOMEM};
+  }
+  return r;
+}
+
 Result<std::string> pread(int fd, std::size_t n, off_t offset) noexcept {
   Result<std::string> r;
   try {
@@ -306,24 +330,24 @@ Status fsync_dir(const std::filesystem::path& dir) noexcept {
   return s;
 }
 
-Status rename(const std::filesystem::path& from, const std::filesystem::path& to) noexcept {
+Status rename(PathRef from, PathRef to) noexcept {
   if (injected(Op::rename)) return {errno};
   return {::rename(from.c_str(), to.c_str()) == 0 ? 0 : last_error()};
 }
 
-Status rename_exchange(const std::filesystem::path& a, const std::filesystem::path& b) noexcept {
+Status rename_exchange(PathRef a, PathRef b) noexcept {
   if (injected(Op::rename)) return {errno};
   return {::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0
               ? 0
               : last_error()};
 }
 
-Status link(const std::filesystem::path& from, const std::filesystem::path& to) noexcept {
+Status link(PathRef from, PathRef to) noexcept {
   if (injected(Op::link)) return {errno};
   return {::link(from.c_str(), to.c_str()) == 0 ? 0 : last_error()};
 }
 
-Status unlink(const std::filesystem::path& path) noexcept {
+Status unlink(PathRef path) noexcept {
   if (injected(Op::unlink)) return {errno};
   return {::unlink(path.c_str()) == 0 ? 0 : last_error()};
 }
@@ -346,11 +370,19 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
   return {last_error()};
 }
 
-Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
-                        std::filesystem::path* out_path, unsigned mode) noexcept {
+Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
+                        unsigned mode) noexcept {
   try {
+    std::string p;
+    p.reserve(dir.size() + 1 + prefix.size() + 16);
+    p.append(dir);
+    if (!p.empty() && p.back() != '/') p += '/';
+    p.append(prefix);
+    const std::size_t stem = p.size();
     for (int attempt = 0; attempt < 100; ++attempt) {
-      std::filesystem::path p = dir / (std::string(prefix) + random_hex(6) + ".tmp");
+      p.resize(stem);
+      p += random_hex(6);
+      p += ".tmp";
       auto fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
       if (fd.ok()) {
         *out_path = std::move(p);
@@ -362,6 +394,21 @@ Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefi
     return {-1, ENOMEM};
   }
   return {-1, EEXIST};
+}
+
+Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
+                        std::filesystem::path* out_path, unsigned mode) noexcept {
+  std::string p;
+  auto fd = create_temp(dir.native(), prefix, &p, mode);
+  if (!fd.ok()) return fd;
+  try {
+    *out_path = p;
+  } catch (...) {
+    (void)unlink(p);
+    close(fd.value);
+    return {-1, ENOMEM};
+  }
+  return fd;
 }
 
 Result<std::size_t> write_once(int fd, std::string_view data) noexcept {
@@ -422,13 +469,13 @@ Result<FileId> fstat(int fd) noexcept {
   return {to_file_id(st), 0};
 }
 
-Result<FileId> stat(const std::filesystem::path& path) noexcept {
+Result<FileId> stat(PathRef path) noexcept {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return {{}, last_error()};
   return {to_file_id(st), 0};
 }
 
-Result<FileId> lstat(const std::filesystem::path& path) noexcept {
+Result<FileId> lstat(PathRef path) noexcept {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return {{}, last_error()};
   return {to_file_id(st), 0};

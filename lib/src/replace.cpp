@@ -29,6 +29,11 @@ std::string with_context(std::string_view context, std::string text) {
   return context.empty() ? text : std::string(context) + ": " + text;
 }
 
+std::string file_name(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
 }  // namespace
 
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
@@ -45,31 +50,36 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
   StagedReplace(target, data, durability, options).commit();
 }
 
-StagedReplace::StagedReplace(std::filesystem::path target, std::string_view data,
+StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_view data,
                              Durability durability, const ReplaceOptions& options)
-    : target_(std::move(target)),
+    : target_(target.native()),
       durability_(durability),
       context_(options.context),
       swap_in_(options.swap_in && durability == Durability::none) {
-  // Directory and name by string operations: each std::filesystem::path made costs a split of
-  // the whole path, and this runs once per store write.
-  const std::string& text = target_.native();
+  // Directory and name by string operations (see target_).
+  const std::string_view text = target_;
   const auto slash = text.rfind('/');
-  const std::filesystem::path dir = slash == std::string::npos ? std::string(".")
-                                    : slash == 0               ? std::string("/")
-                                                               : text.substr(0, slash);
-  std::string prefix =
-      options.temp_prefix.empty()
-          ? "." + (slash == std::string::npos ? text : text.substr(slash + 1)) + "."
-          : std::string(options.temp_prefix);
+  const std::string_view dir = slash == std::string::npos ? std::string_view(".")
+                               : slash == 0               ? std::string_view("/")
+                                                          : text.substr(0, slash);
+  std::string prefix;
+  if (options.temp_prefix.empty()) {
+    prefix += '.';
+    prefix += slash == std::string::npos ? text : text.substr(slash + 1);
+    prefix += '.';
+  } else {
+    prefix = options.temp_prefix;
+  }
   std::optional<unsigned> mode = options.mode;
   if (!mode && options.keep_mode) {
     if (auto st = os::stat(target_); st.ok()) mode = st.value.mode & 07777;
   }
-  std::filesystem::path temp;
+  std::string temp;
   auto fd = os::create_temp(dir, prefix, &temp, 0666);
-  if (!fd.ok())
-    os::throw_errno(with_context(context_, "cannot create a temp file in"), dir, fd.err);
+  if (!fd.ok()) {
+    os::throw_errno(with_context(context_, "cannot create a temp file in"),
+                    std::filesystem::path(dir), fd.err);
+  }
 
   const char* step = nullptr;
   os::Status s = os::write_all(fd.value, data);
@@ -86,8 +96,8 @@ StagedReplace::StagedReplace(std::filesystem::path target, std::string_view data
   if (!s.ok()) {
     (void)os::unlink(temp);
     os::throw_errno(
-        with_context(context_, std::string(step) + " " + temp.filename().string() + " for"),
-        target_, s.err);
+        with_context(context_, std::string(step) + " " + file_name(temp) + " for"), target_,
+        s.err);
   }
   temp_ = std::move(temp);
 }
@@ -104,7 +114,7 @@ StagedReplace::StagedReplace(StagedReplace&& other) noexcept
       swap_in_(other.swap_in_) {}
 
 void StagedReplace::commit(bool fsync_dir) {
-  std::filesystem::path temp = std::exchange(temp_, {});
+  std::string temp = std::exchange(temp_, {});
   if (swap_in_) {
     auto s = os::rename_exchange(temp, target_);
     if (s.ok()) {
@@ -116,18 +126,19 @@ void StagedReplace::commit(bool fsync_dir) {
     if (s.err != ENOENT && s.err != EINVAL && s.err != ENOSYS && s.err != EOPNOTSUPP) {
       (void)os::unlink(temp);
       os::throw_errno(
-          with_context(context_, "cannot swap into place " + temp.filename().string() + " for"),
+          with_context(context_, "cannot swap into place " + file_name(temp) + " for"),
           target_, s.err);
     }
   }
   if (auto s = os::rename(temp, target_); !s.ok()) {
     (void)os::unlink(temp);
     os::throw_errno(
-        with_context(context_, "cannot rename into place " + temp.filename().string() + " for"),
+        with_context(context_, "cannot rename into place " + file_name(temp) + " for"),
         target_, s.err);
   }
   if (durability_ == Durability::full && fsync_dir) {
-    const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
+    const std::filesystem::path target(target_);
+    const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
     if (auto d = os::fsync_dir(dir); !d.ok()) {
       os::throw_errno(with_context(context_,
                                    "cannot fsync the directory (the new content is in place but "

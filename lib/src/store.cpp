@@ -264,7 +264,7 @@ void Store::Impl::walk_keys(const std::function<void(const WalkEntry&)>& fn) con
 }
 
 detail::KeyLocks::Hold Store::Impl::lock_file(const fs::path& lock_path, const std::string& key) {
-  return locks.acquire(lock_path, options.lock_timeout, key);
+  return locks.acquire(lock_path.native(), options.lock_timeout, key);
 }
 
 detail::KeyLocks::Hold Store::Impl::lock_key(const KeyPaths& p) { return lock_file(p.lock, p.key); }

@@ -31,23 +31,25 @@ struct KeyLocks::Slot {
 
 namespace {
 
-// "key \"k\": <what>": built only when an error is thrown.
+// "key \"k\": <what>" (just <what> without a key): built only when an error is thrown.
 std::string prefixed(std::string_view key, const char* what) {
+  if (key.empty()) return what;
   return "key " + store_format::quote_key(key) + ": " + what;
 }
 
-int open_lock_file(const std::filesystem::path& path, std::string_view key) {
-  auto r = os::open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0666);
-  if (r.err == ENOENT && path.has_parent_path()) {
-    if (auto s = os::mkdirs(path.parent_path()); !s.ok()) {
-      os::throw_errno(prefixed(key, "cannot create the directory of lock file"), path.parent_path(),
+int open_lock_file(const std::string& path, std::string_view key) {
+  constexpr int kFlags = O_RDONLY | O_CREAT | O_NOFOLLOW;  // read-only: see the header
+  auto r = os::open(path, kFlags, 0666);
+  if (const std::filesystem::path p(path); r.err == ENOENT && p.has_parent_path()) {
+    if (auto s = os::mkdirs(p.parent_path()); !s.ok()) {
+      os::throw_errno(prefixed(key, "cannot create the directory of lock file"), p.parent_path(),
                       s.err);
     }
-    r = os::open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0666);
+    r = os::open(path, kFlags, 0666);
   }
-  if (r.err == EACCES) {  // a lock file we may read but not write still locks
-    auto ro = os::open(path, O_RDONLY | O_NOFOLLOW);
-    if (ro.ok()) r = ro;
+  if (r.err == EACCES) {  // a lock file we may write but not read still locks
+    auto wo = os::open(path, O_WRONLY | O_NOFOLLOW);
+    if (wo.ok()) r = wo;
   }
   if (r.ok()) return r.value;
   if (r.err == ELOOP) {
@@ -79,8 +81,10 @@ LockHolder this_process() {
 
 }  // namespace
 
-KeyLocks::KeyLocks(std::size_t max_open)
-    : max_open_(max_open == 0 ? 1 : max_open), generation_(os::fork_generation()) {}
+KeyLocks::KeyLocks(std::size_t max_open, bool check_identity)
+    : max_open_(max_open == 0 ? 1 : max_open),
+      check_identity_(check_identity),
+      generation_(os::fork_generation()) {}
 
 KeyLocks::~KeyLocks() {
   for (auto& [path, slot] : slots_) os::close(slot->fd);
@@ -88,16 +92,16 @@ KeyLocks::~KeyLocks() {
   for (auto& slot : abandoned_) (void)slot.release();
 }
 
-KeyLocks::Hold KeyLocks::acquire(const std::filesystem::path& lock_path,
-                                 std::chrono::nanoseconds timeout, std::string_view key) {
+KeyLocks::Hold KeyLocks::acquire(const std::string& lock_path, std::chrono::nanoseconds timeout,
+                                 std::string_view key) {
   const auto start = std::chrono::steady_clock::now();
   Slot* slot = nullptr;
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (generation_ != os::fork_generation()) forget_after_fork();
-    auto [it, inserted] = slots_.try_emplace(lock_path.native());
+    auto [it, inserted] = slots_.try_emplace(lock_path);
     if (inserted) {
-      it->second = std::make_unique<Slot>(lock_path.native());
+      it->second = std::make_unique<Slot>(lock_path);
       lru_.push_front(it->second.get());
       it->second->lru = lru_.begin();
     } else {
@@ -138,15 +142,24 @@ KeyLocks::Hold KeyLocks::acquire(const std::filesystem::path& lock_path,
     }
   }
   try {
-    if (slot->fd < 0) slot->fd = open_lock_file(lock_path, key);
-    auto s = os::flock_until(slot->fd, /*shared=*/false, deadline);
-    if (!s.ok()) {
-      if (s.err == EWOULDBLOCK) throw Timeout(lock_path, timeout, holder_of(slot->fd));
-      if (s.err == ENOLCK || s.err == EOPNOTSUPP || s.err == EINVAL) {
-        throw Error(Errc::lock_unsupported, prefixed(key, "cannot lock"), lock_path,
-                    os::error_text(s.err) + " (this filesystem refuses OS locks)");
+    for (;;) {
+      if (slot->fd < 0) slot->fd = open_lock_file(lock_path, key);
+      auto s = os::flock_until(slot->fd, /*shared=*/false, deadline);
+      if (!s.ok()) {
+        if (s.err == EWOULDBLOCK) throw Timeout(lock_path, timeout, holder_of(slot->fd));
+        if (s.err == ENOLCK || s.err == EOPNOTSUPP || s.err == EINVAL) {
+          throw Error(Errc::lock_unsupported, prefixed(key, "cannot lock"), lock_path,
+                      os::error_text(s.err) + " (this filesystem refuses OS locks)");
+        }
+        os::throw_errno(prefixed(key, "cannot lock"), lock_path, s.err);
       }
-      os::throw_errno(prefixed(key, "cannot lock"), lock_path, s.err);
+      if (!check_identity_) break;
+      auto st = os::fstat(slot->fd);
+      if (!st.ok()) os::throw_errno(prefixed(key, "cannot stat lock file"), lock_path, st.err);
+      if (st.value.nlink > 0) break;
+      // Deleted while we opened or waited: a lock on it excludes nobody. Open the path again.
+      os::close(slot->fd);  // closing drops the lock
+      slot->fd = -1;
     }
   } catch (...) {
     give_back(slot);
@@ -177,6 +190,24 @@ void KeyLocks::unuse(Slot* slot) noexcept {
     const std::string key = victim->path;
     slots_.erase(key);
   }
+}
+
+std::size_t KeyLocks::close_idle() noexcept {
+  std::lock_guard<std::mutex> guard(mu_);
+  std::size_t closed = 0;
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    Slot* slot = *it;
+    if (slot->users != 0) {
+      ++it;
+      continue;
+    }
+    it = lru_.erase(it);
+    if (slot->fd >= 0) ++closed;
+    os::close(slot->fd);
+    const std::string path = slot->path;
+    slots_.erase(path);
+  }
+  return closed;
 }
 
 void KeyLocks::forget_after_fork() noexcept {

@@ -1,4 +1,5 @@
-// KeyLocks (private): the store's key locks, kept open between writes.
+// KeyLocks (private): exclusive flock(2) locks kept open between uses: the store's key locks,
+// and the lock files of the files.hpp helpers (one process-wide instance).
 //
 // A key lock is an exclusive flock(2) on the key's lock file (the key file's path + ".lock", or
 // a stripe lock file), exactly as FileLock takes it, so it excludes FileLock and Python's
@@ -7,7 +8,13 @@
 // recently used closed first), and no stat pair after every acquisition. FileLock re-checks
 // that its descriptor still names the path, in case someone deleted the lock file; the store's
 // lock files are never deleted (not by lockdb, not by the seed's Python helpers), and deleting
-// one while writers run is documented as unsupported (README, Limitations).
+// one while writers run is documented as unsupported (README, Limitations). The files.hpp
+// helpers lock files anybody may delete, so their instance checks after each flock that the
+// descriptor's file still has a name (nlink > 0) and otherwise opens the path again.
+//
+// Descriptors are opened read-only (O_RDONLY|O_CREAT creates a missing lock file all the same):
+// flock needs no write access, and a read-only descriptor does not keep the filesystem from
+// being remounted read-only. close_idle() closes the descriptors no thread holds or waits for.
 //
 // Threads: a slot's "taken" flag (mutex + condition variable) excludes this process's threads
 // (flock does not: threads share the descriptor), then flock excludes other processes. Lock
@@ -56,7 +63,8 @@ class KeyLocks {
     unsigned generation_ = 0;  // the process generation that took it (see os::fork_generation)
   };
 
-  explicit KeyLocks(std::size_t max_open);
+  // `check_identity`: after each flock, make sure the lock file was not deleted (see top).
+  explicit KeyLocks(std::size_t max_open, bool check_identity = false);
   ~KeyLocks();
   KeyLocks(const KeyLocks&) = delete;
   KeyLocks& operator=(const KeyLocks&) = delete;
@@ -65,9 +73,12 @@ class KeyLocks {
   // process may only read is locked through a read-only descriptor. `timeout`: negative waits
   // forever, zero tries once. THROWS Timeout naming the lock and its holder, Error{conflict} when
   // this thread already holds it, Error{permission|io|lock_unsupported|invalid_argument} naming
-  // the lock file and the key.
-  Hold acquire(const std::filesystem::path& lock_path, std::chrono::nanoseconds timeout,
+  // the lock file and the key (an empty key: the message names the lock file only).
+  Hold acquire(const std::string& lock_path, std::chrono::nanoseconds timeout,
                std::string_view key);
+
+  // Closes the descriptors of locks no thread holds or waits for; returns how many.
+  std::size_t close_idle() noexcept;
 
  private:
   void give_back(Slot* slot) noexcept;  // this process's hold ends: wakes a waiting thread
@@ -75,6 +86,7 @@ class KeyLocks {
   void forget_after_fork() noexcept;    // REQUIRES: mu_ held
 
   const std::size_t max_open_;  // constant after construction
+  const bool check_identity_;   // constant after construction
   std::mutex mu_;
   // Guarded by mu_.
   std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;
