@@ -51,6 +51,10 @@ test: test-dev test-asan test-tsan
 
 bench: build
 	./build/dev/bench/bench_locks
+	./build/dev/bench/bench_files --dir /dev/shm --dir $${TMPDIR:-/tmp}
+	./build/dev/bench/bench_store
+	./build/dev/bench/bench_history
+	./build/dev/bench/bench_cli
 
 clean:
 	rm -rf build
