@@ -47,44 +47,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "seed_python.hpp"
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
 // The seed's atomic_json_update, verbatim, in a timed loop.
-const char* kPythonWorker = R"PY(
-from __future__ import annotations
-import json
-import os
-import sys
-import time
-from pathlib import Path
-from typing import Any, Callable
-from filelock import FileLock
-
-def atomic_json_update(
-    path: str | Path,
-    update_fn: Callable[[dict[str, Any]], dict[str, Any]],
-    lock_timeout: float = 30.0,
-) -> dict[str, Any]:
-    path = Path(path)
-    lock_path = path.with_suffix(path.suffix + ".lock")
-    with FileLock(str(lock_path), timeout=lock_timeout):
-        # Read current state
-        if path.exists():
-            data = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            data = {}
-        # Apply update
-        new_data = update_fn(data)
-        # Write back atomically
-        suffix = ".tmp" + str(os.getpid())
-        tmp_path = path.with_suffix(suffix)
-        tmp_path.write_text(json.dumps(new_data, indent=2), encoding="utf-8")
-        os.replace(tmp_path, path)
-    return new_data
-
+const std::string kPythonWorker = std::string(lockdb::test::kSeedAtomicJsonUpdate) + R"PY(
 def bump(data):
     data["n"] = data.get("n", 0) + 1
     return data

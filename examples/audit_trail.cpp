@@ -22,35 +22,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace {
-
-std::string utc(std::chrono::system_clock::time_point t) {
-  const auto us =
-      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<long>(us % 1000000));
-  return buf;
-}
-
-}  // namespace
+#include "example_support.hpp"
 
 int main(int argc, char** argv) {
-  std::string dir;
-  if (argc > 1) {
-    dir = argv[1];
-  } else {
-    char tmpl[] = "/tmp/lockdb-audit-trail-XXXXXX";
-    if (!::mkdtemp(tmpl)) {
-      std::perror("mkdtemp");
-      return 1;
-    }
-    dir = tmpl;
-  }
+  const auto store_dir = example::store_dir(argc, argv, "audit-trail");
+  if (!store_dir) return 1;
+  const std::string& dir = *store_dir;
   const std::string key = "feature_flags";
 
   try {
@@ -95,7 +72,7 @@ int main(int argc, char** argv) {
         std::printf("  !! unlogged change: the file went from %s to %s outside the store\n",
                     last.value_or("(absent)").c_str(), r.prev_version.value_or("(absent)").c_str());
       }
-      std::printf("  %s  %s pid %ld  %-7s %s -> %s  %s\n", utc(r.time).c_str(), r.host.c_str(),
+      std::printf("  %s  %s pid %ld  %-7s %s -> %s  %s\n", example::utc(r.time).c_str(), r.host.c_str(),
                   r.pid, r.op.c_str(), r.prev_version.value_or("(absent)").c_str(),
                   r.version.value_or("(absent)").c_str(),
                   r.value ? r.value->dump().c_str() : "(erased)");
@@ -103,7 +80,7 @@ int main(int argc, char** argv) {
     }
 
     auto then = history.value_at(key, before_beta);
-    std::printf("value at %s: %s\n", utc(before_beta).c_str(),
+    std::printf("value at %s: %s\n", example::utc(before_beta).c_str(),
                 then ? then->dump().c_str() : "(absent)");
 
     std::printf("verify():\n");

@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "example_support.hpp"
+
 namespace {
 
 // Joins the cluster; returns how many times another process got there first.
@@ -34,17 +36,9 @@ int join(lockdb::Store& store, const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dir;
-  if (argc > 1) {
-    dir = argv[1];
-  } else {
-    char tmpl[] = "/tmp/lockdb-shared-config-XXXXXX";
-    if (!::mkdtemp(tmpl)) {
-      std::perror("mkdtemp");
-      return 1;
-    }
-    dir = tmpl;
-  }
+  const auto store_dir = example::store_dir(argc, argv, "shared-config");
+  if (!store_dir) return 1;
+  const std::string& dir = *store_dir;
   const int processes = argc > 2 ? std::atoi(argv[2]) : 4;
 
   try {

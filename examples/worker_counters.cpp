@@ -23,20 +23,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace {
+#include "example_support.hpp"
 
-// "18:00:00.123456" (UTC): enough to see the order of one short run.
-std::string clock_time(std::chrono::system_clock::time_point t) {
-  const auto us =
-      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%02d:%02d:%02d.%06ld", tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<long>(us % 1000000));
-  return buf;
-}
+namespace {
 
 int run_worker(const std::string& dir, int worker, int jobs) {
   // Each worker opens the store itself (a Store object inherited through fork works too).
@@ -52,17 +41,9 @@ int run_worker(const std::string& dir, int worker, int jobs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dir;
-  if (argc > 1) {
-    dir = argv[1];
-  } else {
-    char tmpl[] = "/tmp/lockdb-worker-counters-XXXXXX";
-    if (!::mkdtemp(tmpl)) {
-      std::perror("mkdtemp");
-      return 1;
-    }
-    dir = tmpl;
-  }
+  const auto store_dir = example::store_dir(argc, argv, "worker-counters");
+  if (!store_dir) return 1;
+  const std::string& dir = *store_dir;
   const int workers = argc > 2 ? std::atoi(argv[2]) : 4;
   const int jobs = argc > 3 ? std::atoi(argv[3]) : 5;
 
@@ -116,7 +97,7 @@ int main(int argc, char** argv) {
     std::optional<std::string> previous;
     for (const auto& r : records) {
       const bool chained = r.prev_version == previous;
-      std::printf("  %s  pid %-7ld %-9s %s -> %s  value %s%s\n", clock_time(r.time).c_str(), r.pid,
+      std::printf("  %s  pid %-7ld %-9s %s -> %s  value %s%s\n", example::utc(r.time, /*with_date=*/false).c_str(), r.pid,
                   r.op.c_str(), r.prev_version.value_or("(none)          ").c_str(),
                   r.version.value_or("(erased)").c_str(), r.value ? r.value->dump().c_str() : "-",
                   chained ? "" : "  <- gap: changed outside the store");

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "os.hpp"
+#include "seed_python.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -111,42 +112,7 @@ TEST_CASE("the seed's Python atomic_json_update and the C++ one, at once, give t
     return;
   }
   // The seed's atomic_json_update, verbatim, driven by a small loop.
-  const std::string script = R"PY(
-from __future__ import annotations
-import json
-import os
-import sys
-from pathlib import Path
-from typing import Any, Callable
-from filelock import FileLock
-
-def atomic_json_update(
-    path: str | Path,
-    update_fn: Callable[[dict[str, Any]], dict[str, Any]],
-    lock_timeout: float = 30.0,
-) -> dict[str, Any]:
-    """
-    Read a JSON file, apply `update_fn`, and write back atomically.
-    Safe for concurrent processes all modifying the same JSON store.
-    Returns the new dict after update.
-    """
-    path = Path(path)
-    lock_path = path.with_suffix(path.suffix + ".lock")
-    with FileLock(str(lock_path), timeout=lock_timeout):
-        # Read current state
-        if path.exists():
-            data = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            data = {}
-        # Apply update
-        new_data = update_fn(data)
-        # Write back atomically
-        suffix = ".tmp" + str(os.getpid())
-        tmp_path = path.with_suffix(suffix)
-        tmp_path.write_text(json.dumps(new_data, indent=2), encoding="utf-8")
-        os.replace(tmp_path, path)
-    return new_data
-
+  const std::string script = std::string(lockdb::test::kSeedAtomicJsonUpdate) + R"PY(
 def bump(data):
     data["total"] = data.get("total", 0) + 1
     data["py"] = data.get("py", 0) + 1

@@ -22,6 +22,7 @@
 
 #include "log_writer.hpp"
 #include "os.hpp"
+#include "seed_python.hpp"
 #include "store_format.hpp"
 #include "support.hpp"
 
@@ -1210,43 +1211,14 @@ TEST_CASE("the seed's Python atomic_json_update and Store::increment share a key
   store.put("counter", 0);  // the store creates the key; Python then writes around it
   const fs::path script = tmp / "seed_increment.py";
   // The seed's atomic_json_update, verbatim. filelock polls every 50 ms while a lock is busy;
-  // FileLock below polls every 1 ms so that both sides really interleave (same lock, same files).
-  lockdb::test::write_text(script, R"PY(
-import json, os, sys
-from pathlib import Path
-from typing import Any, Callable
+  // FileLock is rebound to poll every 1 ms so that both sides really interleave (same lock,
+  // same files).
+  lockdb::test::write_text(script, std::string(lockdb::test::kSeedAtomicJsonUpdate) + R"PY(
 import filelock
 
 class FileLock(filelock.FileLock):
     def acquire(self, timeout=None, poll_interval=0.001, **kwargs):
         return super().acquire(timeout=timeout, poll_interval=poll_interval, **kwargs)
-
-def atomic_json_update(
-    path: str | Path,
-    update_fn: Callable[[dict[str, Any]], dict[str, Any]],
-    lock_timeout: float = 30.0,
-) -> dict[str, Any]:
-    """
-    Read a JSON file, apply `update_fn`, and write back atomically.
-    Safe for concurrent processes all modifying the same JSON store.
-    Returns the new dict after update.
-    """
-    path = Path(path)
-    lock_path = path.with_suffix(path.suffix + ".lock")
-    with FileLock(str(lock_path), timeout=lock_timeout):
-        # Read current state
-        if path.exists():
-            data = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            data = {}
-        # Apply update
-        new_data = update_fn(data)
-        # Write back atomically
-        suffix = ".tmp" + str(os.getpid())
-        tmp_path = path.with_suffix(suffix)
-        tmp_path.write_text(json.dumps(new_data, indent=2), encoding="utf-8")
-        os.replace(tmp_path, path)
-        return new_data
 
 path, n = sys.argv[1], int(sys.argv[2])
 print("READY", flush=True)

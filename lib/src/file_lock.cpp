@@ -365,13 +365,7 @@ std::optional<LockHolder> FileLock::backend_holder() const { return holder(); }
 std::optional<LockHolder> FileLock::holder() const {
   auto st = os::stat(path());
   if (!st.ok()) return std::nullopt;
-  auto pid = os::lock_holder_pid(st.value.dev, st.value.ino);
-  if (!pid) return std::nullopt;
-  LockHolder h;
-  h.pid = *pid;
-  h.host = os::hostname();
-  h.program = os::program_name(*pid);
-  return h;
+  return os::flock_holder(st.value.dev, st.value.ino);
 }
 
 }  // namespace lockdb

@@ -5,6 +5,8 @@
 // failure in the middle of a write loses nothing.
 #pragma once
 
+#include <lockdb/error.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -142,6 +144,9 @@ const std::string& hostname() noexcept;
 std::string random_hex(std::size_t bytes) noexcept;
 // Pids holding flock/fcntl locks on (dev, ino), from /proc/locks; empty when none or unknown.
 std::optional<long> lock_holder_pid(dev_t dev, ino_t ino) noexcept;
+// The process holding an OS lock on the file (dev, ino), on this host, as a LockHolder (pid,
+// host, program; since is unknown for flock). nullopt when free or unknown.
+std::optional<LockHolder> flock_holder(dev_t dev, ino_t ino);
 
 std::string error_text(int err);  // strerror
 // Throws the lockdb::Error (or subclass) fitting errno `err`: "context: path: cause".

@@ -582,6 +582,16 @@ std::string random_hex(std::size_t bytes) noexcept {
   return out;
 }
 
+std::optional<LockHolder> flock_holder(dev_t dev, ino_t ino) {
+  auto pid = lock_holder_pid(dev, ino);
+  if (!pid) return std::nullopt;
+  LockHolder h;
+  h.pid = *pid;
+  h.host = hostname();
+  h.program = program_name(*pid);
+  return h;
+}
+
 std::optional<long> lock_holder_pid(dev_t dev, ino_t ino) noexcept {
   try {
     // Lines: "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; blocked waiters carry "->".

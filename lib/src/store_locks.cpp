@@ -62,13 +62,7 @@ int open_lock_file(const std::string& path, std::string_view key) {
 std::optional<LockHolder> holder_of(int fd) {
   auto st = os::fstat(fd);
   if (!st.ok()) return std::nullopt;
-  auto pid = os::lock_holder_pid(st.value.dev, st.value.ino);
-  if (!pid) return std::nullopt;
-  LockHolder h;
-  h.pid = *pid;
-  h.host = os::hostname();
-  h.program = os::program_name(*pid);
-  return h;
+  return os::flock_holder(st.value.dev, st.value.ino);
 }
 
 LockHolder this_process() {
