@@ -184,12 +184,24 @@ void append_locked(const std::filesystem::path& path, std::string_view bytes, bo
   }
 }
 
+// How the helpers replace a file: with Durability::none, swapped in (ReplaceOptions::swap_in):
+// on ext4 a rename over an existing file starts writeback of the new one at once
+// (auto_da_alloc), which made each small update wait for the disk; a swap does not. As with
+// any write without fsync, a power cut may then leave the file empty; durability file or full
+// are for content that must survive one.
+detail::ReplaceOptions replace_options(std::optional<unsigned> mode = std::nullopt) {
+  detail::ReplaceOptions options;
+  options.mode = mode;
+  options.swap_in = true;  // only ever done with Durability::none
+  return options;
+}
+
 void write_locked(const std::filesystem::path& path, std::string_view data, WriteMode mode,
                   Durability durability) {
   if (mode == WriteMode::append) {
     append_locked(path, data, false, durability);
   } else {
-    detail::atomic_replace(path, data, durability);
+    detail::atomic_replace(path, data, durability, replace_options());
   }
 }
 
@@ -297,8 +309,7 @@ bool try_locked_write(const std::filesystem::path& path, std::string_view data, 
 void atomic_write(const std::filesystem::path& path, std::string_view data,
                   const AtomicWriteOptions& options) {
   check_data_path(path);
-  detail::ReplaceOptions replace;
-  replace.mode = options.mode;
+  detail::ReplaceOptions replace = replace_options(options.mode);
   // The temp file is written (and fsynced) before the lock is taken, as the seed does, so the
   // lock is held only for the rename. A temp file that is never committed is removed.
   auto stage = [&] { return detail::StagedReplace(path, data, options.durability, replace); };
@@ -333,7 +344,7 @@ nlohmann::json json_update(const std::filesystem::path& path,
   apply(doc);
   std::string text = dump_checked(doc, 2, path, "the new JSON document");
   text += '\n';
-  detail::atomic_replace(path, text, durability, mode);
+  detail::atomic_replace(path, text, durability, replace_options(mode));
   return doc;
 }
 
