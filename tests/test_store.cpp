@@ -375,6 +375,27 @@ TEST_CASE("update_many from processes locking overlapping keys in any order", "[
   for (const char* key : {"x", "y", "z"}) require_chained(records_of(store, key));
 }
 
+TEST_CASE("each record's value equals the written value, scalars and documents alike", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const std::vector<json> values = {json(1),
+                                    json(-0.1),
+                                    json(1e300),
+                                    json("caf\u00e9 \u0001 \"quoted\" \\ \n tab\t"),
+                                    json(true),
+                                    json(nullptr),
+                                    json::array(),
+                                    json::object(),
+                                    json{{"a", {1, 2, "x\ny"}}, {"b", {{"c", nullptr}}}}};
+  for (const auto& v : values) store.put("k", v);
+  const auto records = records_of(store, "k");
+  REQUIRE(records.size() == values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    INFO(values[i].dump());
+    REQUIRE(records[i].value == values[i]);
+  }
+}
+
 TEST_CASE("threads of one process share a Store", "[store]") {
   TempDir tmp;
   Store store(tmp / "db");

@@ -355,7 +355,8 @@ void Store::Impl::remove_file(const KeyPaths& p) const {
 
 void Store::Impl::append_record(const KeyPaths& p, std::string_view op, const json* value,
                                 const std::optional<std::string>& prev,
-                                const std::optional<std::string>& version) {
+                                const std::optional<std::string>& version,
+                                std::string_view file_bytes) {
   detail::RecordFields fields;
   fields.time = std::chrono::system_clock::now();
   fields.key = p.key;
@@ -363,6 +364,9 @@ void Store::Impl::append_record(const KeyPaths& p, std::string_view op, const js
   fields.value = value;
   if (prev) fields.prev_version = *prev;
   if (version) fields.version = *version;
+  if (value != nullptr && !file_bytes.empty() && file_bytes.find('\n') == std::string_view::npos) {
+    fields.value_json = file_bytes;  // dump(2) of a scalar or an empty container is compact
+  }
   log_writer().append(detail::render_record(fields));
 }
 
@@ -412,7 +416,7 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
     out.version = format::version_of(bytes);
     replace_file(p, bytes);
     try {
-      append_record(p, op, &d.value, prev, out.version);
+      append_record(p, op, &d.value, prev, out.version, bytes);
     } catch (const Error& e) {
       throw undo_after_log_failure(p, cur, e);
     }

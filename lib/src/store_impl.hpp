@@ -61,9 +61,12 @@ struct Store::Impl {
   // Removes the key file (and fsyncs its directory for Durability::full).
   void remove_file(const KeyPaths& p) const;
   // Appends one record. REQUIRES: the key's lock held. THROWS what LogWriter::append throws.
+  // `file_bytes`: the key file's text when it holds `value`; reused as the record's value when
+  // it is one line (a scalar or an empty container), which saves serialising the value again.
   void append_record(const KeyPaths& p, std::string_view op, const nlohmann::json* value,
                      const std::optional<std::string>& prev,
-                     const std::optional<std::string>& version);
+                     const std::optional<std::string>& version,
+                     std::string_view file_bytes = {});
   // Puts `before` back: its bytes into the key file, or removes the file if it did not exist.
   void restore(const KeyPaths& p, const Current& before) const;
   // After append_record failed: puts `before` back into the key file. Returns an error to throw:
