@@ -292,6 +292,20 @@ TEST_CASE("increment: missing is 0, a non-integer or an overflow is an error", "
   store.put("huge", json(std::uint64_t{1} << 63));
   REQUIRE(code_of([&] { store.increment("huge"); }) == lockdb::Errc::invalid_argument);
   REQUIRE(records_of(store, "big").size() == 2);  // put + the one increment that fit
+
+  // Key files written by others: read as JSON reads them, whatever shape the integer has.
+  auto incr_text = [&](const std::string& text) {
+    fs::create_directories(store.file_path("w").parent_path());
+    lockdb::test::write_text(store.file_path("w"), text);
+    return store.increment("w");
+  };
+  REQUIRE(incr_text("-0") == 1);
+  REQUIRE(incr_text(" 5\n") == 6);
+  REQUIRE(incr_text("9223372036854775806") == INT64_MAX);
+  REQUIRE(code_of([&] { incr_text("007"); }) == lockdb::Errc::corrupt);  // JSON has no octal
+  REQUIRE(code_of([&] { incr_text("-"); }) == lockdb::Errc::corrupt);
+  REQUIRE(code_of([&] { incr_text("9223372036854775808"); }) == lockdb::Errc::invalid_argument);
+  REQUIRE(code_of([&] { incr_text("1e3"); }) == lockdb::Errc::invalid_argument);  // a float
 }
 
 TEST_CASE("compare_and_put writes only at the expected version", "[store]") {

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <set>
 #include <utility>
@@ -81,6 +82,21 @@ Marker parse_marker(const fs::path& path, const std::string& text) {
     m.lock_stripes = stripes->get<std::size_t>();
   }
   return m;
+}
+
+// A key file that holds just an integer literal (what increment writes), read without a JSON
+// parse. nullopt for anything else (which then goes through the parser): other values, JSON's
+// forbidden leading zeros, whitespace, and integers beyond 64 bits.
+std::optional<std::int64_t> plain_integer(std::string_view text) {
+  const std::size_t digits = !text.empty() && text.front() == '-' ? 1 : 0;
+  if (text.size() <= digits || (text[digits] == '0' && text.size() > digits + 1)) {
+    return std::nullopt;
+  }
+  std::int64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
+  return value;
 }
 
 bool is_marker_temp(const std::string& name) {
@@ -206,6 +222,7 @@ Store::Impl::KeyPaths Store::Impl::paths(const std::string& key) const {
   p.key = key;
   p.file = keys_dir / format::key_file_relative(key);
   p.lock = lock_path_of(key, p.file);
+  p.context = context(key);
   return p;
 }
 
@@ -315,14 +332,13 @@ std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
 }
 
 detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_view bytes) const {
-  const std::string ctx = context(p.key);
   detail::ReplaceOptions ro;
   ro.keep_mode = false;  // key files get 0666 & ~umask, as the seed's Python writes them
   // Durability::none: swap the new file in instead of renaming over the old one, which on ext4
   // costs a writeback of the new file per write (replace.hpp). none promises nothing about power
   // loss, so this gives nothing up that it promised.
   ro.swap_in = true;
-  ro.context = ctx;
+  ro.context = p.context;
   try {
     return detail::StagedReplace(p.file, bytes, options.durability, ro);
   } catch (const Error& e) {
@@ -330,7 +346,7 @@ detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_vie
     if (e.sys_errno() != ENOENT) throw;
   }
   if (auto s = os::mkdirs(p.file.parent_path()); !s.ok()) {
-    os::throw_errno(ctx + ": cannot create the key's directory", p.file.parent_path(), s.err);
+    os::throw_errno(p.context + ": cannot create the key's directory", p.file.parent_path(), s.err);
   }
   return detail::StagedReplace(p.file, bytes, options.durability, ro);
 }
@@ -515,7 +531,9 @@ std::int64_t Store::increment(const std::string& key, std::int64_t delta) {
   std::int64_t result = 0;
   impl_->write_one(key, "increment", [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
     std::int64_t before = 0;
-    if (cur.exists) {
+    if (auto plain = cur.exists ? plain_integer(cur.bytes) : std::nullopt) {
+      before = *plain;
+    } else if (cur.exists) {
       json value = impl_->parse(p, cur);
       if (value.is_number_unsigned() &&
           value.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {

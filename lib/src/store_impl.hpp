@@ -27,6 +27,7 @@ struct Store::Impl {
     std::string key;
     std::filesystem::path file;
     std::filesystem::path lock;
+    std::string context;  // context(key), for error messages
   };
   // What a key's file holds right now.
   struct Current {
