@@ -81,7 +81,7 @@ Result<std::string> pread(int fd, std::size_t n, off_t offset) noexcept;
 Result<std::string> read_file(const std::filesystem::path& path) noexcept;
 Status fsync(int fd) noexcept;
 // fsync of a directory, so a rename or create in it survives power loss.
-Status fsync_dir(const std::filesystem::path& dir) noexcept;
+Status fsync_dir(PathRef dir) noexcept;  // an empty path is "."
 Status rename(PathRef from, PathRef to) noexcept;
 // Swaps two existing paths atomically (renameat2 RENAME_EXCHANGE); faults: Op::rename. ENOENT
 // when either is missing; EINVAL, ENOSYS or EOPNOTSUPP where the filesystem cannot.

@@ -322,8 +322,8 @@ Status fsync(int fd) noexcept {
   }
 }
 
-Status fsync_dir(const std::filesystem::path& dir) noexcept {
-  auto fd = open(dir.empty() ? std::filesystem::path(".") : dir, O_RDONLY | O_DIRECTORY);
+Status fsync_dir(PathRef dir) noexcept {
+  auto fd = open(*dir.c_str() == '\0' ? PathRef(".") : dir, O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) return {fd.err};
   Status s = fsync(fd.value);
   close(fd.value);

@@ -29,6 +29,13 @@ std::string with_context(std::string_view context, std::string text) {
   return context.empty() ? text : std::string(context) + ": " + text;
 }
 
+// The directory part of a path, by string operations (see target_): "." for a bare name.
+std::string_view dir_of(std::string_view path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string_view::npos) return ".";
+  return slash == 0 ? std::string_view("/") : path.substr(0, slash);
+}
+
 std::string file_name(const std::string& path) {
   const auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -57,15 +64,11 @@ StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_vi
       context_(options.context),
       swap_in_(options.swap_in && durability == Durability::none) {
   // Directory and name by string operations (see target_).
-  const std::string_view text = target_;
-  const auto slash = text.rfind('/');
-  const std::string_view dir = slash == std::string::npos ? std::string_view(".")
-                               : slash == 0               ? std::string_view("/")
-                                                          : text.substr(0, slash);
+  const std::string_view dir = dir_of(target_);
   std::string prefix;
   if (options.temp_prefix.empty()) {
     prefix += '.';
-    prefix += slash == std::string::npos ? text : text.substr(slash + 1);
+    prefix += file_name(target_);
     prefix += '.';
   } else {
     prefix = options.temp_prefix;
@@ -137,8 +140,7 @@ void StagedReplace::commit(bool fsync_dir) {
         target_, s.err);
   }
   if (durability_ == Durability::full && fsync_dir) {
-    const std::filesystem::path target(target_);
-    const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+    const std::string dir(dir_of(target_));
     if (auto d = os::fsync_dir(dir); !d.ok()) {
       os::throw_errno(with_context(context_,
                                    "cannot fsync the directory (the new content is in place but "
