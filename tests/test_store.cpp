@@ -22,6 +22,7 @@
 
 #include "log_writer.hpp"
 #include "os.hpp"
+#include "replace.hpp"
 #include "seed_python.hpp"
 #include "store_format.hpp"
 #include "support.hpp"
@@ -489,6 +490,11 @@ TEST_CASE("durability none swaps the new file in, a leftover old file is an orph
           "[store]") {
   TempDir tmp;
   Store store(tmp / "db");  // durability none: swap in, then unlink the old file
+  if (!lockdb::detail::swap_in_pays(lockdb::os::fs_magic(tmp.path()))) {
+    // Only where a rename over a file costs a writeback (ext4, btrfs) does the store swap.
+    WARN("skipped: the temp directory's filesystem is not one where the store swaps files in");
+    return;
+  }
   store.put("k", 1);
   const fs::path file = store.file_path("k");
   const auto inode_before = fs::status(file).type();

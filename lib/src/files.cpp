@@ -93,6 +93,7 @@ class HeldLock {
   HeldLock& operator=(const HeldLock&) = delete;
 
   bool acquired() const noexcept { return acquired_; }
+  long fs_magic() const noexcept { return hold_.fs_magic(); }  // of the lock file
 
  private:
   void refuse_nested(const std::filesystem::path& data) const {
@@ -184,24 +185,26 @@ void append_locked(const std::filesystem::path& path, std::string_view bytes, bo
   }
 }
 
-// How the helpers replace a file: with Durability::none, swapped in (ReplaceOptions::swap_in):
-// on ext4 a rename over an existing file starts writeback of the new one at once
-// (auto_da_alloc), which made each small update wait for the disk; a swap does not. As with
-// any write without fsync, a power cut may then leave the file empty; durability file or full
-// are for content that must survive one.
-detail::ReplaceOptions replace_options(std::optional<unsigned> mode = std::nullopt) {
+// How the helpers replace a file: with Durability::none, swapped in (ReplaceOptions::swap_in)
+// where that pays (detail::swap_in_pays): on ext4 a rename over an existing file starts
+// writeback of the new one at once (auto_da_alloc), which made each small update wait for the
+// disk; a swap does not. As with any write without fsync, a power cut may then leave the file
+// empty; durability file or full are for content that must survive one.
+detail::ReplaceOptions replace_options(std::optional<unsigned> mode, long fs_magic) {
   detail::ReplaceOptions options;
   options.mode = mode;
-  options.swap_in = true;  // only ever done with Durability::none
+  options.swap_in = detail::swap_in_pays(fs_magic);  // only ever done with Durability::none
   return options;
 }
 
+// REQUIRES: `held` holds the file's lock.
 void write_locked(const std::filesystem::path& path, std::string_view data, WriteMode mode,
-                  Durability durability) {
+                  Durability durability, const HeldLock& held) {
   if (mode == WriteMode::append) {
     append_locked(path, data, false, durability);
   } else {
-    detail::atomic_replace(path, data, durability, replace_options());
+    detail::atomic_replace(path, data, durability,
+                           replace_options(std::nullopt, held.fs_magic()));
   }
 }
 
@@ -277,7 +280,7 @@ void locked_write(const std::filesystem::path& path, std::string_view data, Writ
                   std::chrono::nanoseconds lock_timeout, Durability durability) {
   check_data_path(path);
   HeldLock held(path, lock_timeout);
-  write_locked(path, data, mode, durability);
+  write_locked(path, data, mode, durability, held);
 }
 
 std::string locked_read(const std::filesystem::path& path, std::chrono::nanoseconds lock_timeout) {
@@ -302,14 +305,19 @@ bool try_locked_write(const std::filesystem::path& path, std::string_view data, 
   check_data_path(path);
   HeldLock held(path);
   if (!held.acquired()) return false;
-  write_locked(path, data, mode, durability);
+  write_locked(path, data, mode, durability, held);
   return true;
 }
 
 void atomic_write(const std::filesystem::path& path, std::string_view data,
                   const AtomicWriteOptions& options) {
   check_data_path(path);
-  detail::ReplaceOptions replace = replace_options(options.mode);
+  // Staged before the lock is taken: the filesystem is asked here, and only when it matters.
+  detail::ReplaceOptions replace = replace_options(
+      options.mode, options.durability == Durability::none
+                        ? os::fs_magic(path.has_parent_path() ? path.parent_path().native()
+                                                              : std::string("."))
+                        : 0);
   // The temp file is written (and fsynced) before the lock is taken, as the seed does, so the
   // lock is held only for the rename. A temp file that is never committed is removed.
   auto stage = [&] { return detail::StagedReplace(path, data, options.durability, replace); };
@@ -344,7 +352,7 @@ nlohmann::json json_update(const std::filesystem::path& path,
   apply(doc);
   std::string text = dump_checked(doc, 2, path, "the new JSON document");
   text += '\n';
-  detail::atomic_replace(path, text, durability, replace_options(mode));
+  detail::atomic_replace(path, text, durability, replace_options(mode, held.fs_magic()));
   return doc;
 }
 

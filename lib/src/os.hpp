@@ -82,6 +82,10 @@ Result<std::string> read_file(const std::filesystem::path& path) noexcept;
 Status fsync(int fd) noexcept;
 // fsync of a directory, so a rename or create in it survives power loss.
 Status fsync_dir(PathRef dir) noexcept;  // an empty path is "."
+// The filesystem type (statfs f_type, e.g. EXT4_SUPER_MAGIC) of an open file or a path; 0 when
+// it cannot be had.
+long fs_magic(int fd) noexcept;
+long fs_magic(PathRef path) noexcept;
 Status rename(PathRef from, PathRef to) noexcept;
 // Swaps two existing paths atomically (renameat2 RENAME_EXCHANGE); faults: Op::rename. ENOENT
 // when either is missing; EINVAL, ENOSYS or EOPNOTSUPP where the filesystem cannot.

@@ -35,6 +35,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -328,6 +329,16 @@ Status fsync_dir(PathRef dir) noexcept {
   Status s = fsync(fd.value);
   close(fd.value);
   return s;
+}
+
+long fs_magic(int fd) noexcept {
+  struct statfs st {};
+  return ::fstatfs(fd, &st) == 0 ? static_cast<long>(st.f_type) : 0;
+}
+
+long fs_magic(PathRef path) noexcept {
+  struct statfs st {};
+  return ::statfs(path.c_str(), &st) == 0 ? static_cast<long>(st.f_type) : 0;
 }
 
 Status rename(PathRef from, PathRef to) noexcept {

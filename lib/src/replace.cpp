@@ -43,6 +43,12 @@ std::string file_name(const std::string& path) {
 
 }  // namespace
 
+bool swap_in_pays(long fs_magic) noexcept {
+  constexpr long kExt4 = 0xEF53;        // EXT2/3/4_SUPER_MAGIC
+  constexpr long kBtrfs = 0x9123683E;  // BTRFS_SUPER_MAGIC
+  return fs_magic == kExt4 || fs_magic == kBtrfs;
+}
+
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, std::optional<unsigned> mode,
                     std::string_view temp_prefix) {

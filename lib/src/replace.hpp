@@ -44,6 +44,11 @@ struct ReplaceOptions {
   bool swap_in = false;
 };
 
+// Whether swap_in pays on a filesystem (os::fs_magic): where a rename over an existing file
+// starts writeback of the new one (ext2/3/4 with auto_da_alloc, btrfs). Elsewhere (tmpfs, xfs)
+// the swap only adds the unlink of the old file.
+bool swap_in_pays(long fs_magic) noexcept;
+
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, const ReplaceOptions& options);
 

@@ -196,6 +196,7 @@ Store::Impl::Impl(fs::path store_dir, StoreOptions store_options)
   options.lock_stripes = marker.lock_stripes;
   ensure_dir(keys_dir);
   ensure_dir(log_dir);
+  swap_in = detail::swap_in_pays(os::fs_magic(keys_dir));
 }
 
 detail::LogWriter& Store::Impl::log_writer() {
@@ -334,10 +335,10 @@ std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
 detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_view bytes) const {
   detail::ReplaceOptions ro;
   ro.keep_mode = false;  // key files get 0666 & ~umask, as the seed's Python writes them
-  // Durability::none: swap the new file in instead of renaming over the old one, which on ext4
-  // costs a writeback of the new file per write (replace.hpp). none promises nothing about power
-  // loss, so this gives nothing up that it promised.
-  ro.swap_in = true;
+  // Durability::none: swap the new file in instead of renaming over the old one where a rename
+  // over a file costs a writeback of the new one per write (ext4, btrfs: replace.hpp). none
+  // promises nothing about power loss, so this gives nothing up that it promised.
+  ro.swap_in = swap_in;
   ro.context = p.context;
   try {
     return detail::StagedReplace(p.file, bytes, options.durability, ro);

@@ -107,6 +107,7 @@ struct Store::Impl {
   std::filesystem::path keys_dir;
   std::filesystem::path log_dir;
   StoreOptions options;  // lock_stripes: the store's own (from its marker)
+  bool swap_in = false;  // replace key files by swapping (detail::swap_in_pays of keys/)
 
   detail::KeyLocks locks;
 

@@ -25,6 +25,7 @@ struct KeyLocks::Slot {
   bool taken = false;              // guarded by mu
   std::thread::id owner;           // guarded by mu: the holder, while taken
   int fd = -1;                     // used by the holder only (taking `taken` orders the accesses)
+  long fs_magic = 0;               // of fd's file; set with fd
   int users = 0;                   // guarded by KeyLocks::mu_: holders and waiters
   std::list<Slot*>::iterator lru;  // guarded by KeyLocks::mu_
 };
@@ -137,7 +138,10 @@ KeyLocks::Hold KeyLocks::acquire(const std::string& lock_path, std::chrono::nano
   }
   try {
     for (;;) {
-      if (slot->fd < 0) slot->fd = open_lock_file(lock_path, key);
+      if (slot->fd < 0) {
+        slot->fd = open_lock_file(lock_path, key);
+        slot->fs_magic = os::fs_magic(slot->fd);
+      }
       auto s = os::flock_until(slot->fd, /*shared=*/false, deadline);
       if (!s.ok()) {
         if (s.err == EWOULDBLOCK) throw Timeout(lock_path, timeout, holder_of(slot->fd));
@@ -230,6 +234,8 @@ KeyLocks::Hold& KeyLocks::Hold::operator=(Hold&& other) noexcept {
 }
 
 KeyLocks::Hold::~Hold() { release(); }
+
+long KeyLocks::Hold::fs_magic() const noexcept { return slot_ ? slot_->fs_magic : 0; }
 
 void KeyLocks::Hold::release() noexcept {
   if (!slot_) return;

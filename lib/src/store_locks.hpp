@@ -53,6 +53,9 @@ class KeyLocks {
     Hold& operator=(const Hold&) = delete;
     ~Hold();
 
+    // The filesystem type of the lock file (os::fs_magic), learnt once when it was opened.
+    long fs_magic() const noexcept;
+
    private:
     friend class KeyLocks;
     Hold(KeyLocks* owner, Slot* slot, unsigned generation) noexcept
