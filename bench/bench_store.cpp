@@ -56,6 +56,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "os.hpp"
+#include "replace.hpp"
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -252,7 +255,7 @@ RunResult bench_lockdb(const fs::path& dir, int procs, const Workload& w, double
 // Two raw loops. `same` makes exactly the system calls Store::increment makes (strace):
 //   flock(key lock, EX); open(key, O_NOFOLLOW); read; read (EOF); close;
 //   open(temp, O_CREAT|O_EXCL|O_NOFOLLOW); write; [fsync]; close;
-//   none: renameat2(temp, key, RENAME_EXCHANGE); unlink(temp) | full: rename;
+//   none on ext4/btrfs: renameat2(temp, key, RENAME_EXCHANGE); unlink(temp) | else: rename;
 //   [open(dir); fsync; close]; flock(log lock, SH); write(log); flock(log lock, UN);
 //   [fsync(log)]; flock(key lock, UN)
 // so the ratio lockdb / raw is the library's own cost. `minimal` is the least a design of
@@ -273,6 +276,9 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
   }
   const fs::path log_path = dir / "raw.log";
   const fs::path log_lock_path = dir / "raw.log.lock";
+  // The store swaps key files in with durability none where that pays (replace.hpp).
+  const bool swap_in =
+      !durable && !minimal && lockdb::detail::swap_in_pays(lockdb::os::fs_magic(dir.native()));
   struct State {
     std::vector<int> lock_fds;
     std::vector<int> dir_fds;
@@ -322,7 +328,7 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
           check(::write(tfd, buf, static_cast<std::size_t>(len)) == len, "write temp");
           if (durable) check(::fsync(tfd) == 0, "fsync temp");
           ::close(tfd);
-          if (!durable && !minimal) {  // the store's durability none: swap in, unlink the old
+          if (swap_in) {  // as the store: swap in, unlink the old
             check(::renameat2(AT_FDCWD, st.temps[k].c_str(), AT_FDCWD, path, RENAME_EXCHANGE) == 0,
                   "renameat2");
             check(::unlink(st.temps[k].c_str()) == 0, "unlink old");
