@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
         std::printf("  !! unlogged change: the file went from %s to %s outside the store\n",
                     last.value_or("(absent)").c_str(), r.prev_version.value_or("(absent)").c_str());
       }
-      std::printf("  %s  %s pid %ld  %-7s %s -> %s  %s\n", example::utc(r.time).c_str(), r.host.c_str(),
-                  r.pid, r.op.c_str(), r.prev_version.value_or("(absent)").c_str(),
+      std::printf("  %s  %s pid %ld  %-7s %s -> %s  %s\n", example::utc(r.time).c_str(),
+                  r.host.c_str(), r.pid, r.op.c_str(), r.prev_version.value_or("(absent)").c_str(),
                   r.version.value_or("(absent)").c_str(),
                   r.value ? r.value->dump().c_str() : "(erased)");
       last = r.version;

@@ -97,8 +97,9 @@ int main(int argc, char** argv) {
     std::optional<std::string> previous;
     for (const auto& r : records) {
       const bool chained = r.prev_version == previous;
-      std::printf("  %s  pid %-7ld %-9s %s -> %s  value %s%s\n", example::utc(r.time, /*with_date=*/false).c_str(), r.pid,
-                  r.op.c_str(), r.prev_version.value_or("(none)          ").c_str(),
+      std::printf("  %s  pid %-7ld %-9s %s -> %s  value %s%s\n",
+                  example::utc(r.time, /*with_date=*/false).c_str(), r.pid, r.op.c_str(),
+                  r.prev_version.value_or("(none)          ").c_str(),
                   r.version.value_or("(erased)").c_str(), r.value ? r.value->dump().c_str() : "-",
                   chained ? "" : "  <- gap: changed outside the store");
       previous = r.version;

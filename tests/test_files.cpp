@@ -212,8 +212,9 @@ TEST_CASE("a write nested in atomic_json_update's fn on the same file is refused
   REQUIRE(lockdb::test::read_text(dir / "side.log") == "seen\n");
 }
 
-TEST_CASE("the helpers keep at most 64 read-only lock descriptors, close_idle_lock_files closes them",
-          "[files]") {
+TEST_CASE(
+    "the helpers keep at most 64 read-only lock descriptors, close_idle_lock_files closes them",
+    "[files]") {
   TempDir dir;
   // The descriptors this process has open: path -> open flags (from /proc/self/fdinfo).
   auto open_fds = [] {
@@ -269,7 +270,8 @@ TEST_CASE("a kept lock descriptor whose file was deleted is not trusted: the pat
   Child holder({lockdb::test::helper_path(), "hold", "hard", lock.string()});
   REQUIRE(holder.expect_line("LOCKED"));
   REQUIRE_FALSE(lockdb::try_locked_write(path, "{}"));
-  REQUIRE_THROWS_AS(lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = 2; }, 50ms),
+  REQUIRE_THROWS_AS(lockdb::atomic_json_update(
+                        path, [](json& doc) { doc["n"] = 2; }, 50ms),
                     lockdb::Timeout);
   holder.write_line("go");
   REQUIRE(holder.expect_line("RELEASED"));

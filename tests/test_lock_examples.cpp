@@ -7,8 +7,7 @@
 
 using lockdb::test::TempDir;
 
-TEST_CASE("example lock_timeout: a 200 ms wait times out, a forever wait succeeds",
-          "[examples]") {
+TEST_CASE("example lock_timeout: a 200 ms wait times out, a forever wait succeeds", "[examples]") {
   TempDir dir;
   auto r = lockdb::test::run({LOCKDB_EXAMPLE_LOCK_TIMEOUT, (dir / "x.lock").string()});
   REQUIRE(r.code == 0);
@@ -34,8 +33,7 @@ TEST_CASE("example scoped_lock: std lock types over FileLock", "[examples]") {
   REQUIRE(lockdb::test::read_text(dir / "audit.log") == "transfer recorded\n");
 }
 
-TEST_CASE("example soft_lock: marker names the holder and is removed on release",
-          "[examples]") {
+TEST_CASE("example soft_lock: marker names the holder and is removed on release", "[examples]") {
   TempDir dir;
   auto r = lockdb::test::run({LOCKDB_EXAMPLE_SOFT_LOCK, (dir / "s.lock").string()});
   REQUIRE(r.code == 0);

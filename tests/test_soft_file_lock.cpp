@@ -26,9 +26,9 @@ namespace {
 // A marker as another holder would have written it.
 void plant_marker(const std::filesystem::path& path, long pid, const std::string& host,
                   const std::string& start, const std::string& nonce) {
-  nlohmann::json j = {{"pid", pid},         {"host", host},
-                      {"start", start},     {"time", "2026-01-01T00:00:00.000000Z"},
-                      {"nonce", nonce},     {"program", "planted"}};
+  nlohmann::json j = {{"pid", pid},     {"host", host},
+                      {"start", start}, {"time", "2026-01-01T00:00:00.000000Z"},
+                      {"nonce", nonce}, {"program", "planted"}};
   lockdb::test::write_text(path, j.dump() + "\n");
 }
 
@@ -95,8 +95,8 @@ TEST_CASE("a live holder's marker is respected and named in the timeout", "[soft
     REQUIRE(e.holder()->pid == holder.pid());
     REQUIRE(e.holder()->host == lockdb::os::hostname());
     REQUIRE(e.holder()->since.has_value());
-    REQUIRE_THAT(std::string(e.what()), Catch::Contains(path.string()) &&
-                                            Catch::Contains(std::to_string(holder.pid())));
+    REQUIRE_THAT(std::string(e.what()),
+                 Catch::Contains(path.string()) && Catch::Contains(std::to_string(holder.pid())));
   }
   REQUIRE(lock.holder()->pid == holder.pid());
   REQUIRE_FALSE(lockdb::SoftFileLock::is_stale(path, 300s));
@@ -169,9 +169,9 @@ TEST_CASE("8 processes racing to break one stale marker never overlap", "[soft_l
   for (int round = 0; round < rounds; ++round) {
     std::vector<std::unique_ptr<Child>> kids;
     for (int i = 0; i < racers; ++i) {
-      kids.push_back(std::make_unique<Child>(std::vector<std::string>{
-          lockdb::test::helper_path(), "soft-race", path.string(), log.string(),
-          std::to_string(per_racer)}));
+      kids.push_back(std::make_unique<Child>(
+          std::vector<std::string>{lockdb::test::helper_path(), "soft-race", path.string(),
+                                   log.string(), std::to_string(per_racer)}));
     }
     for (auto& k : kids) REQUIRE(k->expect_line("READY"));
     // All racers see the same stale marker of a dead holder, then start together.

@@ -203,8 +203,7 @@ void write_locked(const std::filesystem::path& path, std::string_view data, Writ
   if (mode == WriteMode::append) {
     append_locked(path, data, false, durability);
   } else {
-    detail::atomic_replace(path, data, durability,
-                           replace_options(std::nullopt, held.fs_magic()));
+    detail::atomic_replace(path, data, durability, replace_options(std::nullopt, held.fs_magic()));
   }
 }
 
@@ -239,8 +238,9 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
   if (!fd.ok()) os::throw_errno("cannot open", path, fd.err);
   auto st = os::fstat(fd.value);
   if (st.ok()) *mode = st.value.mode & 07777;
-  auto text = st.ok() && S_ISREG(st.value.mode) ? os::read_all(fd.value, static_cast<std::size_t>(st.value.size))
-                                                : os::read_all(fd.value);
+  auto text = st.ok() && S_ISREG(st.value.mode)
+                  ? os::read_all(fd.value, static_cast<std::size_t>(st.value.size))
+                  : os::read_all(fd.value);
   os::close(fd.value);
   if (!text.ok()) os::throw_errno("cannot read", path, text.err);
 
@@ -314,10 +314,10 @@ void atomic_write(const std::filesystem::path& path, std::string_view data,
   check_data_path(path);
   // Staged before the lock is taken: the filesystem is asked here, and only when it matters.
   detail::ReplaceOptions replace = replace_options(
-      options.mode, options.durability == Durability::none
-                        ? os::fs_magic(path.has_parent_path() ? path.parent_path().native()
-                                                              : std::string("."))
-                        : 0);
+      options.mode,
+      options.durability == Durability::none
+          ? os::fs_magic(path.has_parent_path() ? path.parent_path().native() : std::string("."))
+          : 0);
   // The temp file is written (and fsynced) before the lock is taken, as the seed does, so the
   // lock is held only for the rename. A temp file that is never committed is removed.
   auto stage = [&] { return detail::StagedReplace(path, data, options.durability, replace); };

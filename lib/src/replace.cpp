@@ -44,7 +44,7 @@ std::string file_name(const std::string& path) {
 }  // namespace
 
 bool swap_in_pays(long fs_magic) noexcept {
-  constexpr long kExt4 = 0xEF53;        // EXT2/3/4_SUPER_MAGIC
+  constexpr long kExt4 = 0xEF53;       // EXT2/3/4_SUPER_MAGIC
   constexpr long kBtrfs = 0x9123683E;  // BTRFS_SUPER_MAGIC
   return fs_magic == kExt4 || fs_magic == kBtrfs;
 }
@@ -104,9 +104,8 @@ StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_vi
   os::close(fd.value);
   if (!s.ok()) {
     (void)os::unlink(temp);
-    os::throw_errno(
-        with_context(context_, std::string(step) + " " + file_name(temp) + " for"), target_,
-        s.err);
+    os::throw_errno(with_context(context_, std::string(step) + " " + file_name(temp) + " for"),
+                    target_, s.err);
   }
   temp_ = std::move(temp);
 }
@@ -134,16 +133,14 @@ void StagedReplace::commit(bool fsync_dir) {
     }
     if (s.err != ENOENT && s.err != EINVAL && s.err != ENOSYS && s.err != EOPNOTSUPP) {
       (void)os::unlink(temp);
-      os::throw_errno(
-          with_context(context_, "cannot swap into place " + file_name(temp) + " for"),
-          target_, s.err);
+      os::throw_errno(with_context(context_, "cannot swap into place " + file_name(temp) + " for"),
+                      target_, s.err);
     }
   }
   if (auto s = os::rename(temp, target_); !s.ok()) {
     (void)os::unlink(temp);
-    os::throw_errno(
-        with_context(context_, "cannot rename into place " + file_name(temp) + " for"),
-        target_, s.err);
+    os::throw_errno(with_context(context_, "cannot rename into place " + file_name(temp) + " for"),
+                    target_, s.err);
   }
   if (durability_ == Durability::full && fsync_dir) {
     const std::string dir(dir_of(target_));

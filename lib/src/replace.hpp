@@ -60,8 +60,8 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
 // was.
 class StagedReplace {
  public:
-  StagedReplace(const std::filesystem::path& target, std::string_view data,
-                Durability durability, const ReplaceOptions& options = {});
+  StagedReplace(const std::filesystem::path& target, std::string_view data, Durability durability,
+                const ReplaceOptions& options = {});
   ~StagedReplace();
   StagedReplace(StagedReplace&& other) noexcept;
   StagedReplace(const StagedReplace&) = delete;

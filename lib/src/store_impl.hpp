@@ -66,8 +66,7 @@ struct Store::Impl {
   // it is one line (a scalar or an empty container), which saves serialising the value again.
   void append_record(const KeyPaths& p, std::string_view op, const nlohmann::json* value,
                      const std::optional<std::string>& prev,
-                     const std::optional<std::string>& version,
-                     std::string_view file_bytes = {});
+                     const std::optional<std::string>& version, std::string_view file_bytes = {});
   // Puts `before` back: its bytes into the key file, or removes the file if it did not exist.
   void restore(const KeyPaths& p, const Current& before) const;
   // After append_record failed: puts `before` back into the key file. Returns an error to throw:
