@@ -269,9 +269,7 @@ std::string dump_checked(const nlohmann::json& doc, int indent, const std::files
 }  // namespace
 
 std::filesystem::path lock_file_for(const std::filesystem::path& data_file) {
-  std::filesystem::path lock = data_file;
-  lock += ".lock";
-  return lock;
+  return lock_path_of(data_file);
 }
 
 std::size_t close_idle_lock_files() noexcept { return writer_locks().close_idle(); }
@@ -312,12 +310,10 @@ bool try_locked_write(const std::filesystem::path& path, std::string_view data, 
 void atomic_write(const std::filesystem::path& path, std::string_view data,
                   const AtomicWriteOptions& options) {
   check_data_path(path);
+  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
   // Staged before the lock is taken: the filesystem is asked here, and only when it matters.
-  detail::ReplaceOptions replace = replace_options(
-      options.mode,
-      options.durability == Durability::none
-          ? os::fs_magic(path.has_parent_path() ? path.parent_path().native() : std::string("."))
-          : 0);
+  detail::ReplaceOptions replace =
+      replace_options(options.mode, options.durability == Durability::none ? os::fs_magic(dir) : 0);
   // The temp file is written (and fsynced) before the lock is taken, as the seed does, so the
   // lock is held only for the rename. A temp file that is never committed is removed.
   auto stage = [&] { return detail::StagedReplace(path, data, options.durability, replace); };
@@ -326,7 +322,6 @@ void atomic_write(const std::filesystem::path& path, std::string_view data,
     staged.emplace(stage());
   } catch (const Error& e) {
     // Like the other writers (whose lock file creates them), create missing directories.
-    const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
     if (e.code() != Errc::not_found || os::stat(dir).ok()) throw;
     if (auto s = os::mkdirs(dir); !s.ok())
       os::throw_errno("cannot create the directory", dir, s.err);

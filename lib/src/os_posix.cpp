@@ -241,30 +241,16 @@ Status truncate(int fd, off_t size) noexcept {
   }
 }
 
-Result<std::string> read_all(int fd) noexcept {
-  Result<std::string> r;
-  try {
-    char buf[16384];
-    for (;;) {
-      if (injected(Op::read)) return {{}, errno};
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return {{}, last_error()};
-      }
-      if (n == 0) break;
-      r.value.append(buf, static_cast<std::size_t>(n));
-    }
-  } catch (...) {
-    return {{}, ENOMEM};
-  }
-  return r;
-}
+namespace {
 
-Result<std::string> read_all(int fd, std::size_t size) noexcept {
+// Reads to the end of the file into a buffer of `capacity` bytes, doubled when full. With
+// `expected` (the size fstat gave a regular file), a read that brings the total to exactly that
+// with room left over has reached the end: no second read(2) to see 0.
+Result<std::string> read_to_end(int fd, std::size_t capacity,
+                                std::optional<std::size_t> expected) noexcept {
   Result<std::string> r;
   try {
-    r.value.resize(size + 1);
+    r.value.resize(capacity);
     std::size_t got = 0;
     for (;;) {
       if (injected(Op::read)) return {{}, errno};
@@ -275,14 +261,22 @@ Result<std::string> read_all(int fd, std::size_t size) noexcept {
       }
       if (n == 0) break;
       got += static_cast<std::size_t>(n);
-      if (got == size) break;  // exactly what fstat said, and no more came with it: the end
-      if (got == r.value.size()) r.value.resize(r.value.size() * 2);  // it grew: read on
+      if (expected && got == *expected && got < r.value.size()) break;
+      if (got == r.value.size()) r.value.resize(r.value.size() * 2);
     }
     r.value.resize(got);
   } catch (...) {
     return {{}, ENOMEM};
   }
   return r;
+}
+
+}  // namespace
+
+Result<std::string> read_all(int fd) noexcept { return read_to_end(fd, 16384, std::nullopt); }
+
+Result<std::string> read_all(int fd, std::size_t size) noexcept {
+  return read_to_end(fd, size + 1, size);
 }
 
 Result<std::string> pread(int fd, std::size_t n, off_t offset) noexcept {
