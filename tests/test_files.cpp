@@ -657,6 +657,14 @@ TEST_CASE("atomic_write keeps permissions, honours mode, replaces a symlink itse
   lockdb::atomic_write(path, "3", {.mode = 0600u});
   REQUIRE(mode_of(path) == 0600);
   REQUIRE(lockdb::test::read_text(path) == "3");
+  // Bits the umask takes from a new file are put back; a read-only file stays read-only.
+  ::chmod(path.c_str(), 0666);
+  lockdb::atomic_write(path, "4");
+  REQUIRE(mode_of(path) == 0666);
+  ::chmod(path.c_str(), 0444);
+  lockdb::atomic_write(path, "5");
+  REQUIRE(mode_of(path) == 0444);
+  REQUIRE(lockdb::test::read_text(path) == "5");
   ::umask(mask);
 
   lockdb::test::write_text(dir / "target", "keep");
@@ -665,6 +673,21 @@ TEST_CASE("atomic_write keeps permissions, honours mode, replaces a symlink itse
   REQUIRE_FALSE(fs::is_symlink(dir / "link"));
   REQUIRE(lockdb::test::read_text(dir / "link") == "new");
   REQUIRE(lockdb::test::read_text(dir / "target") == "keep");
+}
+
+TEST_CASE("atomic_json_update keeps the file's permission bits, whatever the umask", "[files]") {
+  TempDir dir;
+  const auto path = dir / "m.json";
+  lockdb::test::write_text(path, "{}");
+  const mode_t mask = ::umask(022);
+  for (const unsigned mode : {0600u, 0640u, 0666u, 0444u}) {
+    CAPTURE(mode);
+    REQUIRE(::chmod(path.c_str(), mode) == 0);
+    lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = doc.value("n", 0) + 1; });
+    REQUIRE(mode_of(path) == mode);
+  }
+  ::umask(mask);
+  REQUIRE(read_json(path) == json{{"n", 4}});
 }
 
 TEST_CASE("atomic_json_update: both forms of fn, a missing file, a throwing fn", "[files]") {

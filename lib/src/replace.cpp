@@ -83,8 +83,10 @@ StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_vi
   if (!mode && options.keep_mode) {
     if (auto st = os::stat(target_); st.ok()) mode = st.value.mode & 07777;
   }
+  // Created with the wanted bits, so the new content is never readable by more than the old
+  // was; only where the umask (or a default ACL) took some away does fchmod put them back.
   std::string temp;
-  auto fd = os::create_temp(dir, prefix, &temp, 0666);
+  auto fd = os::create_temp(dir, prefix, &temp, mode ? *mode : 0666);
   if (!fd.ok()) {
     os::throw_errno(with_context(context_, "cannot create a temp file in"),
                     std::filesystem::path(dir), fd.err);
@@ -94,7 +96,9 @@ StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_vi
   os::Status s = os::write_all(fd.value, data);
   if (!s.ok()) step = "cannot write";
   if (s.ok() && mode) {
-    s = os::fchmod(fd.value, *mode);
+    // After the write, which clears set-user/group-ID bits.
+    auto st = os::fstat(fd.value);
+    if (!st.ok() || (st.value.mode & 07777) != *mode) s = os::fchmod(fd.value, *mode);
     if (!s.ok()) step = "cannot set permissions of";
   }
   if (s.ok() && durability != Durability::none) {
