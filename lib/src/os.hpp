@@ -146,6 +146,7 @@ std::string process_start_token(long pid) noexcept;
 std::string program_name(long pid) noexcept;  // /proc/<pid>/comm, empty when unknown
 const std::string& hostname() noexcept;
 std::string random_hex(std::size_t bytes) noexcept;
+void append_random_hex(std::string& out, std::size_t bytes);  // 2 * bytes hex digits
 // Pids holding flock/fcntl locks on (dev, ino), from /proc/locks; empty when none or unknown.
 std::optional<long> lock_holder_pid(dev_t dev, ino_t ino) noexcept;
 // The process holding an OS lock on the file (dev, ino), on this host, as a LockHolder (pid,

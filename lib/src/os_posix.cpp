@@ -386,7 +386,7 @@ Result<int> create_temp(std::string_view dir, std::string_view prefix, std::stri
     const std::size_t stem = p.size();
     for (int attempt = 0; attempt < 100; ++attempt) {
       p.resize(stem);
-      p += random_hex(6);
+      append_random_hex(p, 6);
       p += ".tmp";
       auto fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
       if (fd.ok()) {
@@ -564,7 +564,7 @@ const std::string& hostname() noexcept {
   return name;
 }
 
-std::string random_hex(std::size_t bytes) noexcept {
+void append_random_hex(std::string& out, std::size_t bytes) {
   thread_local std::mt19937_64 rng = [] {
     std::random_device rd;
     std::seed_seq seq{rd(), rd(), rd(), rd(), static_cast<unsigned>(::getpid())};
@@ -577,13 +577,19 @@ std::string random_hex(std::size_t bytes) noexcept {
     rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ static_cast<std::uint64_t>(::getpid()));
   }
   static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes * 2);
+  std::uint64_t bits = 0;
   for (std::size_t i = 0; i < bytes; ++i) {
-    auto b = static_cast<unsigned>(rng() & 0xff);
-    out.push_back(digits[b >> 4]);
-    out.push_back(digits[b & 0xf]);
+    if (i % 8 == 0) bits = rng();  // eight bytes from each draw
+    out.push_back(digits[(bits >> 4) & 0xf]);
+    out.push_back(digits[bits & 0xf]);
+    bits >>= 8;
   }
+}
+
+std::string random_hex(std::size_t bytes) noexcept {
+  std::string out;
+  out.reserve(bytes * 2);  // within the small-string buffer for up to 7 bytes
+  append_random_hex(out, bytes);
   return out;
 }
 
