@@ -47,11 +47,13 @@
 namespace lockdb {
 namespace {
 
-// The lock files the current thread holds through these helpers (see top).
-thread_local std::vector<std::string> t_held;
+// The lock files the current thread holds through these helpers (see top): the lock paths of
+// the live HeldLock objects (which cannot move).
+thread_local std::vector<const std::string*> t_held;
 
 bool held_by_this_thread(const std::string& lock_path) {
-  return std::find(t_held.begin(), t_held.end(), lock_path) != t_held.end();
+  return std::any_of(t_held.begin(), t_held.end(),
+                     [&](const std::string* held) { return *held == lock_path; });
 }
 
 // lock_file_for() as a string: no std::filesystem::path is made on the write path.
@@ -69,25 +71,12 @@ detail::KeyLocks& writer_locks() {
 class HeldLock {
  public:
   HeldLock(const std::filesystem::path& data, std::chrono::nanoseconds timeout)
-      : lock_path_(lock_path_of(data)) {
-    refuse_nested(data);
-    hold_ = writer_locks().acquire(lock_path_, timeout, {});
-    acquired_ = true;
-    t_held.push_back(lock_path_);
-  }
+      : HeldLock(data, timeout, /*may_fail=*/false) {}
   // The try_lock form: `acquired()` tells whether it was had.
-  explicit HeldLock(const std::filesystem::path& data) : lock_path_(lock_path_of(data)) {
-    refuse_nested(data);
-    try {
-      hold_ = writer_locks().acquire(lock_path_, std::chrono::nanoseconds::zero(), {});
-    } catch (const Timeout&) {
-      return;
-    }
-    acquired_ = true;
-    t_held.push_back(lock_path_);
-  }
+  explicit HeldLock(const std::filesystem::path& data)
+      : HeldLock(data, std::chrono::nanoseconds::zero(), /*may_fail=*/true) {}
   ~HeldLock() {
-    if (acquired_) t_held.erase(std::find(t_held.begin(), t_held.end(), lock_path_));
+    if (acquired_) t_held.erase(std::find(t_held.begin(), t_held.end(), &lock_path_));
   }
   HeldLock(const HeldLock&) = delete;
   HeldLock& operator=(const HeldLock&) = delete;
@@ -96,12 +85,22 @@ class HeldLock {
   long fs_magic() const noexcept { return hold_.fs_magic(); }  // of the lock file
 
  private:
-  void refuse_nested(const std::filesystem::path& data) const {
+  // `may_fail`: a Timeout leaves the lock not acquired instead of propagating.
+  HeldLock(const std::filesystem::path& data, std::chrono::nanoseconds timeout, bool may_fail)
+      : lock_path_(lock_path_of(data)) {
     if (held_by_this_thread(lock_path_)) {
       throw Error(Errc::conflict, "cannot write", data,
                   "this thread is inside a locked call on this file already (atomic_json_update's "
                   "fn?); the nested write would be lost");
     }
+    try {
+      hold_ = writer_locks().acquire(lock_path_, timeout, {});
+    } catch (const Timeout&) {
+      if (may_fail) return;
+      throw;
+    }
+    t_held.push_back(&lock_path_);
+    acquired_ = true;
   }
 
   const std::string lock_path_;

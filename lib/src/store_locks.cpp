@@ -181,12 +181,8 @@ void KeyLocks::unuse(Slot* slot) noexcept {
   --slot->users;
   // Close the least recently used idle locks beyond the bound.
   for (auto it = lru_.end(); slots_.size() > max_open_ && it != lru_.begin();) {
-    Slot* victim = *--it;
-    if (victim->users != 0) continue;
-    it = lru_.erase(it);
-    os::close(victim->fd);  // idle: no thread holds its mutex, nobody can get it without mu_
-    const std::string key = victim->path;
-    slots_.erase(key);
+    --it;
+    if ((*it)->users == 0) it = evict(it);
   }
 }
 
@@ -194,18 +190,23 @@ std::size_t KeyLocks::close_idle() noexcept {
   std::lock_guard<std::mutex> guard(mu_);
   std::size_t closed = 0;
   for (auto it = lru_.begin(); it != lru_.end();) {
-    Slot* slot = *it;
-    if (slot->users != 0) {
+    if ((*it)->users != 0) {
       ++it;
       continue;
     }
-    it = lru_.erase(it);
-    if (slot->fd >= 0) ++closed;
-    os::close(slot->fd);
-    const std::string path = slot->path;
-    slots_.erase(path);
+    if ((*it)->fd >= 0) ++closed;
+    it = evict(it);
   }
   return closed;
+}
+
+std::list<KeyLocks::Slot*>::iterator KeyLocks::evict(std::list<Slot*>::iterator it) noexcept {
+  Slot* slot = *it;
+  it = lru_.erase(it);
+  os::close(slot->fd);  // idle: no thread holds its mutex, nobody can get it without mu_
+  const std::string path = slot->path;  // the map's key dies with the slot
+  slots_.erase(path);
+  return it;
 }
 
 void KeyLocks::forget_after_fork() noexcept {

@@ -87,6 +87,9 @@ class KeyLocks {
   void give_back(Slot* slot) noexcept;  // this process's hold ends: wakes a waiting thread
   void unuse(Slot* slot) noexcept;      // one user less; closes idle slots beyond max_open_
   void forget_after_fork() noexcept;    // REQUIRES: mu_ held
+  // Closes an idle slot's descriptor and forgets it; returns the next LRU position.
+  // REQUIRES: mu_ held, the slot has no users.
+  std::list<Slot*>::iterator evict(std::list<Slot*>::iterator it) noexcept;
 
   const std::size_t max_open_;  // constant after construction
   const bool check_identity_;   // constant after construction
