@@ -8,8 +8,9 @@
 //           no JSON library: lockdb/raw-same is the library's own cost, raw-same/raw the cost of
 //           what it checks (the lock file still has a name; the permission bits it keeps).
 // All write without fsync (atomic_json_update's default durability, `none`), in the same
-// directory, in one run; the variants are interleaved and the median of the rounds is printed,
-// with the ratios. Every run checks its final counters. It runs in
+// directory, in one run; the variants are interleaved, the median of the rounds is printed, and
+// each ratio is the median of the rounds' ratios (a round's variants run back to back, so load
+// that comes and goes between rounds cancels out). Every run checks its final counters. It runs in
 // the temp directory by default; pass --dir (repeatable) for others, e.g. /dev/shm (tmpfs) to
 // take the disk out of the picture.
 //
@@ -20,7 +21,7 @@
 //           filesystem lockdb/raw-x is the ratio to the design's limit; on tmpfs both are.
 // --no-exchange leaves raw-x out.
 //
-//   bench_files [--seconds 0.1] [--rounds 3] [--dir DIR]... [--procs 1,2,4,8] [--python PATH]
+//   bench_files [--seconds 0.1] [--rounds 5] [--dir DIR]... [--procs 1,2,4,8] [--python PATH]
 //               [--no-exchange]
 #include <lockdb/files.hpp>
 
@@ -138,7 +139,8 @@ long raw_worker(const std::string& path, double seconds, bool exchange) {
 
 // The system calls of one atomic_json_update, in its order (strace), without the library: the
 // lock descriptor kept open, fstat after flock (the lock file still has a name), fstat + one
-// read of the data file (its size and permission bits), a uniquely named temp file, fchmod.
+// read of the data file (its size and permission bits), a uniquely named temp file created with
+// those bits, fstat of it (fchmod only where the umask took bits away).
 long raw_same_worker(const std::string& path, double seconds) {
   const std::string lock = path + ".lock";
   const std::string dir = fs::path(path).parent_path().string();
@@ -173,11 +175,11 @@ long raw_same_worker(const std::string& path, double seconds) {
     }
     const int len = std::snprintf(out, sizeof out, "{\n  \"n\": %ld\n}\n", value + 1);
     const std::string temp = prefix + std::to_string(count) + ".tmp";
-    const int t = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    const int t = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (t < 0 || ::write(t, out, static_cast<std::size_t>(len)) != len) {
       throw std::runtime_error("raw-same: cannot write " + temp);
     }
-    ::fchmod(t, mode);
+    if (::fstat(t, &st) != 0 || (st.st_mode & 07777) != mode) ::fchmod(t, mode);
     ::close(t);
     if (::rename(temp.c_str(), path.c_str()) != 0) throw std::runtime_error("raw-same: rename");
     ::flock(lock_fd, LOCK_UN);
@@ -238,7 +240,7 @@ class Proc {
 
 struct Options {
   double seconds = 0.1;
-  int rounds = 3;
+  int rounds = 5;
   std::vector<fs::path> dirs;  // empty: the temp directory, and /dev/shm if another filesystem
   std::vector<int> procs = {1, 2, 4, 8};
   std::string python;
@@ -354,12 +356,24 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// The median of the per-round ratios a[i] / b[i]: each round's variants ran one after the other,
+// so a ratio within a round is not skewed by load that came and went between rounds.
+double paired_ratio(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> ratios;
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (b[i] > 0) ratios.push_back(a[i] / b[i]);
+  }
+  return median(ratios);
+}
+
 void drive_dir(const Options& o, const fs::path& base) {
   std::vector<std::string> variants = {"lockdb", "raw", "raw-same"};
   if (!o.python.empty()) variants.push_back("python");
   if (o.exchange) variants.push_back("raw-x");
-  std::printf("\n%s (%s): atomic_json_update increments/s, median of %d rounds of %.2f s\n",
-              base.c_str(), fs_name(base).c_str(), o.rounds, o.seconds);
+  std::printf(
+      "\n%s (%s): atomic_json_update increments/s, median of %d rounds of %.2f s; ratios: median "
+      "of the rounds' ratios\n",
+      base.c_str(), fs_name(base).c_str(), o.rounds, o.seconds);
 
   // results[layout][procs][variant] -> one value per round
   std::map<bool, std::map<int, std::map<std::string, std::vector<double>>>> results;
@@ -381,16 +395,19 @@ void drive_dir(const Options& o, const fs::path& base) {
   for (bool one_file : {true, false}) {
     for (int p : o.procs) {
       auto& r = results[one_file][p];
-      const double lk = median(r["lockdb"]), py = median(r["python"]), raw = median(r["raw"]),
-                   same = median(r["raw-same"]);
+      const auto& lk = r["lockdb"];
       char py_ratio[32] = "n/a";
-      if (py > 0) std::snprintf(py_ratio, sizeof py_ratio, "%.2fx", lk / py);
+      if (!r["python"].empty()) {
+        std::snprintf(py_ratio, sizeof py_ratio, "%.2fx", paired_ratio(lk, r["python"]));
+      }
       std::printf("%-14s %5d %8s %8s %8s %8s %14s %10.2fx %10.2fx",
-                  one_file ? "one file" : "file per proc", p, human(lk).c_str(), human(py).c_str(),
-                  human(raw).c_str(), human(same).c_str(), py_ratio, lk / raw, lk / same);
+                  one_file ? "one file" : "file per proc", p, human(median(lk)).c_str(),
+                  human(median(r["python"])).c_str(), human(median(r["raw"])).c_str(),
+                  human(median(r["raw-same"])).c_str(), py_ratio, paired_ratio(lk, r["raw"]),
+                  paired_ratio(lk, r["raw-same"]));
       if (o.exchange) {
-        const double rx = median(r["raw-x"]);
-        std::printf(" %9s %11.2fx", human(rx).c_str(), lk / rx);
+        std::printf(" %9s %11.2fx", human(median(r["raw-x"])).c_str(),
+                    paired_ratio(lk, r["raw-x"]));
       }
       std::printf("\n");
     }
