@@ -50,9 +50,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_support.hpp"
 #include "seed_python.hpp"
 
 namespace fs = std::filesystem;
+using lockdb::bench::median;
+using lockdb::bench::paired_ratio;
+using lockdb::bench::rate;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -337,35 +341,6 @@ double run_once(const Options& o, const fs::path& base, const std::string& varia
   return static_cast<double>(total) / elapsed;
 }
 
-std::string human(double v) {
-  char buf[32];
-  if (v <= 0) return "n/a";
-  if (v >= 1e6) {
-    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
-  } else if (v >= 1e3) {
-    std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.0f", v);
-  }
-  return buf;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// The median of the per-round ratios a[i] / b[i]: each round's variants ran one after the other,
-// so a ratio within a round is not skewed by load that came and went between rounds.
-double paired_ratio(const std::vector<double>& a, const std::vector<double>& b) {
-  std::vector<double> ratios;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    if (b[i] > 0) ratios.push_back(a[i] / b[i]);
-  }
-  return median(ratios);
-}
-
 void drive_dir(const Options& o, const fs::path& base) {
   std::vector<std::string> variants = {"lockdb", "raw", "raw-same"};
   if (!o.python.empty()) variants.push_back("python");
@@ -401,13 +376,12 @@ void drive_dir(const Options& o, const fs::path& base) {
         std::snprintf(py_ratio, sizeof py_ratio, "%.2fx", paired_ratio(lk, r["python"]));
       }
       std::printf("%-14s %5d %8s %8s %8s %8s %14s %10.2fx %10.2fx",
-                  one_file ? "one file" : "file per proc", p, human(median(lk)).c_str(),
-                  human(median(r["python"])).c_str(), human(median(r["raw"])).c_str(),
-                  human(median(r["raw-same"])).c_str(), py_ratio, paired_ratio(lk, r["raw"]),
+                  one_file ? "one file" : "file per proc", p, rate(median(lk)).c_str(),
+                  rate(median(r["python"])).c_str(), rate(median(r["raw"])).c_str(),
+                  rate(median(r["raw-same"])).c_str(), py_ratio, paired_ratio(lk, r["raw"]),
                   paired_ratio(lk, r["raw-same"]));
       if (o.exchange) {
-        std::printf(" %9s %11.2fx", human(median(r["raw-x"])).c_str(),
-                    paired_ratio(lk, r["raw-x"]));
+        std::printf(" %9s %11.2fx", rate(median(r["raw-x"])).c_str(), paired_ratio(lk, r["raw-x"]));
       }
       std::printf("\n");
     }

@@ -126,8 +126,8 @@ Stats summarize(std::vector<std::int64_t> ns) {
   if (ns.empty()) return s;
   std::sort(ns.begin(), ns.end());
   auto at = [&](double q) {
-    return static_cast<double>(ns[std::min(ns.size() - 1, static_cast<std::size_t>(
-                                                              q * static_cast<double>(ns.size())))]) /
+    return static_cast<double>(ns[std::min(
+               ns.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ns.size())))]) /
            1000.0;
   };
   s.p50_us = at(0.50);
@@ -178,7 +178,8 @@ int main(int argc, char** argv) {
   if (argc == 4 && std::string(argv[1]) == "--waiter") {
     lockdb::FileLock lock(argv[2]);
     int fd = ::open(argv[3], O_RDWR);
-    auto* sh = static_cast<Shared*>(mmap(nullptr, kSharedBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    auto* sh = static_cast<Shared*>(
+        mmap(nullptr, kSharedBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
     std::vector<std::int64_t> lat;
     for (std::int64_t r = 1;; ++r) {
       while (sh->round.load() != r && sh->stop.load() == 0) {
@@ -240,8 +241,8 @@ int main(int argc, char** argv) {
   }
   auto run_handoff = [&](const std::string& waiter_cmd, int rounds) {
     int sfd = ::open(shm_path.c_str(), O_RDWR | O_CLOEXEC);
-    auto* sh =
-        static_cast<Shared*>(mmap(nullptr, kSharedBytes, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0));
+    auto* sh = static_cast<Shared*>(
+        mmap(nullptr, kSharedBytes, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0));
     std::memset(static_cast<void*>(sh), 0, kSharedBytes);
     FILE* waiter = popen(waiter_cmd.c_str(), "r");
     lockdb::FileLock holder(lock_path);
@@ -254,14 +255,12 @@ int main(int argc, char** argv) {
     ::close(sfd);
     return summarize(lat);
   };
-  Stats cpp = run_handoff(std::string(argv[0]) + " --waiter " + lock_path.string() + " " +
-                              shm_path.string(),
-                          handoffs);
+  Stats cpp = run_handoff(
+      std::string(argv[0]) + " --waiter " + lock_path.string() + " " + shm_path.string(), handoffs);
   Stats pys;
   if (!python.empty()) {
     setenv("LOCKDB_PY", kPythonWaiter, 1);
-    pys = run_handoff(python + " -c \"$LOCKDB_PY\" " + lock_path.string() + " " +
-                          shm_path.string(),
+    pys = run_handoff(python + " -c \"$LOCKDB_PY\" " + lock_path.string() + " " + shm_path.string(),
                       py_handoffs);
   }
   std::printf("2. hand-off latency: holder releases -> blocked waiter holds\n");

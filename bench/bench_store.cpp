@@ -56,10 +56,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_support.hpp"
 #include "os.hpp"
 #include "replace.hpp"
 
 namespace fs = std::filesystem;
+using lockdb::bench::median;
+using lockdb::bench::paired_ratio;
+using lockdb::bench::rate;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -574,18 +578,6 @@ RunResult bench_lmdb(const fs::path& dir, int procs, const Workload& w, double s
 // ---------------------------------------------------------------------------------------------
 // Reporting
 
-std::string rate(double ops) {
-  char buf[32];
-  if (ops >= 1e6) {
-    std::snprintf(buf, sizeof buf, "%.2fM", ops / 1e6);
-  } else if (ops >= 1e3) {
-    std::snprintf(buf, sizeof buf, "%.1fk", ops / 1e3);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.0f", ops);
-  }
-  return buf;
-}
-
 struct Variant {
   std::string name;
   std::string note;
@@ -595,13 +587,6 @@ struct Variant {
 void settle(bool disk) {
   // Writeback left by one disk-heavy run slows the next one: flush it first (reference NOTES).
   if (disk) ::sync();
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 void increments(const Options& opt, const std::string& fs_name, const fs::path& base, bool disk,
@@ -633,12 +618,7 @@ void increments(const Options& opt, const std::string& fs_name, const fs::path& 
     };
     // Median over rounds of a / b measured in the same round; 0 when either is missing.
     auto ratio_of = [&](const std::string& a, const std::string& b, int p) {
-      auto va = ops(a, p), vb = ops(b, p);
-      std::vector<double> r;
-      for (std::size_t i = 0; i < va.size() && i < vb.size(); ++i) {
-        if (vb[i] > 0) r.push_back(va[i] / vb[i]);
-      }
-      return median(r);
+      return paired_ratio(ops(a, p), ops(b, p));
     };
     auto show = [](double r) {
       char buf[32];
