@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <set>
@@ -338,6 +340,24 @@ TEST_CASE("a record glued onto another process's torn fragment is still read", "
   CHECK(values_of(h.records({.key = "a", .since = kT0 + 1s + 1us})) == std::vector<json>{2});
 }
 
+namespace {
+
+// `fail` must throw Error{io} naming `path` (in path() and in the message) and saying `says`.
+void check_io_error(const std::function<void()>& fail, const fs::path& path,
+                    std::initializer_list<const char*> says) {
+  try {
+    fail();
+    FAIL("no error for " + path.string());
+  } catch (const lockdb::Error& e) {
+    CHECK(e.code() == lockdb::Errc::io);
+    CHECK(e.path() == path);
+    CHECK_THAT(std::string(e.what()), Catch::Contains(path.string()));
+    for (const char* text : says) CHECK_THAT(std::string(e.what()), Catch::Contains(text));
+  }
+}
+
+}  // namespace
+
 TEST_CASE("a failed write or fsync throws naming the segment and misreads nothing", "[history]") {
   TempDir dir;
   const fs::path store = make_store(dir);
@@ -349,15 +369,7 @@ TEST_CASE("a failed write or fsync throws naming the segment and misreads nothin
     LogWriter log(store / "log", 1 << 20, lockdb::Durability::none);
     put(log, "a", 1, kT0);
     lockdb::os::fail_nth(lockdb::os::Op::write, 1, ENOSPC);
-    try {
-      put(log, "a", 2, kT0 + 1s);
-      FAIL("append succeeded on a full disk");
-    } catch (const lockdb::Error& e) {
-      CHECK(e.code() == lockdb::Errc::io);
-      CHECK(e.path() == first);
-      CHECK_THAT(std::string(e.what()), Catch::Contains(first.string()));
-      CHECK_THAT(std::string(e.what()), Catch::Contains("No space left on device"));
-    }
+    check_io_error([&] { put(log, "a", 2, kT0 + 1s); }, first, {"No space left on device"});
     std::vector<Record> rs;
     CHECK(h.for_each({}, [&](const Record& r) { return rs.push_back(r), true; }) == 0);
     CHECK(values_of(rs) == std::vector<json>{1});
@@ -373,14 +385,7 @@ TEST_CASE("a failed write or fsync throws naming the segment and misreads nothin
     REQUIRE(fs::file_size(first) > 300);
     lockdb::os::fail_nth(lockdb::os::Op::write, 1, ENOSPC);  // the new segment's header
     const fs::path second = store / "log" / "000002.jsonl";
-    try {
-      put(log, "a", 3, kT0 + 2s);
-      FAIL("rotation succeeded on a full disk");
-    } catch (const lockdb::Error& e) {
-      CHECK(e.code() == lockdb::Errc::io);
-      CHECK(e.path() == second);
-      CHECK_THAT(std::string(e.what()), Catch::Contains("No space left on device"));
-    }
+    check_io_error([&] { put(log, "a", 3, kT0 + 2s); }, second, {"No space left on device"});
     CHECK(h.segments().size() == 1);
     CHECK(log_files(store, ".tmp").empty());
     CHECK(values_of(h.records()) == std::vector<json>{1, 2});
@@ -396,15 +401,7 @@ TEST_CASE("a failed write or fsync throws naming the segment and misreads nothin
     LogWriter durable(store / "log", 1 << 20, lockdb::Durability::file);
     put(durable, "a", 1, kT0);
     lockdb::os::fail_nth(lockdb::os::Op::fsync, 1, EIO);
-    try {
-      put(durable, "a", 2, kT0 + 1s);
-      FAIL("append returned although its fsync failed");
-    } catch (const lockdb::Error& e) {
-      CHECK(e.code() == lockdb::Errc::io);
-      CHECK(e.path() == first);
-      CHECK_THAT(std::string(e.what()), Catch::Contains("fsync"));
-      CHECK_THAT(std::string(e.what()), Catch::Contains("Input/output error"));
-    }
+    check_io_error([&] { put(durable, "a", 2, kT0 + 1s); }, first, {"fsync", "Input/output error"});
     // The line was written before the fsync failed: it is whole, and reported as not durable.
     CHECK(h.for_each({}, [](const Record&) { return true; }) == 0);
     CHECK(values_of(h.records()) == std::vector<json>{1, 2});
