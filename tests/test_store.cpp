@@ -939,6 +939,56 @@ TEST_CASE("verify finds what was changed around the store, repair fixes it", "[s
   REQUIRE(store.verify().empty());
 }
 
+TEST_CASE("a torn log line: reported until a repair record follows it", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("k", 1);
+  store.put("other", 1);
+  const fs::path segment = store.dir() / "log" / "000001.jsonl";
+  auto append_to_log = [&](const std::string& bytes) {
+    std::ofstream(segment, std::ios::binary | std::ios::app) << bytes;
+  };
+  auto kinds = [](const std::vector<lockdb::Finding>& findings) {
+    std::multiset<std::string> out;
+    for (const auto& f : findings) out.insert(lockdb::finding_kind_name(f.kind));
+    return out;
+  };
+
+  // A writer killed in the middle of its append: the key file has the new value, the log only
+  // the start of its record. The next record starts on a fresh line.
+  lockdb::test::write_text(store.file_path("k"), "2");
+  append_to_log(R"({"time":"2026-12-01T00:00:00.000000Z","key":"k","op":"put","val)");
+  store.put("other", 2);
+  auto findings = store.verify();
+  INFO(describe(findings));
+  REQUIRE(kinds(findings) == std::multiset<std::string>{"torn_log_line", "unlogged_change"});
+  auto done = store.repair();
+  INFO(describe(done));
+  REQUIRE(kinds(done) == kinds(findings));
+  for (const auto& f : done) {
+    if (f.kind == lockdb::Finding::Kind::torn_log_line) {
+      REQUIRE_THAT(f.detail, Catch::Contains("marked as seen"));
+    }
+  }
+  REQUIRE(store.verify().empty());
+  REQUIRE(store.get("k") == 2);
+  REQUIRE(records_of(store, "other").size() == 2);  // the record after the torn line is read
+
+  // Bytes someone wrote into the log, with no key disagreeing: not a store record's remains.
+  append_to_log("not a record\n");
+  findings = store.verify();
+  INFO(describe(findings));
+  REQUIRE(kinds(findings) == std::multiset<std::string>{"torn_log_line"});
+  done = store.repair();
+  REQUIRE(kinds(done) == std::multiset<std::string>{"torn_log_line"});
+  REQUIRE_THAT(done.front().detail, Catch::Contains("not the remains of a store record"));
+  REQUIRE(kinds(store.verify()) == std::multiset<std::string>{"torn_log_line"});
+  // The next repair record (here for a key changed around the store) marks it as seen too.
+  lockdb::test::write_text(store.file_path("other"), "3");
+  REQUIRE(kinds(store.repair()) == std::multiset<std::string>{"torn_log_line", "unlogged_change"});
+  REQUIRE(store.verify().empty());
+}
+
 TEST_CASE("verify reports stale soft markers at lock paths, repair empties them in place",
           "[store]") {
   TempDir tmp;
@@ -1219,9 +1269,12 @@ TEST_CASE("SIGKILLed writers, 50 rounds: files parse, counts bounded, repair res
     for (const auto& f : findings) {
       INFO(describe(findings));
       ++seen_kinds[lockdb::finding_kind_name(f.kind)];
+      // A kill in the middle of a log append (a record across a page boundary) leaves a torn
+      // line, with its key disagreeing with the log: the repair record marks it as seen.
       REQUIRE((f.kind == lockdb::Finding::Kind::unlogged_change ||
                f.kind == lockdb::Finding::Kind::missing_file ||
-               f.kind == lockdb::Finding::Kind::orphan_temp));
+               f.kind == lockdb::Finding::Kind::orphan_temp ||
+               f.kind == lockdb::Finding::Kind::torn_log_line));
     }
     auto fixed = store.repair();
     REQUIRE(fixed.size() == findings.size());

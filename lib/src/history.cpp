@@ -77,8 +77,9 @@ class Matcher {
 // Parses the lines a scan hands over and passes on matching records. Counts torn lines.
 class LineHandler {
  public:
-  LineHandler(const Matcher& m, const Query& q, const std::function<bool(const Record&)>& fn)
-      : matcher_(m), query_(q), fn_(fn) {}
+  LineHandler(const Matcher& m, const Query& q, const std::function<bool(const Record&)>& fn,
+              const std::function<void()>& on_torn)
+      : matcher_(m), query_(q), fn_(fn), on_torn_(on_torn) {}
 
   // False to stop (limit reached or fn said so).
   bool line(std::string_view text, std::uint64_t segment, std::uint64_t offset) {
@@ -86,8 +87,8 @@ class LineHandler {
     reader::Parsed p;
     switch (parser_.parse(text, p)) {
       case reader::RecordParser::Outcome::blank: return true;
-      case reader::RecordParser::Outcome::torn: ++torn_; return true;
-      case reader::RecordParser::Outcome::fragment_record: ++torn_; break;
+      case reader::RecordParser::Outcome::torn: count_torn(); return true;
+      case reader::RecordParser::Outcome::fragment_record: count_torn(); break;
       case reader::RecordParser::Outcome::record: break;
     }
     if (!matcher_.matches(p)) return true;
@@ -100,15 +101,21 @@ class LineHandler {
   // unless it parses (then its newline is simply not visible yet).
   void tail(std::string_view text) {
     reader::Parsed p;
-    if (parser_.parse(text, p) != reader::RecordParser::Outcome::record) ++torn_;
+    if (parser_.parse(text, p) != reader::RecordParser::Outcome::record) count_torn();
   }
 
   std::size_t torn() const { return torn_; }
 
  private:
+  void count_torn() {
+    ++torn_;
+    if (on_torn_) on_torn_();
+  }
+
   const Matcher& matcher_;
   const Query& query_;
   const std::function<bool(const Record&)>& fn_;
+  const std::function<void()> on_torn_;  // a copy: callers may pass a temporary
   reader::RecordParser parser_;
   std::size_t torn_ = 0;
   std::size_t delivered_ = 0;
@@ -186,10 +193,16 @@ History::History(std::filesystem::path store_dir) : dir_(std::move(store_dir)) {
 
 std::size_t History::for_each(const Query& query,
                               const std::function<bool(const Record&)>& fn) const {
+  return reader::for_each_record(dir_, query, fn, {});
+}
+
+std::size_t reader::for_each_record(const std::filesystem::path& store_dir, const Query& query,
+                                    const std::function<bool(const Record&)>& fn,
+                                    const std::function<void()>& on_torn) {
   if (query.limit && *query.limit == 0) return 0;
   const Matcher matcher(query);
-  LineHandler handler(matcher, query, fn);
-  const auto segs = reader::snapshot(dir_ / kLogDir);
+  LineHandler handler(matcher, query, fn, on_torn);
+  const auto segs = reader::snapshot(store_dir / kLogDir);
   for (const auto& s : segs) {
     reader::ScanResult r = reader::scan(s, s.first_record, s.size(), matcher.needle(),
                                         [&](std::string_view line, std::uint64_t off) {
@@ -248,7 +261,7 @@ LogPosition History::read_from(LogPosition from, const Query& query,
     fn(r);
     return true;
   };
-  LineHandler handler(matcher, query, deliver);
+  LineHandler handler(matcher, query, deliver, {});
   auto [index, offset] = *start;
   LogPosition pos = position_of(segs[index], offset);
   for (std::size_t i = index; i < segs.size(); ++i) {

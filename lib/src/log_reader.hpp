@@ -122,4 +122,10 @@ class RecordParser {
 // The canonical needle for a key: "key":"<escaped>" (with `closed`, its closing quote).
 std::string key_needle(std::string_view key, bool closed);
 
+// History::for_each over the log of the store in `store_dir`, also calling `on_torn` (when set)
+// at each torn line, in log order among the records. Defined in history.cpp.
+std::size_t for_each_record(const std::filesystem::path& store_dir, const Query& query,
+                            const std::function<bool(const Record&)>& fn,
+                            const std::function<void()>& on_torn);
+
 }  // namespace lockdb::detail::log_reader

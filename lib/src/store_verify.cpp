@@ -26,7 +26,8 @@
 // repair() fixes a finding while it still holds the key's lock, and logs what it did with a
 // record of op "repair" whose prev is the last logged version and whose version is the file's:
 // the chain is whole again from there, and that record also marks earlier gaps of the key as
-// seen (verify() reports only gaps after a key's last repair record).
+// seen (verify() reports only gaps after a key's last repair record), and every torn line before
+// it (verify() reports only torn lines after the last repair record: see report_torn_lines).
 #include <lockdb/file_lock.hpp>
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
@@ -40,6 +41,7 @@
 #include <sys/stat.h>
 
 #include "log_format.hpp"
+#include "log_reader.hpp"
 #include "os.hpp"
 #include "soft_marker.hpp"
 #include "store_format.hpp"
@@ -124,6 +126,7 @@ class Checker {
     for (const auto& [temp, key] : temps_) check_temp(temp, key);
     for (const auto& [lock, key] : lock_files_) check_lock_file(lock, key);
     for (const auto& [leftover, key] : breaker_leftovers_) check_breaker_leftover(leftover, key);
+    report_torn_lines();
     return std::move(findings_);
   }
 
@@ -164,17 +167,42 @@ class Checker {
   void read_log() {
     catch_up_from_ = history_.end();
     const auto compacted = compacted_segment();
-    std::size_t torn = history_.for_each(Query{}, [&](const Record& r) {
-      apply(log_[r.key], r, compacted && r.segment == *compacted);
-      return true;
-    });
-    if (torn > 0) {
-      add(Finding::Kind::torn_log_line, {}, impl_.log_dir,
-          std::to_string(torn) +
-              " torn line(s) in the log (a crash in the middle of an append); "
-              "readers skip them",
-          fix_ ? "; left in place: the log is append-only and they are never misread" : "");
+    detail::log_reader::for_each_record(
+        impl_.dir, Query{},
+        [&](const Record& r) {
+          apply(log_[r.key], r, compacted && r.segment == *compacted);
+          if (r.op == kRepairOp) torn_unseen_ = 0;  // a repair saw the torn lines before it
+          return true;
+        },
+        [&] { ++torn_unseen_; });
+  }
+
+  // Torn lines no repair record follows. They stay (the log is append-only; readers skip them):
+  // a repair that logs anything marks them as seen. One that logs nothing found no key that
+  // disagrees with the log, so no change was lost with them: they are not a store record's
+  // remains, and stay reported.
+  void report_torn_lines() {
+    if (torn_unseen_ == 0) return;
+    std::string fixed;
+    if (fix_) {
+      fixed = repair_records_ > 0
+                  ? "; left in place (the log is append-only), marked as seen by this repair's "
+                    "records"
+                  : "; left in place: no key disagreed with the log, so they are not the remains "
+                    "of a store record";
     }
+    add(Finding::Kind::torn_log_line, {}, impl_.log_dir,
+        std::to_string(torn_unseen_) +
+            " torn line(s) in the log (a crash in the middle of an append); readers skip them",
+        fixed);
+  }
+
+  // Appends the "repair" record of a fix. REQUIRES: the key's lock is held.
+  void log_repair(const Store::Impl::KeyPaths& p, const json* value,
+                  const std::optional<std::string>& logged,
+                  const std::optional<std::string>& on_disk) {
+    impl_.append_record(p, kRepairOp, value, logged, on_disk);
+    ++repair_records_;
   }
 
   // Files under keys/: key files, temp files, and anything that is not the store's.
@@ -342,7 +370,7 @@ class Checker {
     if (on_disk == logged) {
       // Agrees now. With fix_, record that the key's earlier gaps were seen.
       if (fix_ && had_gaps) {
-        impl_.append_record(p, kRepairOp, value ? &*value : nullptr, logged, on_disk);
+        log_repair(p, value ? &*value : nullptr, logged, on_disk);
       }
       return;
     }
@@ -361,7 +389,7 @@ class Checker {
                *logged + " (written around the store, or a crash before the record was appended)";
     }
     if (fix_) {
-      impl_.append_record(p, kRepairOp, value ? &*value : nullptr, logged, on_disk);
+      log_repair(p, value ? &*value : nullptr, logged, on_disk);
       detail += cur.exists ? "; logged the file's value (op repair)"
                            : "; logged the key's absence (op repair)";
     }
@@ -380,7 +408,7 @@ class Checker {
                             aside.filename().string(),
                         p.file, s.err);
       }
-      impl_.append_record(p, kRepairOp, nullptr, logged, std::nullopt);
+      log_repair(p, nullptr, logged, std::nullopt);
       detail += "; moved aside to " + aside.filename().string() + " and logged the key's absence";
     }
     add(Finding::Kind::corrupt_key_file, p.key, p.file, std::move(detail));
@@ -408,6 +436,8 @@ class Checker {
   History history_;
   LogPosition catch_up_from_;
   std::map<std::string, KeyLog> log_;
+  std::size_t torn_unseen_ = 0;     // torn lines after the last repair record
+  std::size_t repair_records_ = 0;  // appended by this run
   std::map<std::string, fs::path> files_;
   std::map<fs::path, std::string> temps_;
   std::map<fs::path, std::string> lock_files_;         // key ("" for a stripe's)

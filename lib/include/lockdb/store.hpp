@@ -149,12 +149,13 @@ class Store {
   // Every lock file of the store (key locks or stripes, and the log's lock).
   std::vector<std::filesystem::path> lock_files() const;
   // Reports every disagreement between key files and the log, corrupt files, orphaned temp
-  // files, torn log lines and stale markers. Safe while writers run (findings may then include
-  // changes in flight: re-run to confirm).
+  // files, torn log lines (those no "repair" record follows) and stale markers. Safe while
+  // writers run (findings may then include changes in flight: re-run to confirm).
   std::vector<Finding> verify() const;
   // Fixes what verify() finds: logs unlogged changes (op "repair"), removes orphaned temp files
   // and stale markers, moves corrupt key files aside to "<file>.corrupt-<time>" (logging the
-  // key's absence), and records every action in the log. Returns what it did.
+  // key's absence), and records every action in the log; its records mark the torn lines before
+  // them as seen (the lines stay: the log is append-only). Returns what it did.
   std::vector<Finding> repair();
 
   struct Impl;
