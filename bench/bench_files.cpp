@@ -46,11 +46,11 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench_support.hpp"
+#include "os.hpp"
 #include "seed_python.hpp"
 
 namespace fs = std::filesystem;
@@ -264,9 +264,8 @@ std::string find_python(const std::string& preferred) {
 }
 
 std::string fs_name(const fs::path& dir) {
-  struct statfs s {};
-  if (::statfs(dir.c_str(), &s) != 0) return "?";
-  switch (static_cast<unsigned long>(s.f_type)) {
+  switch (static_cast<unsigned long>(lockdb::os::fs_magic(dir.native()))) {
+    case 0: return "?";  // statfs failed
     case 0xEF53: return "ext4";
     case 0x01021994: return "tmpfs";
     case 0x58465342: return "xfs";
