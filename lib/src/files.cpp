@@ -40,6 +40,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "json_parse.hpp"
 #include "os.hpp"
 #include "replace.hpp"
 #include "store_locks.hpp"
@@ -248,7 +249,7 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
                 text.value.empty() ? "the file is empty" : "the file holds only whitespace");
   }
   try {
-    return nlohmann::json::parse(text.value);
+    return detail::parse_json(text.value);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(Errc::corrupt, "cannot parse JSON", path,
                 position_of(text.value, e.byte) + ": " + parse_reason(e.what()));

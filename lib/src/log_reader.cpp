@@ -2,11 +2,6 @@
 
 #include <lockdb/error.hpp>
 
-#if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
-#define RAPIDJSON_SSE2  // vectorized whitespace and string scanning (x86-64 always has SSE2)
-#endif
-#include <rapidjson/document.h>
-
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -17,6 +12,7 @@
 
 #include "log_format.hpp"
 #include "os.hpp"
+#include "rapidjson.hpp"
 
 namespace lockdb::detail::log_reader {
 namespace fmt = log_format;

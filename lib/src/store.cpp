@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "json_parse.hpp"
 #include "os.hpp"
 #include "store_format.hpp"
 #include "store_impl.hpp"
@@ -309,7 +310,7 @@ Store::Impl::Current Store::Impl::read_current(const KeyPaths& p) const {
 
 json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
   try {
-    return json::parse(cur.bytes);
+    return detail::parse_json(cur.bytes);
   } catch (const json::exception& e) {
     throw Error(Errc::corrupt, context(p.key) + ": the key file does not parse", p.file,
                 std::string(e.what()) + " (nothing was written; repair() moves it aside)");
@@ -317,7 +318,7 @@ json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
 }
 
 void Store::Impl::check_parses(const KeyPaths& p, const Current& cur) const {
-  if (!json::accept(cur.bytes)) (void)parse(p, cur);  // parse() throws the detailed error
+  if (!detail::accepts_json(cur.bytes)) (void)parse(p, cur);  // parse() throws the detailed error
 }
 
 std::string Store::Impl::render(const KeyPaths& p, const json& value) const {

@@ -1,0 +1,154 @@
+#include "json_parse.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rapidjson.hpp"
+
+namespace lockdb::detail {
+namespace {
+
+using json = nlohmann::json;
+
+// RapidJSON's events to a nlohmann::json (or, with `build` false, only the checks that RapidJSON
+// leaves to it). Returning false from an event stops the reader: the caller then falls back to
+// nlohmann's parser.
+class Builder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Builder> {
+ public:
+  explicit Builder(bool build) : build_(build) {}
+
+  json take() { return std::move(root_); }
+
+  bool Null() { return put(json(nullptr)); }
+  bool Bool(bool b) { return put(json(b)); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool /*copy*/) {
+    const char* end = s + n;
+    // Typed as nlohmann types numbers: an integer that fits 64 bits is unsigned without a sign
+    // and signed with one; anything else is a double.
+    if (std::none_of(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; })) {
+      if (*s == '-') {
+        std::int64_t v = 0;
+        if (auto r = std::from_chars(s, end, v); r.ec == std::errc() && r.ptr == end) {
+          return put(json(v));
+        }
+      } else {
+        std::uint64_t v = 0;
+        if (auto r = std::from_chars(s, end, v); r.ec == std::errc() && r.ptr == end) {
+          return put(json(v));
+        }
+      }
+    }
+    // Out of a double's range (nlohmann rejects an infinity and takes an underflow as strtod
+    // rounds it): left to nlohmann.
+    double v = 0;
+    auto r = std::from_chars(s, end, v);
+    if (r.ec != std::errc() || r.ptr != end || !std::isfinite(v)) return false;
+    return put(json(v));
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool /*copy*/) {
+    if (!nlohmann_accepts(s, n)) return false;
+    return !build_ || put(json(json::string_t(s, n)));
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool /*copy*/) {
+    if (!nlohmann_accepts(s, n)) return false;
+    if (build_) key_.assign(s, n);
+    return true;
+  }
+  bool StartObject() { return open(json::value_t::object); }
+  bool EndObject(rapidjson::SizeType) { return close(); }
+  bool StartArray() { return open(json::value_t::array); }
+  bool EndArray(rapidjson::SizeType) { return close(); }
+
+ private:
+  // A decoded string holds the bytes ED A0..ED BF (a UTF-16 surrogate) only when it came from a
+  // \u escape (the input's UTF-8 is validated): RapidJSON lets a lone \uDC00..\uDFFF through;
+  // nlohmann rejects it.
+  static bool nlohmann_accepts(const char* s, std::size_t n) {
+    const char* end = s + n;
+    for (const char* p = s; (p = static_cast<const char*>(
+                                 std::memchr(p, '\xED', static_cast<std::size_t>(end - p))));) {
+      if (++p == end || static_cast<unsigned char>(*p) >= 0xA0) return false;
+    }
+    return true;
+  }
+
+  // Adds `v` to the innermost open container (or makes it the document). Returns its place.
+  json* add(json&& v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    json& top = *stack_.back();
+    if (top.is_array()) {
+      auto& array = top.get_ref<json::array_t&>();
+      array.push_back(std::move(v));
+      return &array.back();
+    }
+    // A later duplicate key replaces the earlier value, as nlohmann's parser does.
+    json& slot = top.get_ref<json::object_t&>()[std::move(key_)];
+    slot = std::move(v);
+    return &slot;
+  }
+  bool put(json&& v) {
+    if (build_) add(std::move(v));
+    return true;
+  }
+  // Containers below the innermost one are not changed while it is open, so the pointers held
+  // in stack_ stay valid.
+  bool open(json::value_t type) {
+    if (build_) stack_.push_back(add(json(type)));
+    return true;
+  }
+  bool close() {
+    if (build_) stack_.pop_back();
+    return true;
+  }
+
+  const bool build_;
+  json root_;
+  std::vector<json*> stack_;  // the open containers, innermost last
+  json::string_t key_;        // the key of the next object member
+};
+
+bool run(std::string_view text, Builder& builder) {
+  // RapidJSON's streams end at a NUL byte; nlohmann reads past it (and rejects it).
+  if (std::memchr(text.data(), '\0', text.size()) != nullptr) return false;
+  // The reader's stack (strings and numbers being read, open containers) starts in `buffer`:
+  // no allocation for a small document.
+  using Pool = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
+  alignas(std::max_align_t) char buffer[1024];
+  Pool pool(buffer, sizeof buffer);
+  rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, Pool> reader(&pool, 256);
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  // Iterative: no recursion however deeply the document nests.
+  constexpr unsigned kFlags = rapidjson::kParseIterativeFlag |
+                              rapidjson::kParseValidateEncodingFlag |
+                              rapidjson::kParseNumbersAsStringsFlag;
+  return !reader.Parse<kFlags>(stream, builder).IsError();
+}
+
+}  // namespace
+
+std::optional<json> parse_fast(std::string_view text) {
+  Builder builder(/*build=*/true);
+  if (!run(text, builder)) return std::nullopt;
+  return builder.take();
+}
+
+json parse_json(std::string_view text) {
+  if (auto value = parse_fast(text)) return std::move(*value);
+  return json::parse(text);
+}
+
+bool accepts_json(std::string_view text) {
+  Builder checker(/*build=*/false);
+  return run(text, checker) || json::accept(text);
+}
+
+}  // namespace lockdb::detail

@@ -1,0 +1,271 @@
+// The write path's JSON parser (json_parse.hpp) against nlohmann::json::parse: where parse_fast
+// gives a value, nlohmann gives the same value with the same number types; where nlohmann
+// rejects the text, parse_fast gives nothing. Fixed cases at the edges, then generated documents
+// and byte-level mutations of them.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "json_parse.hpp"
+
+using lockdb::detail::accepts_json;
+using lockdb::detail::parse_fast;
+using lockdb::detail::parse_json;
+using nlohmann::json;
+
+namespace {
+
+// Equal values and equal types, numbers included (json's == takes 0 and 0u as equal).
+bool identical(const json& a, const json& b) {
+  if (a.type() != b.type()) return false;
+  switch (a.type()) {
+    case json::value_t::array:
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        if (!identical(a[i], b[i])) return false;
+      }
+      return true;
+    case json::value_t::object:
+      if (a.size() != b.size()) return false;
+      for (auto it = a.begin(), jt = b.begin(); it != a.end(); ++it, ++jt) {
+        if (it.key() != jt.key() || !identical(*it, *jt)) return false;
+      }
+      return true;
+    case json::value_t::number_float: {
+      const double x = a.get<double>(), y = b.get<double>();
+      return std::memcmp(&x, &y, sizeof x) == 0;  // -0.0 and 0.0 differ
+    }
+    default: return a == b;
+  }
+}
+
+// What parse_fast must do with `text`: agree with nlohmann or decline. Returns whether it gave
+// a value.
+bool check_agrees(const std::string& text) {
+  INFO("text: " << json(text).dump(-1, ' ', true, json::error_handler_t::replace));
+  const json reference = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const auto fast = parse_fast(text);
+  if (reference.is_discarded()) {
+    CHECK_FALSE(fast.has_value());
+    CHECK_FALSE(accepts_json(text));
+    return false;
+  }
+  CHECK(accepts_json(text));
+  if (fast) CHECK(identical(*fast, reference));
+  return fast.has_value();
+}
+
+// A random document: nested containers, strings with escapes and multi-byte characters, and
+// numbers at the edges of each type.
+json random_value(std::mt19937_64& rng, int depth) {
+  std::uniform_int_distribution<int> pick(0, depth > 3 ? 5 : 7);
+  switch (pick(rng)) {
+    case 0: return nullptr;
+    case 1: return rng() % 2 == 0;
+    case 2: {
+      static const std::int64_t edges[] = {0, 1, -1, INT64_MIN, INT64_MAX, -4294967296, 4294967295};
+      if (rng() % 3 == 0) return edges[rng() % 7];
+      return static_cast<std::int64_t>(rng()) >> (rng() % 64);
+    }
+    case 3: return rng() % 2 ? UINT64_MAX - rng() % 3 : rng() >> (rng() % 64);
+    case 4: {
+      double d;
+      std::uint64_t bits = rng();
+      std::memcpy(&d, &bits, sizeof d);
+      if (!std::isfinite(d)) d = 0.1;
+      return rng() % 2 ? d
+                       : static_cast<double>(static_cast<std::int64_t>(rng() % 2000) - 1000) / 8;
+    }
+    case 5: {
+      static const char* pieces[] = {"a",  "key",   "\"",   "\\",       "/",
+                                     "\n", "\t",    "\x01", "é",        "€",
+                                     "𝄞",  " ",     "\x7f", "\xc3\xa9", "\xf4\x8f\xbf\xbf",
+                                     "\0", "\u2028"};
+      std::string s;
+      for (int n = static_cast<int>(rng() % 6); n > 0; --n) {
+        const char* piece = pieces[rng() % std::size(pieces)];
+        s += *piece ? std::string(piece) : std::string(1, '\0');
+      }
+      return s;
+    }
+    case 6: {
+      json a = json::array();
+      for (int n = static_cast<int>(rng() % 5); n > 0; --n)
+        a.push_back(random_value(rng, depth + 1));
+      return a;
+    }
+    default: {
+      json o = json::object();
+      for (int n = static_cast<int>(rng() % 5); n > 0; --n) {
+        o[random_value(rng, 10).dump()] = random_value(rng, depth + 1);
+      }
+      return o;
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("parse_fast: numbers get the types and values nlohmann gives", "[json_parse]") {
+  for (const char* text : {"0",
+                           "-0",
+                           "1",
+                           "-1",
+                           "18446744073709551615",
+                           "18446744073709551616",
+                           "-9223372036854775808",
+                           "-9223372036854775809",
+                           "9223372036854775808",
+                           "0.1",
+                           "-0.0",
+                           "1e2",
+                           "1E-2",
+                           "1.5e+3",
+                           "4.9e-324",
+                           "2.2250738585072011e-308",
+                           "1.7976931348623157e308",
+                           "1e400",
+                           "-1e400",
+                           "1e-400",
+                           "123456789012345678901234567890",
+                           "0.30000000000000004",
+                           "01",
+                           "1.",
+                           ".5",
+                           "-",
+                           "+1",
+                           "1e",
+                           "0x10",
+                           "NaN",
+                           "Infinity"}) {
+    check_agrees(text);
+  }
+  // The fast path, not the fallback, gave these (the common cases must not silently fall back).
+  REQUIRE(parse_fast("-0")->is_number_integer());
+  REQUIRE(parse_fast("7")->is_number_unsigned());
+  REQUIRE(parse_fast("-7")->is_number_integer());
+  REQUIRE(parse_fast("18446744073709551616")->is_number_float());
+  REQUIRE(parse_fast("1.0")->is_number_float());
+  REQUIRE(parse_fast("{\"n\": 12}")->at("n").get<std::uint64_t>() == 12);
+}
+
+TEST_CASE("parse_fast: strings and escapes and UTF-8 as nlohmann checks them", "[json_parse]") {
+  for (const std::string& text :
+       std::vector<std::string>{"\"\"",
+                                "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"",
+                                "\"\\u0000\"",
+                                "\"\\u00e9\"",
+                                "\"\\uD83D\\uDE00\"",  // a surrogate pair
+                                "\"\\uD800\"",
+                                "\"\\uDC00\"",
+                                "\"\\uDFFF\"",
+                                "\"\\uD800\\u0041\"",
+                                "\"\\uD800\\uD800\"",
+                                "\"\\uDC00\\uD800\"",
+                                "\"\\x\"",
+                                "\"\\u12\"",
+                                "\"\x01\"",
+                                "\"\x1f\"",
+                                "\"\x7f\"",
+                                "\"\xc3\xa9\"",
+                                "\"\xc0\xaf\"",          // overlong '/'
+                                "\"\xe0\x80\xaf\"",      // overlong, 3 bytes
+                                "\"\xed\xa0\x80\"",      // an encoded surrogate
+                                "\"\xed\x9f\xbf\"",      // U+D7FF
+                                "\"\xf4\x8f\xbf\xbf\"",  // U+10FFFF
+                                "\"\xf4\x90\x80\x80\"",  // beyond U+10FFFF
+                                "\"\xc3\"",
+                                "\"\x80\"",
+                                "\"\xff\"",
+                                "\"abc",
+                                "{\"\\uDC00\": 1}",
+                                "{\"\xc3\": 1}"}) {
+    check_agrees(text);
+  }
+  REQUIRE(parse_fast("\"\\uD83D\\uDE00\"")->get<std::string>() == "\xf0\x9f\x98\x80");
+  REQUIRE(parse_fast(std::string("\"\\u0000\"", 8))->get<std::string>() == std::string(1, '\0'));
+}
+
+TEST_CASE("parse_fast: documents and whitespace and what surrounds the value", "[json_parse]") {
+  for (const std::string& text :
+       std::vector<std::string>{"{}",
+                                "[]",
+                                " \t\r\n{\"a\": [1, {\"b\": null}], \"c\": true} \n",
+                                "{\"a\":1,\"a\":2}",
+                                "[1,2",
+                                "[1,]",
+                                "{\"a\" 1}",
+                                "{a: 1}",
+                                "{\"a\":1,}",
+                                "nul",
+                                "true false",
+                                "[] []",
+                                "\xef\xbb\xbf{}",  // a byte order mark
+                                "{} \v",
+                                "// c\n{}",
+                                "/* c */ 1",
+                                "",
+                                " ",
+                                std::string("{}\0", 3),
+                                std::string("[\"a\0b\"]", 7),
+                                std::string("1\0x", 3)}) {
+    check_agrees(text);
+  }
+  REQUIRE(parse_fast("{\"a\":1,\"a\":2}")->at("a") == 2);  // a later duplicate wins, as in nlohmann
+  // Deeply nested: the parser does not recurse (nor does nlohmann's destructor).
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const auto nested = parse_fast(deep);
+  REQUIRE(nested.has_value());
+  std::size_t depth = 0;
+  for (const json* j = &*nested; !j->empty(); j = &(*j)[0]) ++depth;
+  REQUIRE(depth == 100000 - 1);
+}
+
+TEST_CASE("parse_fast: generated documents and their mutations agree with nlohmann",
+          "[json_parse]") {
+  std::mt19937_64 rng(20261201);
+  int fast = 0, valid = 0;
+  for (int i = 0; i < 4000; ++i) {
+    const json doc = random_value(rng, 0);
+    std::string text = doc.dump(rng() % 2 ? 2 : -1, ' ', rng() % 3 == 0);
+    if (check_agrees(text)) ++fast;
+    ++valid;
+    for (int m = 0; m < 4; ++m) {  // one byte changed, inserted, removed, or the text cut short
+      std::string bad = text;
+      const std::size_t at = bad.empty() ? 0 : rng() % bad.size();
+      static const char bytes[] = {'"', '\\', '{', '}', '[',    ']',    ',',    ':',    '0',  '-',
+                                   'e', '.',  'u', ' ', '\x80', '\xed', '\xa0', '\xc3', '\0', 'x'};
+      const char byte = bytes[rng() % sizeof bytes];
+      switch (m) {
+        case 0:
+          if (!bad.empty()) bad[at] = byte;
+          break;
+        case 1: bad.insert(at, 1, byte); break;
+        case 2:
+          if (!bad.empty()) bad.erase(at, 1);
+          break;
+        default: bad.resize(at); break;
+      }
+      check_agrees(bad);
+    }
+  }
+  // Generated documents hold no text the fast path declines (no NUL outside strings, no BOM, no
+  // number beyond a double's range), so it parsed every one.
+  REQUIRE(fast == valid);
+}
+
+TEST_CASE("parse_json: nlohmann's error for text it rejects", "[json_parse]") {
+  REQUIRE(parse_json("{\"a\": [1, 2]}")["a"][1] == 2);
+  try {
+    (void)parse_json("{\"a\": [1, 2}");
+    FAIL("parse_json accepted a broken document");
+  } catch (const json::parse_error& e) {
+    REQUIRE(e.byte == 12);
+  }
+  REQUIRE_THROWS_AS(parse_json("\"\\uDC00\""), json::parse_error);
+  REQUIRE(parse_json("\xef\xbb\xbf[1]") == json::array({1}));  // nlohmann skips a BOM
+}
