@@ -238,6 +238,22 @@ TEST_CASE("put, get, entry, contains, keys, erase", "[store]") {
   REQUIRE(b[1].pid == ::getpid());
 }
 
+TEST_CASE("values of any size round-trip through get and update", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  // Key files around the sizes where reading changes buffers (4 KiB, 16 KiB) and a large one.
+  for (std::size_t size : {4090u, 4093u, 4094u, 4095u, 16382u, 16383u, 16384u, 1u << 20}) {
+    INFO("file size " << size + 2);
+    const json value = std::string(size, 'v');  // the file holds "vv...v"
+    store.put("big", value);
+    REQUIRE(fs::file_size(store.file_path("big")) == size + 2);
+    REQUIRE(store.get("big") == value);
+    const json grown = store.update("big", [](json& v) { v = v.get<std::string>() + "w"; });
+    REQUIRE(grown.get<std::string>().size() == size + 1);
+    REQUIRE(store.get("big") == grown);
+  }
+}
+
 TEST_CASE("update: fn sees null for a missing key, may edit in place or return", "[store]") {
   TempDir tmp;
   Store store(tmp / "db");

@@ -273,7 +273,34 @@ Result<std::string> read_to_end(int fd, std::size_t capacity,
 
 }  // namespace
 
-Result<std::string> read_all(int fd) noexcept { return read_to_end(fd, 16384, std::nullopt); }
+// The size unknown: the first bytes go to a buffer on the stack, so a small file (a store's key
+// file) costs one string of its own size, not a zero-filled 16 KiB one.
+Result<std::string> read_all(int fd) noexcept {
+  char head[4096];
+  std::size_t got = 0;
+  while (got < sizeof head) {
+    if (injected(Op::read)) return {{}, errno};
+    ssize_t n = ::read(fd, head + got, sizeof head - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return {{}, last_error()};
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  Result<std::string> r;
+  try {
+    r.value.assign(head, got);
+    if (got == sizeof head) {  // the buffer is full: more may follow
+      auto rest = read_to_end(fd, 16384, std::nullopt);
+      if (!rest.ok()) return rest;
+      r.value += rest.value;
+    }
+  } catch (...) {
+    return {{}, ENOMEM};
+  }
+  return r;
+}
 
 Result<std::string> read_all(int fd, std::size_t size) noexcept {
   return read_to_end(fd, size + 1, size);
