@@ -1351,15 +1351,18 @@ print("DONE", flush=True)
   REQUIRE(py.expect_line("DONE"));
   REQUIRE(py.wait() == 0);
   for (auto& k : kids) REQUIRE(k->wait() == 0);
+  // One more logged write after all others: Python's writes then lie between logged ones even
+  // when the store's processes finished first (filelock polls, and may only get the lock then).
+  store.increment("counter");
 
   // Exact total: nobody's increment was lost.
-  REQUIRE(store.get("counter") == py_n + procs * store_n);
+  REQUIRE(store.get("counter") == py_n + procs * store_n + 1);
 
   // The log holds the store's writes; every Python write shows as a gap in the chain. Each gap
   // spans the Python increments between two logged values, so together they count exactly the
-  // Python writes that happened before the last logged write.
+  // Python writes.
   auto records = records_of(store, "counter");
-  REQUIRE(records.size() == static_cast<std::size_t>(1 + procs * store_n));
+  REQUIRE(records.size() == static_cast<std::size_t>(2 + procs * store_n));
   long python_seen = 0;
   std::size_t gaps = 0;
   for (std::size_t i = 1; i < records.size(); ++i) {
@@ -1370,9 +1373,7 @@ print("DONE", flush=True)
       REQUIRE(records[i].value->get<long>() == records[i - 1].value->get<long>() + 1);
     }
   }
-  const long after_last_record =
-      store.get("counter")->get<long>() - records.back().value->get<long>();
-  REQUIRE(python_seen + after_last_record == py_n);
+  REQUIRE(python_seen == py_n);
   REQUIRE(gaps >= 1);
 
   auto findings = store.verify();
@@ -1383,7 +1384,7 @@ print("DONE", flush=True)
     REQUIRE(f.key == "counter");
     ++unlogged;
   }
-  REQUIRE(unlogged == gaps + (after_last_record > 0 ? 1 : 0));
+  REQUIRE(unlogged == gaps);
   REQUIRE(store.repair().size() == unlogged);
   REQUIRE(store.verify().empty());
 }
