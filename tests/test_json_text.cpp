@@ -1,18 +1,22 @@
-// The write path's JSON parser (json_parse.hpp) against nlohmann::json::parse: where parse_fast
-// gives a value, nlohmann gives the same value with the same number types; where nlohmann
-// rejects the text, parse_fast gives nothing. Fixed cases at the edges, then generated documents
-// and byte-level mutations of them.
+// The write path's JSON text (json_text.hpp) against nlohmann. Parsing: where parse_fast gives a
+// value, nlohmann::json::parse gives the same value with the same number types; where nlohmann
+// rejects the text, parse_fast gives nothing. Writing: dump_json gives nlohmann's dump, byte for
+// byte, or its exception. Fixed cases at the edges, then generated documents (and, for the
+// parser, byte-level mutations of them).
 #include <catch2/catch.hpp>
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "json_parse.hpp"
+#include "json_text.hpp"
 
 using lockdb::detail::accepts_json;
+using lockdb::detail::append_json;
+using lockdb::detail::dump_json;
 using lockdb::detail::parse_fast;
 using lockdb::detail::parse_json;
 using nlohmann::json;
@@ -57,6 +61,32 @@ bool check_agrees(const std::string& text) {
   CHECK(accepts_json(text));
   if (fast) CHECK(identical(*fast, reference));
   return fast.has_value();
+}
+
+// dump_json(value, indent) is nlohmann's dump(indent, ' ', false, strict): the same text, or
+// the same exception.
+void check_dump(const json& value) {
+  for (int indent : {-1, 0, 2, 4}) {
+    INFO("indent " << indent);
+    std::string expected, error;
+    try {
+      expected = value.dump(indent, ' ', false, json::error_handler_t::strict);
+    } catch (const json::exception& e) {
+      error = e.what();
+    }
+    if (error.empty()) {
+      CHECK(dump_json(value, indent) == expected);
+    } else {
+      std::string out = "kept";
+      try {
+        append_json(out, value, indent);
+        FAIL("append_json wrote what nlohmann refuses: " << error);
+      } catch (const json::type_error& e) {
+        CHECK(std::string(e.what()) == error);
+      }
+      CHECK(out == "kept");  // nothing half-written is left
+    }
+  }
 }
 
 // A random document: nested containers, strings with escapes and multi-byte characters, and
@@ -110,7 +140,7 @@ json random_value(std::mt19937_64& rng, int depth) {
 
 }  // namespace
 
-TEST_CASE("parse_fast: numbers get the types and values nlohmann gives", "[json_parse]") {
+TEST_CASE("parse_fast: numbers get the types and values nlohmann gives", "[json_text]") {
   for (const char* text : {"0",
                            "-0",
                            "1",
@@ -153,7 +183,7 @@ TEST_CASE("parse_fast: numbers get the types and values nlohmann gives", "[json_
   REQUIRE(parse_fast("{\"n\": 12}")->at("n").get<std::uint64_t>() == 12);
 }
 
-TEST_CASE("parse_fast: strings and escapes and UTF-8 as nlohmann checks them", "[json_parse]") {
+TEST_CASE("parse_fast: strings and escapes and UTF-8 as nlohmann checks them", "[json_text]") {
   for (const std::string& text :
        std::vector<std::string>{"\"\"",
                                 "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"",
@@ -190,7 +220,7 @@ TEST_CASE("parse_fast: strings and escapes and UTF-8 as nlohmann checks them", "
   REQUIRE(parse_fast(std::string("\"\\u0000\"", 8))->get<std::string>() == std::string(1, '\0'));
 }
 
-TEST_CASE("parse_fast: documents and whitespace and what surrounds the value", "[json_parse]") {
+TEST_CASE("parse_fast: documents and whitespace and what surrounds the value", "[json_text]") {
   for (const std::string& text :
        std::vector<std::string>{"{}",
                                 "[]",
@@ -226,7 +256,7 @@ TEST_CASE("parse_fast: documents and whitespace and what surrounds the value", "
 }
 
 TEST_CASE("parse_fast: generated documents and their mutations agree with nlohmann",
-          "[json_parse]") {
+          "[json_text]") {
   std::mt19937_64 rng(20261201);
   int fast = 0, valid = 0;
   for (int i = 0; i < 4000; ++i) {
@@ -258,7 +288,7 @@ TEST_CASE("parse_fast: generated documents and their mutations agree with nlohma
   REQUIRE(fast == valid);
 }
 
-TEST_CASE("parse_json: nlohmann's error for text it rejects", "[json_parse]") {
+TEST_CASE("parse_json: nlohmann's error for text it rejects", "[json_text]") {
   REQUIRE(parse_json("{\"a\": [1, 2]}")["a"][1] == 2);
   try {
     (void)parse_json("{\"a\": [1, 2}");
@@ -268,4 +298,76 @@ TEST_CASE("parse_json: nlohmann's error for text it rejects", "[json_parse]") {
   }
   REQUIRE_THROWS_AS(parse_json("\"\\uDC00\""), json::parse_error);
   REQUIRE(parse_json("\xef\xbb\xbf[1]") == json::array({1}));  // nlohmann skips a BOM
+}
+
+TEST_CASE("dump_json: literals and numbers as nlohmann writes them", "[json_text]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const json& value : std::vector<json>{nullptr,
+                                             true,
+                                             false,
+                                             0,
+                                             -0,
+                                             1,
+                                             -1,
+                                             INT64_MIN,
+                                             INT64_MAX,
+                                             0u,
+                                             UINT64_MAX,
+                                             0.0,
+                                             -0.0,
+                                             1.0,
+                                             -1.5,
+                                             0.1,
+                                             1e20,
+                                             1e21,
+                                             1e-5,
+                                             1e-7,
+                                             123456789.125,
+                                             5e-324,
+                                             std::numeric_limits<double>::max(),
+                                             inf,
+                                             -inf,
+                                             std::numeric_limits<double>::quiet_NaN()}) {
+    check_dump(value);
+  }
+  REQUIRE(dump_json(json(-7), -1) == "-7");
+  REQUIRE(dump_json(json(1.0), -1) == "1.0");
+}
+
+TEST_CASE("dump_json: strings and keys as nlohmann escapes and checks them", "[json_text]") {
+  std::string controls;
+  for (int c = 0; c < 0x20; ++c) controls += static_cast<char>(c);
+  for (const std::string& s : std::vector<std::string>{
+           "", "plain", controls, "\"quoted\" \\ back/slash", "\x7f", "caf\xc3\xa9",
+           "\xf0\x9d\x84\x9e", "\xe2\x80\xa8", "\xc3",  // cut short
+           "ab\xff",                                    // never UTF-8
+           "\xc0\xaf",                                  // overlong
+           "\xed\xa0\x80",                              // a surrogate
+           "ok \x01 then \xc3\x28"}) {
+    check_dump(json(s));
+    check_dump(json::object({{s, 1}}));               // as a key
+    check_dump(json::array({1, s, json::object()}));  // inside a document
+  }
+  REQUIRE(dump_json(json("a\x01\"\n"), -1) == "\"a\\u0001\\\"\\n\"");
+}
+
+TEST_CASE("dump_json: containers and layout at any indent", "[json_text]") {
+  const json doc = {{"a", json::array()},
+                    {"b", json::object()},
+                    {"c", {1, {2, {3, json::object({{"d", nullptr}})}}}},
+                    {"é", {{"x", 1.5}, {"y", "z"}}}};
+  check_dump(doc);
+  check_dump(json::array());
+  check_dump(json::object());
+  check_dump(json::array({json::array({json::array()})}));
+  REQUIRE(dump_json(json::object({{"n", 3}}), 2) == "{\n  \"n\": 3\n}");
+  // What only nlohmann writes, written by nlohmann: binary values and discarded ones.
+  check_dump(json::binary({1, 2, 3}, 42));
+  check_dump(json::object({{"bin", json::binary({255})}, {"n", 1}}));
+  check_dump(json::array({1, json(json::value_t::discarded)}));
+}
+
+TEST_CASE("dump_json: generated documents are written as nlohmann writes them", "[json_text]") {
+  std::mt19937_64 rng(20261202);
+  for (int i = 0; i < 3000; ++i) check_dump(random_value(rng, 0));
 }

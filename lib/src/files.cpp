@@ -40,7 +40,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "json_parse.hpp"
+#include "json_text.hpp"
 #include "os.hpp"
 #include "replace.hpp"
 #include "store_locks.hpp"
@@ -259,7 +259,7 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
 std::string dump_checked(const nlohmann::json& doc, int indent, const std::filesystem::path& path,
                          const char* what) {
   try {
-    return doc.dump(indent, ' ', false, nlohmann::json::error_handler_t::strict);
+    return detail::dump_json(doc, indent);
   } catch (const nlohmann::json::type_error& e) {
     throw Error(Errc::invalid_argument, std::string("cannot serialise ") + what + " for", path,
                 e.what());

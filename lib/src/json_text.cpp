@@ -1,4 +1,4 @@
-#include "json_parse.hpp"
+#include "json_text.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -133,6 +133,115 @@ bool run(std::string_view text, Builder& builder) {
   return !reader.Parse<kFlags>(stream, builder).IsError();
 }
 
+// ---- writing ----
+
+// A JSON string as nlohmann writes it with ensure_ascii off. Returns false, leaving `out` as it
+// was, when `s` holds a byte >= 0x80: nlohmann checks its UTF-8 (and words the error).
+bool append_ascii_string(std::string& out, const std::string& s) {
+  const std::size_t mark = out.size();
+  out += '"';
+  std::size_t plain = 0;  // start of the run not yet copied
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+    if (c >= 0x80) {
+      out.resize(mark);
+      return false;
+    }
+    out.append(s, plain, i - plain);
+    plain = i + 1;
+    out += '\\';
+    switch (c) {
+      case '"': out += '"'; break;
+      case '\\': out += '\\'; break;
+      case '\b': out += 'b'; break;
+      case '\t': out += 't'; break;
+      case '\n': out += 'n'; break;
+      case '\f': out += 'f'; break;
+      case '\r': out += 'r'; break;
+      default: {  // other control characters: \u00xx, lower-case hex as nlohmann writes it
+        static const char* hex = "0123456789abcdef";
+        const char escape[] = {'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+        out.append(escape, sizeof escape);
+      }
+    }
+  }
+  out.append(s, plain);
+  out += '"';
+  return true;
+}
+
+void append_string(std::string& out, const std::string& s) {
+  if (!append_ascii_string(out, s))
+    out += json(s).dump(-1, ' ', false, json::error_handler_t::strict);
+}
+
+template <typename Integer>
+void append_integer(std::string& out, Integer v) {
+  char digits[24];
+  const auto r = std::to_chars(digits, digits + sizeof digits, v);
+  out.append(digits, r.ptr);
+}
+
+void append_newline(std::string& out, int indent, int depth) {
+  out += '\n';
+  out.append(static_cast<std::size_t>(indent) * static_cast<std::size_t>(depth), ' ');
+}
+
+// Appends `v` at nesting `depth` (indent < 0: compact). Returns false at a binary or discarded
+// value, which only nlohmann writes.
+bool append_value(std::string& out, const json& v, int indent, int depth) {
+  switch (v.type()) {
+    case json::value_t::null: out += "null"; return true;
+    case json::value_t::boolean: out += v.get<bool>() ? "true" : "false"; return true;
+    case json::value_t::number_integer:
+      append_integer(out, v.get_ref<const json::number_integer_t&>());
+      return true;
+    case json::value_t::number_unsigned:
+      append_integer(out, v.get_ref<const json::number_unsigned_t&>());
+      return true;
+    case json::value_t::number_float: out += v.dump(); return true;
+    case json::value_t::string: append_string(out, v.get_ref<const json::string_t&>()); return true;
+    case json::value_t::array: {
+      const auto& array = v.get_ref<const json::array_t&>();
+      if (array.empty()) {
+        out += "[]";
+        return true;
+      }
+      out += '[';
+      for (std::size_t i = 0; i < array.size(); ++i) {
+        if (i > 0) out += ',';
+        if (indent >= 0) append_newline(out, indent, depth + 1);
+        if (!append_value(out, array[i], indent, depth + 1)) return false;
+      }
+      if (indent >= 0) append_newline(out, indent, depth);
+      out += ']';
+      return true;
+    }
+    case json::value_t::object: {
+      const auto& object = v.get_ref<const json::object_t&>();
+      if (object.empty()) {
+        out += "{}";
+        return true;
+      }
+      out += '{';
+      bool first = true;
+      for (const auto& [key, member] : object) {
+        if (!first) out += ',';
+        first = false;
+        if (indent >= 0) append_newline(out, indent, depth + 1);
+        append_string(out, key);
+        out += indent >= 0 ? ": " : ":";
+        if (!append_value(out, member, indent, depth + 1)) return false;
+      }
+      if (indent >= 0) append_newline(out, indent, depth);
+      out += '}';
+      return true;
+    }
+    default: return false;  // binary, discarded
+  }
+}
+
 }  // namespace
 
 std::optional<json> parse_fast(std::string_view text) {
@@ -149,6 +258,24 @@ json parse_json(std::string_view text) {
 bool accepts_json(std::string_view text) {
   Builder checker(/*build=*/false);
   return run(text, checker) || json::accept(text);
+}
+
+void append_json(std::string& out, const json& value, int indent) {
+  const std::size_t mark = out.size();
+  try {
+    if (append_value(out, value, indent, 0)) return;
+  } catch (...) {
+    out.resize(mark);
+    throw;
+  }
+  out.resize(mark);
+  out += value.dump(indent, ' ', false, json::error_handler_t::strict);
+}
+
+std::string dump_json(const json& value, int indent) {
+  std::string out;
+  append_json(out, value, indent);
+  return out;
 }
 
 }  // namespace lockdb::detail

@@ -1,12 +1,13 @@
-// Parsing a JSON document into nlohmann::json on the write path (atomic_json_update, the store's
-// update and get): the value nlohmann::json::parse gives, for half its instructions (counted
-// with callgrind on atomic_json_update's counter file: ~3,500 per parse, ~1,800 here).
+// JSON text in and out of nlohmann::json on the write path (atomic_json_update, the store's
+// writes and reads, the history log's values): the same values and the same bytes as
+// nlohmann::json::parse and dump, for a fraction of their instructions.
 //
-// nlohmann's parser allocates for every token (its lexer's buffers) and asks the C library for
-// the locale on every call; for the small documents these files hold, that was the largest
-// part of an update's CPU time outside the kernel. RapidJSON's reader (already the history log's parser)
-// reads the text without allocating, and parse_fast builds the nlohmann::json from its events.
-// The two must agree exactly, and they do by construction where it matters:
+// Reading. nlohmann's parser allocates for every token (its lexer's buffers) and asks the C
+// library for the locale on every call; for the small documents these files hold, that was the
+// largest part of an update's CPU time outside the kernel (callgrind, atomic_json_update of a
+// counter file: ~3,500 instructions per parse; ~1,800 here). RapidJSON's reader (already the
+// history log's parser) reads the text without allocating, and parse_fast builds the
+// nlohmann::json from its events. The two must agree exactly, and they do by construction:
 //   - numbers are typed as nlohmann types them (no sign: unsigned, '-': signed, '.', 'e' or a
 //     64-bit overflow: double) and converted by std::from_chars, correctly rounded like the
 //     strtod nlohmann calls; the grammar check stays RapidJSON's, which is JSON's;
@@ -16,7 +17,15 @@
 //   - a later duplicate key replaces the earlier one, as in nlohmann.
 // Everything else (any error, a NUL byte, a byte order mark, a number out of a double's range)
 // returns nullopt, and the caller parses with nlohmann, which gives the value or the error
-// message users see. tests/test_json_parse.cpp checks the agreement on generated documents.
+// message users see.
+//
+// Writing. dump_json writes nlohmann's layout itself (its serializer also asks for the locale and
+// writes through a buffer object per call) for containers, literals, integers and ASCII strings,
+// and hands nlohmann what needs its rules: each double (its shortest round-trip form), each
+// string holding a byte >= 0x80 (its UTF-8 check and error), and a document holding a binary or
+// discarded value (written by nlohmann whole).
+// tests/test_json_text.cpp compares both directions with nlohmann on edge cases and on generated
+// documents.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -36,5 +45,11 @@ nlohmann::json parse_json(std::string_view text);
 
 // nlohmann::json::accept(text).
 bool accepts_json(std::string_view text);
+
+// Appends value.dump(indent, ' ', false, error_handler_t::strict) to `out`: the same text, and
+// on invalid UTF-8 in a string the same nlohmann::json::type_error (then `out` is as it was).
+void append_json(std::string& out, const nlohmann::json& value, int indent);
+// value.dump(indent, ' ', false, error_handler_t::strict).
+std::string dump_json(const nlohmann::json& value, int indent);
 
 }  // namespace lockdb::detail

@@ -49,6 +49,7 @@
 
 #include <fcntl.h>
 
+#include "json_text.hpp"
 #include "log_format.hpp"
 #include "os.hpp"
 #include "util.hpp"
@@ -419,7 +420,7 @@ std::string render_record(const RecordFields& f) {
       out += f.value_json;
     } else {
       try {
-        out += f.value->dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+        append_json(out, *f.value, -1);
       } catch (const nlohmann::json::exception& e) {
         throw Error(Errc::invalid_argument, "cannot log a record", {},
                     std::string("the value is not valid JSON text: ") + e.what());

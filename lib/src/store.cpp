@@ -32,7 +32,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "json_parse.hpp"
+#include "json_text.hpp"
 #include "os.hpp"
 #include "store_format.hpp"
 #include "store_impl.hpp"
@@ -326,7 +326,7 @@ std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
     throw Error(Errc::invalid_argument, context(p.key), {}, "the value is a discarded json");
   }
   try {
-    return value.dump(2);
+    return detail::dump_json(value, 2);
   } catch (const json::exception& e) {
     throw Error(Errc::invalid_argument, context(p.key) + ": the value cannot be stored", {},
                 e.what());

@@ -40,7 +40,7 @@
 
 #include <sys/stat.h>
 
-#include "json_parse.hpp"
+#include "json_text.hpp"
 #include "log_format.hpp"
 #include "log_reader.hpp"
 #include "os.hpp"
