@@ -246,6 +246,14 @@ TEST_CASE("parse_fast: documents and whitespace and what surrounds the value", "
     check_agrees(text);
   }
   REQUIRE(parse_fast("{\"a\":1,\"a\":2}")->at("a") == 2);  // a later duplicate wins, as in nlohmann
+  // Siblings after closing containers at every depth around where the parser's stack of open
+  // containers moves to the heap (16).
+  for (int depth = 1; depth <= 40; ++depth) {
+    std::string text = std::string(static_cast<std::size_t>(depth), '[') + "1";
+    for (int d = 1; d < depth; ++d) text += "],{\"k\":" + std::to_string(d) + "}";
+    text += "]";
+    REQUIRE(check_agrees(text));
+  }
   // Deeply nested: the parser does not recurse (nor does nlohmann's destructor).
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   const auto nested = parse_fast(deep);

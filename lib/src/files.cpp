@@ -57,8 +57,16 @@ bool held_by_this_thread(const std::string& lock_path) {
                      [&](const std::string* held) { return *held == lock_path; });
 }
 
-// lock_file_for() as a string: no std::filesystem::path is made on the write path.
-std::string lock_path_of(const std::filesystem::path& data) { return data.native() + ".lock"; }
+// lock_file_for() as a string: no std::filesystem::path is made on the write path (and one
+// allocation: `native() + ".lock"` would copy, then grow).
+std::string lock_path_of(const std::filesystem::path& data) {
+  constexpr std::string_view kSuffix = ".lock";
+  std::string lock;
+  lock.reserve(data.native().size() + kSuffix.size());
+  lock += data.native();
+  lock += kSuffix;
+  return lock;
+}
 
 constexpr std::size_t kOpenLockFiles = 64;
 
@@ -256,10 +264,11 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
   }
 }
 
-std::string dump_checked(const nlohmann::json& doc, int indent, const std::filesystem::path& path,
-                         const char* what) {
+// Appends `doc`'s JSON text (`indent` as in nlohmann's dump) to `out`.
+void append_checked(std::string& out, const nlohmann::json& doc, int indent,
+                    const std::filesystem::path& path, const char* what) {
   try {
-    return detail::dump_json(doc, indent);
+    detail::append_json(out, doc, indent);
   } catch (const nlohmann::json::type_error& e) {
     throw Error(Errc::invalid_argument, std::string("cannot serialise ") + what + " for", path,
                 e.what());
@@ -345,7 +354,9 @@ nlohmann::json json_update(const std::filesystem::path& path,
   std::optional<unsigned> mode;
   nlohmann::json doc = read_json_locked(path, &mode);
   apply(doc);
-  std::string text = dump_checked(doc, 2, path, "the new JSON document");
+  std::string text;
+  text.reserve(256);  // a small document without growing
+  append_checked(text, doc, 2, path, "the new JSON document");
   text += '\n';
   detail::atomic_replace(path, text, durability, replace_options(mode, held.fs_magic()));
   return doc;
@@ -375,7 +386,9 @@ void locked_append_json(const std::filesystem::path& path, const nlohmann::json&
                         std::chrono::nanoseconds lock_timeout, Durability durability) {
   check_data_path(path);
   // Compact dump escapes control characters, so the line holds no raw newline.
-  locked_append(path, dump_checked(record, -1, path, "the JSON record"), lock_timeout, durability);
+  std::string line;
+  append_checked(line, record, -1, path, "the JSON record");
+  locked_append(path, line, lock_timeout, durability);
 }
 
 void nfs_safe_write(const std::filesystem::path& path, std::string_view data,

@@ -1,6 +1,7 @@
 #include "json_text.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -80,11 +81,11 @@ class Builder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Builder> 
 
   // Adds `v` to the innermost open container (or makes it the document). Returns its place.
   json* add(json&& v) {
-    if (stack_.empty()) {
+    if (depth_ == 0) {
       root_ = std::move(v);
       return &root_;
     }
-    json& top = *stack_.back();
+    json& top = *(depth_ <= kShallow ? shallow_[depth_ - 1] : deep_.back());
     if (top.is_array()) {
       auto& array = top.get_ref<json::array_t&>();
       array.push_back(std::move(v));
@@ -99,21 +100,35 @@ class Builder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Builder> 
     if (build_) add(std::move(v));
     return true;
   }
-  // Containers below the innermost one are not changed while it is open, so the pointers held
-  // in stack_ stay valid.
+  // Containers below the innermost one are not changed while it is open, so the pointers to
+  // them stay valid.
   bool open(json::value_t type) {
-    if (build_) stack_.push_back(add(json(type)));
+    if (!build_) return true;
+    json* opened = add(json(type));
+    if (depth_ < kShallow) {
+      shallow_[depth_] = opened;
+    } else {
+      deep_.push_back(opened);
+    }
+    ++depth_;
     return true;
   }
   bool close() {
-    if (build_) stack_.pop_back();
+    if (!build_) return true;
+    if (depth_ > kShallow) deep_.pop_back();
+    --depth_;
     return true;
   }
 
   const bool build_;
   json root_;
-  std::vector<json*> stack_;  // the open containers, innermost last
-  json::string_t key_;        // the key of the next object member
+  // The open containers, innermost last: the first kShallow in place (no allocation for the
+  // usual document), deeper ones in deep_.
+  static constexpr std::size_t kShallow = 16;
+  std::array<json*, kShallow> shallow_{};
+  std::vector<json*> deep_;
+  std::size_t depth_ = 0;
+  json::string_t key_;  // the key of the next object member
 };
 
 bool run(std::string_view text, Builder& builder) {

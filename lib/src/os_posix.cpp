@@ -604,12 +604,16 @@ void append_random_hex(std::string& out, std::size_t bytes) {
     rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ static_cast<std::uint64_t>(::getpid()));
   }
   static const char* digits = "0123456789abcdef";
-  std::uint64_t bits = 0;
-  for (std::size_t i = 0; i < bytes; ++i) {
-    if (i % 8 == 0) bits = rng();  // eight bytes from each draw
-    out.push_back(digits[(bits >> 4) & 0xf]);
-    out.push_back(digits[bits & 0xf]);
-    bits >>= 8;
+  char hex[16];
+  for (std::size_t done = 0; done < bytes;) {  // eight bytes from each draw
+    std::uint64_t bits = rng();
+    const std::size_t n = std::min<std::size_t>(8, bytes - done);
+    for (std::size_t i = 0; i < n; ++i, bits >>= 8) {
+      hex[2 * i] = digits[(bits >> 4) & 0xf];
+      hex[2 * i + 1] = digits[bits & 0xf];
+    }
+    out.append(hex, 2 * n);
+    done += n;
   }
 }
 
