@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -143,13 +144,16 @@ long raw_worker(const std::string& path, double seconds, bool exchange) {
 
 // The system calls of one atomic_json_update, in its order (strace), without the library: the
 // lock descriptor kept open, fstat after flock (the lock file still has a name), fstat + one
-// read of the data file (its size and permission bits), a uniquely named temp file created with
-// those bits, fstat of it (fchmod only where the umask took bits away).
+// read of the data file (its size and permission bits), the temp file (named after the
+// process, O_EXCL) created with those bits, fstat of it (fchmod only where the umask took bits
+// away).
 long raw_same_worker(const std::string& path, double seconds) {
   const std::string lock = path + ".lock";
-  const std::string dir = fs::path(path).parent_path().string();
-  const std::string prefix =
-      dir + "/." + fs::path(path).filename().string() + "." + std::to_string(::getpid()) + "-";
+  char pid_hex[16];
+  const auto hex_end = std::to_chars(pid_hex, pid_hex + sizeof pid_hex, ::getpid(), 16).ptr;
+  const std::string temp = fs::path(path).parent_path().string() + "/." +
+                           fs::path(path).filename().string() + "." +
+                           std::string(pid_hex, hex_end) + ".tmp";
   const int lock_fd = ::open(lock.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (lock_fd < 0) throw std::runtime_error("raw-same: cannot open " + lock);
   ready_and_wait();
@@ -178,7 +182,6 @@ long raw_same_worker(const std::string& path, double seconds) {
       if (digits) value = std::strtol(digits, nullptr, 10);
     }
     const int len = std::snprintf(out, sizeof out, "{\n  \"n\": %ld\n}\n", value + 1);
-    const std::string temp = prefix + std::to_string(count) + ".tmp";
     const int t = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (t < 0 || ::write(t, out, static_cast<std::size_t>(len)) != len) {
       throw std::runtime_error("raw-same: cannot write " + temp);

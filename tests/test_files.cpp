@@ -566,6 +566,28 @@ TEST_CASE("a failure at any step of a replace leaves the old file and no temp fi
   REQUIRE(lockdb::test::read_text(path) == "new");
 }
 
+TEST_CASE("a planted file at the process's temp name is never followed or removed", "[files]") {
+  TempDir dir;
+  const auto path = dir / "c.json";
+  lockdb::atomic_json_update(path, [](json& d) { d["n"] = 1; });
+  // The name the next replace tries first (os::TempName::process_id): the pid in hex.
+  std::ostringstream name;
+  name << ".c.json." << std::hex << ::getpid() << ".tmp";
+  const auto planted = dir / name.str();
+  lockdb::test::write_text(dir / "victim", "keep me");
+  fs::create_symlink(dir / "victim", planted);
+  for (int i = 2; i <= 4; ++i) {
+    lockdb::atomic_json_update(path, [i](json& d) { d["n"] = i; });
+    lockdb::atomic_write(path, "{\"n\": " + std::to_string(i) + "}");
+  }
+  REQUIRE(json::parse(lockdb::test::read_text(path)) == json{{"n", 4}});
+  REQUIRE(lockdb::test::read_text(dir / "victim") == "keep me");
+  REQUIRE(fs::is_symlink(planted));
+  // The replaces took other (random) names, and left none behind.
+  REQUIRE(listing(dir.path()) ==
+          std::set<std::string>{"c.json", "c.json.lock", "victim", name.str()});
+}
+
 // ---------------------------------------------------------------------------------------------
 // Behaviour of each function
 

@@ -81,18 +81,6 @@ std::uint64_t header_bytes(int fd, std::uint64_t size) {
   return nl == std::string_view::npos ? size : nl + 1;
 }
 
-// This process's id, without a system call per record (refreshed in a forked child).
-long current_pid() {
-  thread_local unsigned seen_generation = ~0u;
-  thread_local long pid = 0;
-  const unsigned generation = os::fork_generation();
-  if (generation != seen_generation) {
-    seen_generation = generation;
-    pid = os::pid();
-  }
-  return pid;
-}
-
 }  // namespace
 
 struct LogWriter::Impl {
@@ -406,7 +394,7 @@ std::string render_record(const RecordFields& f) {
   out += ",\"";
   out += fmt::kFieldPid;
   out += "\":";
-  out += std::to_string(current_pid());
+  out += std::to_string(os::cached_pid());
   out += host_field;
   if (f.value != nullptr) {
     out += ",\"";

@@ -95,12 +95,21 @@ Status link(PathRef from, PathRef to) noexcept;
 Status unlink(PathRef path) noexcept;
 // mkdir -p. Existing directories are fine; an existing non-directory is ENOTDIR.
 Status mkdirs(const std::filesystem::path& dir, unsigned mode = 0777) noexcept;
-// Creates `dir/prefix<random>.tmp` with O_CREAT|O_EXCL|O_RDWR and `mode` (before umask).
+// How create_temp names the file after `prefix`.
+enum class TempName {
+  random,  // 12 random hex digits
+  // This process's id in hex first: the same name on every call, so the kernel finds it in its
+  // dentry cache instead of looking up and allocating an entry for a new name each time (~1 µs
+  // of a tmpfs update). O_EXCL makes it safe: if the name exists (another thread's temp file, a
+  // crashed process's leftover, something planted), random names follow.
+  process_id,
+};
+// Creates `dir/prefix<name>.tmp` with O_CREAT|O_EXCL|O_NOFOLLOW|O_RDWR and `mode` (before umask).
 Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
                         std::filesystem::path* out_path, unsigned mode = 0666) noexcept;
 // The same with the directory and the temp file's path as strings.
 Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
-                        unsigned mode = 0666) noexcept;
+                        unsigned mode = 0666, TempName naming = TempName::random) noexcept;
 // One write(2) (EINTR retried): the bytes written, which may be fewer than data.size() (a full
 // disk). For O_APPEND writers that must never split a record over two writes.
 Result<std::size_t> write_once(int fd, std::string_view data) noexcept;
@@ -136,9 +145,11 @@ Status flock_until(int fd, bool shared,
 Status flock_unlock(int fd) noexcept;
 
 // ---- processes and host ----
-long pid() noexcept;
+long pid() noexcept;  // getpid(2): a system call (glibc does not cache it)
 // Incremented in every forked child (pthread_atfork), so objects can tell inherited state.
 unsigned fork_generation() noexcept;
+// pid(), asked once per thread and fork generation.
+long cached_pid() noexcept;
 // false only when the pid provably does not exist (ESRCH).
 bool pid_alive(long pid) noexcept;
 // "<boot id>:<start time in ticks>" of a live pid on this host; empty when unknown.

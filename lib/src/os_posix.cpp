@@ -18,6 +18,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <csignal>
 #include <cstdio>
@@ -403,7 +404,7 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
 }
 
 Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
-                        unsigned mode) noexcept {
+                        unsigned mode, TempName naming) noexcept {
   try {
     std::string p;
     p.reserve(dir.size() + 1 + prefix.size() + 16);
@@ -413,7 +414,14 @@ Result<int> create_temp(std::string_view dir, std::string_view prefix, std::stri
     const std::size_t stem = p.size();
     for (int attempt = 0; attempt < 100; ++attempt) {
       p.resize(stem);
-      append_random_hex(p, 6);
+      if (attempt == 0 && naming == TempName::process_id) {
+        char hex[16];
+        const auto r =
+            std::to_chars(hex, hex + sizeof hex, static_cast<unsigned long>(cached_pid()), 16);
+        p.append(hex, r.ptr);
+      } else {
+        append_random_hex(p, 6);
+      }
       p += ".tmp";
       auto fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
       if (fd.ok()) {
@@ -553,6 +561,16 @@ long pid() noexcept { return static_cast<long>(::getpid()); }
 unsigned fork_generation() noexcept {
   std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
   return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+long cached_pid() noexcept {
+  thread_local unsigned seen_generation = ~0u;
+  thread_local long cached = 0;
+  if (const unsigned generation = fork_generation(); generation != seen_generation) {
+    seen_generation = generation;
+    cached = pid();
+  }
+  return cached;
 }
 
 bool pid_alive(long pid) noexcept {

@@ -86,7 +86,7 @@ StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_vi
   // Created with the wanted bits, so the new content is never readable by more than the old
   // was; only where the umask (or a default ACL) took some away does fchmod put them back.
   std::string temp;
-  auto fd = os::create_temp(dir, prefix, &temp, mode ? *mode : 0666);
+  auto fd = os::create_temp(dir, prefix, &temp, mode ? *mode : 0666, os::TempName::process_id);
   if (!fd.ok()) {
     os::throw_errno(with_context(context_, "cannot create a temp file in"),
                     std::filesystem::path(dir), fd.err);

@@ -17,7 +17,8 @@ namespace lockdb::detail {
 // On any failure the temp file is removed, `target` is untouched, and Error names the path and
 // the failing step ("cannot write", "cannot fsync", "cannot rename into place", ...). A failed
 // fsync fails the call; it is not retried.
-// `temp_prefix` names the temp file: "<dir>/<temp_prefix><random>.tmp" (default: ".<name>.").
+// `temp_prefix` names the temp file: "<dir>/<temp_prefix><hex>.tmp" (default: ".<name>."), the
+// hex being the process id where that name is free, else random (os::TempName::process_id).
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, std::optional<unsigned> mode = std::nullopt,
                     std::string_view temp_prefix = {});
@@ -30,7 +31,7 @@ struct ReplaceOptions {
   // Look up the old file's permission bits (one stat per replace). The store turns this off:
   // its key files always get 0666 & ~umask, as the seed's Python helpers write them.
   bool keep_mode = true;
-  // Temp file name: "<dir>/<temp_prefix><random>.tmp" (default: ".<name>.").
+  // Temp file name: "<dir>/<temp_prefix><hex>.tmp" (default: ".<name>."; hex as above).
   std::string_view temp_prefix;
   // Prepended to error messages: "<context>: cannot write ...".
   std::string_view context;

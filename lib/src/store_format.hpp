@@ -61,7 +61,8 @@ inline constexpr char kByteEscape = '%';
 // Longest encoded name component before the suffix; leaves room for ".json.lock" and the temp
 // file name ".<name>.json.<12 hex>.tmp" within the 255-byte limit of file names.
 inline constexpr std::size_t kMaxComponent = 200;
-// Temp files: atomic_replace's ".<key file name>.<12 hex>.tmp"; the seed's Python
+// Temp files: atomic_replace's ".<key file name>.<hex>.tmp" (the writer's pid, or 12 random
+// digits where that name is taken); the seed's Python
 // atomic_json_update writes "<name>.tmp<pid>" next to "<name>.json".
 inline constexpr std::string_view kTempSuffix = ".tmp";
 inline constexpr std::string_view kPythonTempInfix = ".tmp";
