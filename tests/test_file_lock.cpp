@@ -120,6 +120,45 @@ TEST_CASE("a lock held by another process: try_lock, zero and bounded timeouts",
   REQUIRE(holder.wait() == 0);
 }
 
+TEST_CASE("timed waits leave no signal behind at any signal mask of the caller",
+          "[file_lock]") {
+  TempDir dir;
+  auto path = dir / "held.lock";
+  Child holder = hold(path);
+  REQUIRE(holder.expect_line("LOCKED"));
+  lockdb::FileLock lock(path);
+  const int wake = SIGRTMAX - 2;  // the signal timed waits use (os_posix.cpp)
+  // After each wait the timer fired (at the deadline, then every millisecond), a sleep of the
+  // caller's runs to its end: nothing interrupts it.
+  auto sleep_uninterrupted = [] {
+    const timespec pause{0, 100 * 1000 * 1000};
+    timespec left{};
+    return ::nanosleep(&pause, &left) == 0;
+  };
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE_FALSE(lock.try_lock_for(30ms));
+    REQUIRE(sleep_uninterrupted());
+  }
+  // A caller with the signal blocked: the wait still ends at its deadline, the signal is blocked
+  // again afterwards, and none is left pending.
+  sigset_t wake_set, before, after, pending;
+  sigemptyset(&wake_set);
+  sigaddset(&wake_set, wake);
+  REQUIRE(pthread_sigmask(SIG_BLOCK, &wake_set, &before) == 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE_FALSE(lock.try_lock_for(50ms));
+  REQUIRE(std::chrono::steady_clock::now() - t0 < 2s);
+  REQUIRE(pthread_sigmask(SIG_BLOCK, nullptr, &after) == 0);
+  REQUIRE(sigismember(&after, wake) == 1);
+  REQUIRE(sigpending(&pending) == 0);
+  REQUIRE(sigismember(&pending, wake) == 0);
+  REQUIRE(pthread_sigmask(SIG_SETMASK, &before, nullptr) == 0);
+  REQUIRE(sleep_uninterrupted());
+  holder.write_line("release");
+  REQUIRE(holder.expect_line("RELEASED"));
+  REQUIRE(holder.wait() == 0);
+}
+
 TEST_CASE("a forever wait returns once the holder releases", "[file_lock]") {
   TempDir dir;
   auto path = dir / "wait.lock";

@@ -7,10 +7,13 @@
 // handler does nothing and is installed without SA_RESTART, so flock returns EINTR. The timer
 // first fires at the deadline and then every millisecond, so a signal that lands just before the
 // thread enters flock is followed by another one. While waiting, the thread unblocks the signal;
-// afterwards it blocks it again and drains any pending one, so no stray signal interrupts the
-// caller's own system calls later. If the application already owns kWakeSignal (a handler other
-// than ours or SIG_IGN), timed waits fall back to LOCK_NB tries with a backoff of 50 us growing
-// to 2 ms. Untimed waits (timeout < 0) simply block in flock(2).
+// afterwards the timer is disarmed, and any signal it generated has been handled (or, where the
+// caller had the signal blocked, is drained), so no stray signal interrupts the caller's own
+// system calls later. Each thread keeps its timer between waits: a contended wait costs four
+// system calls around the blocking flock (the failed non-blocking try, the mask, arm, disarm),
+// one of them (disarm) after the lock is had. If the application already owns kWakeSignal (a
+// handler other than ours or SIG_IGN), timed waits fall back to LOCK_NB tries with a backoff of 50
+// us growing to 2 ms. Untimed waits (timeout < 0) simply block in flock(2).
 #include "os.hpp"
 
 #include <lockdb/error.hpp>
@@ -116,46 +119,85 @@ Status flock_polling(int fd, int op, std::chrono::steady_clock::time_point deadl
   }
 }
 
+// This thread's wake timer, made on its first timed wait and kept (disarmed) between waits: a
+// wait arms it and disarms it, two system calls, instead of creating and deleting one. Timers
+// are not inherited by fork, so a child makes its own.
+class WakeTimer {
+ public:
+  WakeTimer() = default;
+  WakeTimer(const WakeTimer&) = delete;
+  WakeTimer& operator=(const WakeTimer&) = delete;
+  ~WakeTimer() { forget(); }
+
+  // The timer, made if needed; nullptr when the system refuses one.
+  timer_t* get() noexcept {
+    if (made_ && generation_ != fork_generation()) made_ = false;  // the parent's, not ours
+    if (!made_) {
+      sigevent sev{};
+      sev.sigev_notify = SIGEV_THREAD_ID;
+      sev.sigev_signo = kWakeSignal;
+      sev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
+      if (timer_create(CLOCK_MONOTONIC, &sev, &timer_) != 0) return nullptr;
+      made_ = true;
+      generation_ = fork_generation();
+    }
+    return &timer_;
+  }
+
+ private:
+  void forget() noexcept {
+    if (made_ && generation_ == fork_generation()) timer_delete(timer_);
+    made_ = false;
+  }
+
+  timer_t timer_{};
+  bool made_ = false;
+  unsigned generation_ = 0;
+};
+
 Status flock_timed(int fd, int op, std::chrono::steady_clock::time_point deadline) noexcept {
   std::call_once(g_wake_once, install_wake_handler);
   if (!g_wake_usable) return flock_polling(fd, op, deadline);
+  thread_local WakeTimer wake_timer;
+  timer_t* timer = wake_timer.get();
+  if (timer == nullptr) return flock_polling(fd, op, deadline);
 
-  sigevent sev{};
-  sev.sigev_notify = SIGEV_THREAD_ID;
-  sev.sigev_signo = kWakeSignal;
-  sev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
-  timer_t timer{};
-  if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0) return flock_polling(fd, op, deadline);
-  itimerspec spec{};
-  spec.it_value = to_timespec(deadline);
-  spec.it_interval.tv_nsec = 1000000;  // re-fire every 1 ms past the deadline (see top)
-  if (timer_settime(timer, TIMER_ABSTIME, &spec, nullptr) != 0) {
-    timer_delete(timer);
-    return flock_polling(fd, op, deadline);
-  }
   sigset_t wake_set, old_set;
   sigemptyset(&wake_set);
   sigaddset(&wake_set, kWakeSignal);
   pthread_sigmask(SIG_UNBLOCK, &wake_set, &old_set);
-
+  itimerspec spec{};
+  spec.it_value = to_timespec(deadline);
+  spec.it_interval.tv_nsec = 1000000;  // re-fire every 1 ms past the deadline (see top)
   Status result;
-  for (;;) {
-    if (::flock(fd, op) == 0) break;
-    if (errno != EINTR) {
-      result.err = last_error();
-      break;
+  if (timer_settime(*timer, TIMER_ABSTIME, &spec, nullptr) != 0) {
+    result = flock_polling(fd, op, deadline);
+  } else {
+    for (;;) {
+      if (::flock(fd, op) == 0) break;
+      if (errno != EINTR) {
+        result.err = last_error();
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        result.err = EWOULDBLOCK;
+        break;
+      }
     }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      result.err = EWOULDBLOCK;
-      break;
+    const itimerspec disarm{};
+    timer_settime(*timer, 0, &disarm, nullptr);
+  }
+  // The timer generates nothing more. With the signal unblocked throughout (the usual mask), a
+  // signal it generated was delivered to the empty handler by the time the disarm returned: none
+  // is pending. Only where the caller had it blocked is there one to drain before the old mask
+  // comes back.
+  if (sigismember(&old_set, kWakeSignal) == 1) {
+    pthread_sigmask(SIG_BLOCK, &wake_set, nullptr);
+    timespec zero{};
+    while (sigtimedwait(&wake_set, nullptr, &zero) == kWakeSignal) {
     }
+    pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
   }
-  timer_delete(timer);
-  pthread_sigmask(SIG_BLOCK, &wake_set, nullptr);
-  timespec zero{};
-  while (sigtimedwait(&wake_set, nullptr, &zero) == kWakeSignal) {
-  }
-  pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
   return result;
 }
 
