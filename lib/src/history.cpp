@@ -13,6 +13,7 @@
 
 #include <algorithm>
 
+#include "json_text.hpp"
 #include "log_format.hpp"
 #include "log_reader.hpp"
 #include "os.hpp"
@@ -37,7 +38,7 @@ class Matcher {
       needle_ = reader::key_needle(*q.key_prefix, /*closed=*/false);
     } else if (q.op) {
       needle_ = "\"" + std::string(fmt::kFieldOp) + "\":\"";
-      fmt::escape_json(*q.op, needle_);
+      detail::escape_json(*q.op, needle_);
       needle_ += '"';
     }
   }

@@ -153,35 +153,12 @@ bool run(std::string_view text, Builder& builder) {
 // A JSON string as nlohmann writes it with ensure_ascii off. Returns false, leaving `out` as it
 // was, when `s` holds a byte >= 0x80: nlohmann checks its UTF-8 (and words the error).
 bool append_ascii_string(std::string& out, const std::string& s) {
-  const std::size_t mark = out.size();
-  out += '"';
-  std::size_t plain = 0;  // start of the run not yet copied
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
-    if (c >= 0x80) {
-      out.resize(mark);
-      return false;
-    }
-    out.append(s, plain, i - plain);
-    plain = i + 1;
-    out += '\\';
-    switch (c) {
-      case '"': out += '"'; break;
-      case '\\': out += '\\'; break;
-      case '\b': out += 'b'; break;
-      case '\t': out += 't'; break;
-      case '\n': out += 'n'; break;
-      case '\f': out += 'f'; break;
-      case '\r': out += 'r'; break;
-      default: {  // other control characters: \u00xx, lower-case hex as nlohmann writes it
-        static const char* hex = "0123456789abcdef";
-        const char escape[] = {'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-        out.append(escape, sizeof escape);
-      }
-    }
+  if (std::any_of(s.begin(), s.end(),
+                  [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+    return false;
   }
-  out.append(s, plain);
+  out += '"';
+  escape_json(s, out);
   out += '"';
   return true;
 }
@@ -203,6 +180,25 @@ void append_newline(std::string& out, int indent, int depth) {
   out.append(static_cast<std::size_t>(indent) * static_cast<std::size_t>(depth), ' ');
 }
 
+// A container at nesting `depth` as nlohmann lays it out: `open`, the items (each on its own line
+// when indent >= 0) separated by commas, `close`; "[]" or "{}" when empty. `append_item` writes
+// one item and returns false where only nlohmann can.
+template <typename Items, typename AppendItem>
+bool append_container(std::string& out, const Items& items, char open, char close, int indent,
+                      int depth, AppendItem append_item) {
+  out += open;
+  bool first = true;
+  for (const auto& item : items) {
+    if (!first) out += ',';
+    first = false;
+    if (indent >= 0) append_newline(out, indent, depth + 1);
+    if (!append_item(item)) return false;
+  }
+  if (indent >= 0 && !first) append_newline(out, indent, depth);
+  out += close;
+  return true;
+}
+
 // Appends `v` at nesting `depth` (indent < 0: compact). Returns false at a binary or discarded
 // value, which only nlohmann writes.
 bool append_value(std::string& out, const json& v, int indent, int depth) {
@@ -217,42 +213,17 @@ bool append_value(std::string& out, const json& v, int indent, int depth) {
       return true;
     case json::value_t::number_float: out += v.dump(); return true;
     case json::value_t::string: append_string(out, v.get_ref<const json::string_t&>()); return true;
-    case json::value_t::array: {
-      const auto& array = v.get_ref<const json::array_t&>();
-      if (array.empty()) {
-        out += "[]";
-        return true;
-      }
-      out += '[';
-      for (std::size_t i = 0; i < array.size(); ++i) {
-        if (i > 0) out += ',';
-        if (indent >= 0) append_newline(out, indent, depth + 1);
-        if (!append_value(out, array[i], indent, depth + 1)) return false;
-      }
-      if (indent >= 0) append_newline(out, indent, depth);
-      out += ']';
-      return true;
-    }
-    case json::value_t::object: {
-      const auto& object = v.get_ref<const json::object_t&>();
-      if (object.empty()) {
-        out += "{}";
-        return true;
-      }
-      out += '{';
-      bool first = true;
-      for (const auto& [key, member] : object) {
-        if (!first) out += ',';
-        first = false;
-        if (indent >= 0) append_newline(out, indent, depth + 1);
-        append_string(out, key);
-        out += indent >= 0 ? ": " : ":";
-        if (!append_value(out, member, indent, depth + 1)) return false;
-      }
-      if (indent >= 0) append_newline(out, indent, depth);
-      out += '}';
-      return true;
-    }
+    case json::value_t::array:
+      return append_container(
+          out, v.get_ref<const json::array_t&>(), '[', ']', indent, depth,
+          [&](const json& element) { return append_value(out, element, indent, depth + 1); });
+    case json::value_t::object:
+      return append_container(out, v.get_ref<const json::object_t&>(), '{', '}', indent, depth,
+                              [&](const auto& member) {
+                                append_string(out, member.first);
+                                out += indent >= 0 ? ": " : ":";
+                                return append_value(out, member.second, indent, depth + 1);
+                              });
     default: return false;  // binary, discarded
   }
 }
@@ -273,6 +244,31 @@ json parse_json(std::string_view text) {
 bool accepts_json(std::string_view text) {
   Builder checker(/*build=*/false);
   return run(text, checker) || json::accept(text);
+}
+
+void escape_json(std::string_view s, std::string& out) {
+  static const char* hex = "0123456789abcdef";
+  std::size_t run = 0;  // start of the bytes not yet copied
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default: {
+        const char escape[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+        out.append(escape, sizeof escape);
+      }
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
 }
 
 void append_json(std::string& out, const json& value, int indent) {

@@ -46,6 +46,12 @@ nlohmann::json parse_json(std::string_view text);
 // nlohmann::json::accept(text).
 bool accepts_json(std::string_view text);
 
+// The canonical JSON string escaping, nlohmann's with ensure_ascii off: '"' '\\' \b \f \n \r \t
+// as two-character escapes, other bytes below 0x20 as \u00xx (lowercase hex), everything else
+// (UTF-8 included) as is. Appends the escaped text of `s`, without quotes, to `out`; checks no
+// UTF-8.
+void escape_json(std::string_view s, std::string& out);
+
 // Appends value.dump(indent, ' ', false, error_handler_t::strict) to `out`: the same text, and
 // on invalid UTF-8 in a string the same nlohmann::json::type_error (then `out` is as it was).
 void append_json(std::string& out, const nlohmann::json& value, int indent);

@@ -22,8 +22,9 @@
 // Record line (fields in this order; readers accept any order and ignore unknown fields):
 //   {"time":"2026-11-30T18:00:00.123456Z","key":"k","op":"put","prev":"<ver>"|null,
 //    "version":"<ver>"|null,"pid":123,"host":"h","value":<json>}
-// "value" is absent on erase. Strings use the canonical escaping of escape_json() (the reader
-// looks for a key's exact escaped text in the raw bytes), time is UTC with microseconds.
+// "value" is absent on erase. Strings use the canonical escaping of escape_json() (json_text.hpp;
+// the reader looks for a key's exact escaped text in the raw bytes), time is UTC with
+// microseconds.
 #pragma once
 
 #include <chrono>
@@ -103,10 +104,6 @@ std::optional<std::uint64_t> parse_id(std::string_view text);
 std::string render_header(std::uint64_t number, std::uint64_t id,
                           std::chrono::system_clock::time_point created);
 
-// The canonical JSON string escaping: '"' '\\' \b \f \n \r \t as two-character escapes, other
-// bytes below 0x20 as \u00xx (lowercase hex), everything else (UTF-8 included) as is. Appends
-// the escaped text of `s`, without quotes, to `out`.
-void escape_json(std::string_view s, std::string& out);
 // True when `s` is valid UTF-8.
 bool valid_utf8(std::string_view s) noexcept;
 

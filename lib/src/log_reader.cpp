@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 
+#include "json_text.hpp"
 #include "log_format.hpp"
 #include "os.hpp"
 #include "rapidjson.hpp"
@@ -407,7 +408,7 @@ std::string key_needle(std::string_view key, bool closed) {
   std::string s = "\"";
   s += fmt::kFieldKey;
   s += "\":\"";
-  fmt::escape_json(key, s);
+  escape_json(key, s);
   if (closed) s += '"';
   return s;
 }

@@ -360,7 +360,7 @@ std::string render_record(const RecordFields& f) {
   static const std::string host_field = [] {
     std::string s = ",\"" + std::string(fmt::kFieldHost) + "\":\"";
     const std::string& host = os::hostname();
-    fmt::escape_json(fmt::valid_utf8(host) ? std::string_view(host) : "localhost", s);
+    escape_json(fmt::valid_utf8(host) ? std::string_view(host) : "localhost", s);
     return s + "\"";
   }();
 
@@ -371,11 +371,11 @@ std::string render_record(const RecordFields& f) {
   out += "\",\"";
   out += fmt::kFieldKey;
   out += "\":\"";
-  fmt::escape_json(f.key, out);
+  escape_json(f.key, out);
   out += "\",\"";
   out += fmt::kFieldOp;
   out += "\":\"";
-  fmt::escape_json(f.op, out);
+  escape_json(f.op, out);
   out += '"';
   auto string_or_null = [&out](const char* name, const std::optional<std::string_view>& v) {
     out += ",\"";
@@ -383,7 +383,7 @@ std::string render_record(const RecordFields& f) {
     out += "\":";
     if (v) {
       out += '"';
-      fmt::escape_json(*v, out);
+      escape_json(*v, out);
       out += '"';
     } else {
       out += "null";
