@@ -98,11 +98,15 @@ class LineHandler {
     return !query_.limit || delivered_ < *query_.limit;
   }
 
-  // A last line without its newline: a write still in flight, or a torn line. Counted as torn
-  // unless it parses (then its newline is simply not visible yet).
-  void tail(std::string_view text) {
+  // A last line without its newline that parses: its newline is simply not visible yet.
+  bool is_record(std::string_view text) {
     reader::Parsed p;
-    if (parser_.parse(text, p) != reader::RecordParser::Outcome::record) count_torn();
+    return parser_.parse(text, p) == reader::RecordParser::Outcome::record;
+  }
+  // A last line without its newline: a write still in flight, or a torn line. Counted as torn
+  // unless it parses.
+  void tail(std::string_view text) {
+    if (!is_record(text)) count_torn();
   }
 
   std::size_t torn() const { return torn_; }
@@ -203,14 +207,30 @@ std::size_t reader::for_each_record(const std::filesystem::path& store_dir, cons
   if (query.limit && *query.limit == 0) return 0;
   const Matcher matcher(query);
   LineHandler handler(matcher, query, fn, on_torn);
-  const auto segs = reader::snapshot(store_dir / kLogDir);
+  const auto log_dir = store_dir / kLogDir;
+  const auto segs = reader::snapshot(log_dir);
   for (const auto& s : segs) {
     reader::ScanResult r = reader::scan(s, s.first_record, s.size(), matcher.needle(),
                                         [&](std::string_view line, std::uint64_t off) {
                                           return handler.line(line, s.number, off);
                                         });
     if (r.stopped) break;
-    if (!r.tail.empty()) handler.tail(r.tail);
+    if (r.tail.empty() || handler.is_record(r.tail)) continue;
+    // A last line that is not a record: a torn line, or an append caught in flight (a record
+    // that crosses a page boundary becomes visible in two steps). Once the appends in flight
+    // have finished, that line is read again: now whole, or still torn.
+    if (!reader::wait_for_appends(log_dir)) {
+      handler.tail(r.tail);
+      continue;
+    }
+    bool more = true;
+    reader::ScanResult again =
+        reader::scan(s, r.end, s.size(), {}, [&](std::string_view line, std::uint64_t off) {
+          more = handler.line(line, s.number, off);
+          return false;  // only that line: what follows it came after this snapshot
+        });
+    if (!more) break;
+    if (!again.stopped) handler.tail(again.tail);  // still no newline: torn
   }
   return handler.torn();
 }

@@ -286,6 +286,20 @@ ScanResult scan(const SegmentFile& seg, std::uint64_t start, std::uint64_t limit
   }
 }
 
+bool wait_for_appends(const std::filesystem::path& log_dir) noexcept {
+  try {
+    auto fd = os::open(log_dir / fmt::kLockFile, O_RDONLY);
+    if (!fd.ok()) return false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    const bool had = os::flock_until(fd.value, /*shared=*/false, deadline).ok();
+    if (had) (void)os::flock_unlock(fd.value);
+    os::close(fd.value);
+    return had;
+  } catch (...) {
+    return false;
+  }
+}
+
 std::uint64_t last_line_end(const SegmentFile& seg, std::uint64_t size) {
   char buf[64 * 1024];
   std::uint64_t hi = size;

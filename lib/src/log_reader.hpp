@@ -77,6 +77,13 @@ struct ScanResult {
 ScanResult scan(const SegmentFile& seg, std::uint64_t start, std::uint64_t limit,
                 std::string_view needle, const LineFn& fn);
 
+// Waits until no append is in flight in the log in `log_dir`: appenders write while holding
+// log.lock shared, so once the lock has been had exclusive (and given back at once), every
+// append that was under way has finished. Blocks new appends only for that moment. False where
+// that cannot be known: no lock file, no permission, or not within a second (a thread of this
+// process holding the log lock, a long compaction). Never throws.
+bool wait_for_appends(const std::filesystem::path& log_dir) noexcept;
+
 // The offset just past the last '\n' in seg's bytes [seg.first_record, size).
 std::uint64_t last_line_end(const SegmentFile& seg, std::uint64_t size);
 
