@@ -120,8 +120,7 @@ TEST_CASE("a lock held by another process: try_lock, zero and bounded timeouts",
   REQUIRE(holder.wait() == 0);
 }
 
-TEST_CASE("timed waits leave no signal behind at any signal mask of the caller",
-          "[file_lock]") {
+TEST_CASE("timed waits leave no signal behind at any signal mask of the caller", "[file_lock]") {
   TempDir dir;
   auto path = dir / "held.lock";
   Child holder = hold(path);

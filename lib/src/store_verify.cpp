@@ -121,7 +121,8 @@ class Checker {
       auto it = log_.find(key);
       std::optional<std::string> logged = it == log_.end() ? std::nullopt : it->second.version;
       auto cur = read(key);
-      if (!cur.exists || !detail::accepts_json(cur.bytes) || logged != cur.version) suspects_.insert(key);
+      if (!cur.exists || !detail::accepts_json(cur.bytes) || logged != cur.version)
+        suspects_.insert(key);
     }
     for (const auto& key : suspects_) confirm(key);
     for (const auto& [temp, key] : temps_) check_temp(temp, key);
