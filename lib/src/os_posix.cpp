@@ -286,6 +286,16 @@ Status truncate(int fd, off_t size) noexcept {
 
 namespace {
 
+// One read(2) into buf[0, n), EINTR retried; faults: Op::read. 0 at the end of the file.
+Result<std::size_t> read_once(int fd, char* buf, std::size_t n) noexcept {
+  if (injected(Op::read)) return {0, errno};
+  for (;;) {
+    ssize_t k = ::read(fd, buf, n);
+    if (k >= 0) return {static_cast<std::size_t>(k), 0};
+    if (errno != EINTR) return {0, last_error()};
+  }
+}
+
 // Reads to the end of the file into a buffer of `capacity` bytes, doubled when full. With
 // `expected` (the size fstat gave a regular file), a read that brings the total to exactly that
 // with room left over has reached the end: no second read(2) to see 0.
@@ -296,14 +306,10 @@ Result<std::string> read_to_end(int fd, std::size_t capacity,
     r.value.resize(capacity);
     std::size_t got = 0;
     for (;;) {
-      if (injected(Op::read)) return {{}, errno};
-      ssize_t n = ::read(fd, r.value.data() + got, r.value.size() - got);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return {{}, last_error()};
-      }
-      if (n == 0) break;
-      got += static_cast<std::size_t>(n);
+      auto n = read_once(fd, r.value.data() + got, r.value.size() - got);
+      if (!n.ok()) return {{}, n.err};
+      if (n.value == 0) break;
+      got += n.value;
       if (expected && got == *expected && got < r.value.size()) break;
       if (got == r.value.size()) r.value.resize(r.value.size() * 2);
     }
@@ -322,14 +328,10 @@ Result<std::string> read_all(int fd) noexcept {
   char head[4096];
   std::size_t got = 0;
   while (got < sizeof head) {
-    if (injected(Op::read)) return {{}, errno};
-    ssize_t n = ::read(fd, head + got, sizeof head - got);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return {{}, last_error()};
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
+    auto n = read_once(fd, head + got, sizeof head - got);
+    if (!n.ok()) return {{}, n.err};
+    if (n.value == 0) break;
+    got += n.value;
   }
   Result<std::string> r;
   try {
