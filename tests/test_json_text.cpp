@@ -1,8 +1,8 @@
-// The write path's JSON text (json_text.hpp) against nlohmann. Parsing: where parse_fast gives a
-// value, nlohmann::json::parse gives the same value with the same number types; where nlohmann
-// rejects the text, parse_fast gives nothing. Writing: dump_json gives nlohmann's dump, byte for
-// byte, or its exception. Fixed cases at the edges, then generated documents (and, for the
-// parser, byte-level mutations of them).
+// The write path's JSON text (json_text.hpp) against nlohmann. Parsing: where parse_fast (or its
+// first pass, parse_simple) gives a value, nlohmann::json::parse gives the same value with the
+// same number types; where nlohmann rejects the text, both give nothing. Writing: dump_json gives
+// nlohmann's dump, byte for byte, or its exception. Fixed cases at the edges, then generated
+// documents (and, for the parser, byte-level mutations of them).
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -19,6 +19,7 @@ using lockdb::detail::append_json;
 using lockdb::detail::dump_json;
 using lockdb::detail::parse_fast;
 using lockdb::detail::parse_json;
+using lockdb::detail::parse_simple;
 using nlohmann::json;
 
 namespace {
@@ -47,20 +48,28 @@ bool identical(const json& a, const json& b) {
   }
 }
 
-// What parse_fast must do with `text`: agree with nlohmann or decline. Returns whether it gave
-// a value.
-bool check_agrees(const std::string& text) {
+struct Agreement {
+  bool fast = false;    // parse_fast gave a value
+  bool simple = false;  // so did its first pass
+};
+
+// What parse_fast and parse_simple must do with `text`: agree with nlohmann or decline.
+Agreement check_agrees(const std::string& text) {
   INFO("text: " << json(text).dump(-1, ' ', true, json::error_handler_t::replace));
   const json reference = json::parse(text, nullptr, /*allow_exceptions=*/false);
   const auto fast = parse_fast(text);
+  const auto simple = parse_simple(text);
   if (reference.is_discarded()) {
     CHECK_FALSE(fast.has_value());
+    CHECK_FALSE(simple.has_value());
     CHECK_FALSE(accepts_json(text));
-    return false;
+    return {};
   }
   CHECK(accepts_json(text));
   if (fast) CHECK(identical(*fast, reference));
-  return fast.has_value();
+  if (simple) CHECK(identical(*simple, reference));
+  if (simple) CHECK(fast.has_value());
+  return {fast.has_value(), simple.has_value()};
 }
 
 // dump_json(value, indent) is nlohmann's dump(indent, ' ', false, strict): the same text, or
@@ -89,9 +98,10 @@ void check_dump(const json& value) {
   }
 }
 
-// A random document: nested containers, strings with escapes and multi-byte characters, and
-// numbers at the edges of each type.
-json random_value(std::mt19937_64& rng, int depth) {
+// A random document: nested containers, strings with escapes and multi-byte characters (only
+// printable ASCII, tab and newline with `ascii`: what parse_simple reads itself), and numbers at
+// the edges of each type.
+json random_value(std::mt19937_64& rng, int depth, bool ascii = false) {
   std::uniform_int_distribution<int> pick(0, depth > 3 ? 5 : 7);
   switch (pick(rng)) {
     case 0: return nullptr;
@@ -115,9 +125,11 @@ json random_value(std::mt19937_64& rng, int depth) {
                                      "\n", "\t",    "\x01", "é",        "€",
                                      "𝄞",  " ",     "\x7f", "\xc3\xa9", "\xf4\x8f\xbf\xbf",
                                      "\0", "\u2028"};
+      static const char* ascii_pieces[] = {"a", "key", "\"", "\\", "/", "\n", "\t", " "};
       std::string s;
       for (int n = static_cast<int>(rng() % 6); n > 0; --n) {
-        const char* piece = pieces[rng() % std::size(pieces)];
+        const char* piece = ascii ? ascii_pieces[rng() % std::size(ascii_pieces)]
+                                  : pieces[rng() % std::size(pieces)];
         s += *piece ? std::string(piece) : std::string(1, '\0');
       }
       return s;
@@ -125,13 +137,13 @@ json random_value(std::mt19937_64& rng, int depth) {
     case 6: {
       json a = json::array();
       for (int n = static_cast<int>(rng() % 5); n > 0; --n)
-        a.push_back(random_value(rng, depth + 1));
+        a.push_back(random_value(rng, depth + 1, ascii));
       return a;
     }
     default: {
       json o = json::object();
       for (int n = static_cast<int>(rng() % 5); n > 0; --n) {
-        o[random_value(rng, 10).dump()] = random_value(rng, depth + 1);
+        o[random_value(rng, 10, ascii).dump()] = random_value(rng, depth + 1, ascii);
       }
       return o;
     }
@@ -181,6 +193,12 @@ TEST_CASE("parse_fast: numbers get the types and values nlohmann gives", "[json_
   REQUIRE(parse_fast("18446744073709551616")->is_number_float());
   REQUIRE(parse_fast("1.0")->is_number_float());
   REQUIRE(parse_fast("{\"n\": 12}")->at("n").get<std::uint64_t>() == 12);
+  // The first pass reads numbers itself.
+  REQUIRE(parse_simple("-0")->is_number_integer());
+  REQUIRE(parse_simple("7")->is_number_unsigned());
+  REQUIRE(parse_simple("18446744073709551616")->is_number_float());
+  REQUIRE(parse_simple("[1.5e3, -2E-2]") == json::parse("[1.5e3, -2E-2]"));
+  REQUIRE(parse_simple(" {\"n\": 12}\n")->at("n").get<std::uint64_t>() == 12);
 }
 
 TEST_CASE("parse_fast: strings and escapes and UTF-8 as nlohmann checks them", "[json_text]") {
@@ -216,6 +234,14 @@ TEST_CASE("parse_fast: strings and escapes and UTF-8 as nlohmann checks them", "
                                 "{\"\xc3\": 1}"}) {
     check_agrees(text);
   }
+  // The first pass decodes the two-character escapes and leaves \u escapes and the bytes below
+  // 0x20 or from 0x80 to RapidJSON's reader.
+  REQUIRE(parse_simple("\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\x7f\"")->get<std::string>() ==
+          "a\"b\\c/d\b\f\n\r\t\x7f");
+  REQUIRE_FALSE(parse_simple("\"\\u0041\""));
+  REQUIRE(parse_fast("\"\\u0041\"")->get<std::string>() == "A");
+  REQUIRE_FALSE(parse_simple("\"\xc3\xa9\""));
+  REQUIRE(parse_fast("\"\xc3\xa9\"")->get<std::string>() == "\xc3\xa9");
   REQUIRE(parse_fast("\"\\uD83D\\uDE00\"")->get<std::string>() == "\xf0\x9f\x98\x80");
   REQUIRE(parse_fast(std::string("\"\\u0000\"", 8))->get<std::string>() == std::string(1, '\0'));
 }
@@ -248,11 +274,15 @@ TEST_CASE("parse_fast: documents and whitespace and what surrounds the value", "
   REQUIRE(parse_fast("{\"a\":1,\"a\":2}")->at("a") == 2);  // a later duplicate wins, as in nlohmann
   // Siblings after closing containers at every depth around where the parser's stack of open
   // containers moves to the heap (16).
-  for (int depth = 1; depth <= 40; ++depth) {
+  // The first pass reads 64 levels and leaves deeper documents to RapidJSON's reader.
+  for (int depth = 1; depth <= 70; ++depth) {
+    INFO("depth " << depth);
     std::string text = std::string(static_cast<std::size_t>(depth), '[') + "1";
     for (int d = 1; d < depth; ++d) text += "],{\"k\":" + std::to_string(d) + "}";
     text += "]";
-    REQUIRE(check_agrees(text));
+    const Agreement a = check_agrees(text);
+    REQUIRE(a.fast);
+    REQUIRE(a.simple == (depth <= 64));
   }
   // Deeply nested: the parser does not recurse (nor does nlohmann's destructor).
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
@@ -266,34 +296,42 @@ TEST_CASE("parse_fast: documents and whitespace and what surrounds the value", "
 TEST_CASE("parse_fast: generated documents and their mutations agree with nlohmann",
           "[json_text]") {
   std::mt19937_64 rng(20261201);
-  int fast = 0, valid = 0;
-  for (int i = 0; i < 4000; ++i) {
-    const json doc = random_value(rng, 0);
-    std::string text = doc.dump(rng() % 2 ? 2 : -1, ' ', rng() % 3 == 0);
-    if (check_agrees(text)) ++fast;
-    ++valid;
-    for (int m = 0; m < 4; ++m) {  // one byte changed, inserted, removed, or the text cut short
-      std::string bad = text;
-      const std::size_t at = bad.empty() ? 0 : rng() % bad.size();
-      static const char bytes[] = {'"', '\\', '{', '}', '[',    ']',    ',',    ':',    '0',  '-',
-                                   'e', '.',  'u', ' ', '\x80', '\xed', '\xa0', '\xc3', '\0', 'x'};
-      const char byte = bytes[rng() % sizeof bytes];
-      switch (m) {
-        case 0:
-          if (!bad.empty()) bad[at] = byte;
-          break;
-        case 1: bad.insert(at, 1, byte); break;
-        case 2:
-          if (!bad.empty()) bad.erase(at, 1);
-          break;
-        default: bad.resize(at); break;
+  for (const bool ascii : {false, true}) {
+    INFO("ASCII strings only: " << ascii);
+    int fast = 0, simple = 0, valid = 0;
+    for (int i = 0; i < 4000; ++i) {
+      const json doc = random_value(rng, 0, ascii);
+      std::string text = doc.dump(rng() % 2 ? 2 : -1, ' ', rng() % 3 == 0);
+      const Agreement a = check_agrees(text);
+      fast += a.fast;
+      simple += a.simple;
+      ++valid;
+      for (int m = 0; m < 4; ++m) {  // one byte changed, inserted, removed, or the text cut short
+        std::string bad = text;
+        const std::size_t at = bad.empty() ? 0 : rng() % bad.size();
+        static const char bytes[] = {'"',    '\\',   '{',    '}',    '[',  ']', ',',  ':',
+                                     '0',    '-',    'e',    '.',    'u',  ' ', '\t', '/',
+                                     '\x80', '\xed', '\xa0', '\xc3', '\0', 'x'};
+        const char byte = bytes[rng() % sizeof bytes];
+        switch (m) {
+          case 0:
+            if (!bad.empty()) bad[at] = byte;
+            break;
+          case 1: bad.insert(at, 1, byte); break;
+          case 2:
+            if (!bad.empty()) bad.erase(at, 1);
+            break;
+          default: bad.resize(at); break;
+        }
+        check_agrees(bad);
       }
-      check_agrees(bad);
     }
+    // Generated documents hold no text the fast path declines (no NUL outside strings, no BOM, no
+    // number beyond a double's range), so it parsed every one; the first pass parsed every one
+    // whose strings are printable ASCII, tab and newline (escaped as \t and \n).
+    REQUIRE(fast == valid);
+    if (ascii) REQUIRE(simple == valid);
   }
-  // Generated documents hold no text the fast path declines (no NUL outside strings, no BOM, no
-  // number beyond a double's range), so it parsed every one.
-  REQUIRE(fast == valid);
 }
 
 TEST_CASE("parse_json: nlohmann's error for text it rejects", "[json_text]") {

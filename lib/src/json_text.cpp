@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,200 @@ namespace lockdb::detail {
 namespace {
 
 using json = nlohmann::json;
+
+// The number whose JSON text (grammar checked) is [s, end), typed as nlohmann types numbers: an
+// integer that fits 64 bits is unsigned without a sign and signed with one; anything else is a
+// double. nullopt out of a double's range (nlohmann rejects an infinity and takes an underflow
+// as strtod rounds it: left to nlohmann).
+std::optional<json> number_value(const char* s, const char* end) {
+  if (std::none_of(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; })) {
+    if (*s == '-') {
+      std::int64_t v = 0;
+      if (auto r = std::from_chars(s, end, v); r.ec == std::errc() && r.ptr == end) return json(v);
+    } else {
+      std::uint64_t v = 0;
+      if (auto r = std::from_chars(s, end, v); r.ec == std::errc() && r.ptr == end) return json(v);
+    }
+  }
+  double v = 0;
+  auto r = std::from_chars(s, end, v);
+  if (r.ec != std::errc() || r.ptr != end || !std::isfinite(v)) return std::nullopt;
+  return json(v);
+}
+
+// The first pass (parse_simple): a recursive descent over the JSON most files hold, building the
+// nlohmann::json directly. It declines (nullopt) at the first thing it leaves to RapidJSON's
+// reader: a \u escape, a byte below 0x20 or from 0x80 in a string (UTF-8 and surrogate checks),
+// nesting deeper than kMaxDepth, and anything that is not JSON (the error is nlohmann's).
+class SimpleParser {
+ public:
+  explicit SimpleParser(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
+
+  std::optional<json> document() {
+    json v;
+    skip_space();
+    if (!value(v, 0)) return std::nullopt;
+    skip_space();
+    if (p_ != end_) return std::nullopt;
+    return v;
+  }
+
+ private:
+  static constexpr int kMaxDepth = 64;
+
+  void skip_space() {
+    while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  bool literal(std::string_view word) {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() ||
+        std::memcmp(p_, word.data(), word.size()) != 0) {
+      return false;
+    }
+    p_ += word.size();
+    return true;
+  }
+  static bool digit(char c) { return c >= '0' && c <= '9'; }
+
+  bool value(json& out, int depth) {
+    if (p_ == end_) return false;
+    switch (*p_) {
+      case '{': return object(out, depth + 1);
+      case '[': return array(out, depth + 1);
+      case '"': {
+        json::string_t s;
+        if (!string(s)) return false;
+        out = std::move(s);
+        return true;
+      }
+      case 't': out = true; return literal("true");
+      case 'f': out = false; return literal("false");
+      case 'n': out = nullptr; return literal("null");
+      default: return number(out);
+    }
+  }
+
+  bool number(json& out) {
+    const char* start = p_;
+    if (p_ != end_ && *p_ == '-') ++p_;
+    if (p_ == end_ || !digit(*p_)) return false;
+    if (*p_ == '0') {
+      ++p_;
+    } else {
+      while (p_ != end_ && digit(*p_)) ++p_;
+    }
+    if (p_ != end_ && *p_ == '.') {
+      ++p_;
+      if (p_ == end_ || !digit(*p_)) return false;
+      while (p_ != end_ && digit(*p_)) ++p_;
+    }
+    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+      ++p_;
+      if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      if (p_ == end_ || !digit(*p_)) return false;
+      while (p_ != end_ && digit(*p_)) ++p_;
+    }
+    auto v = number_value(start, p_);
+    if (!v) return false;
+    out = std::move(*v);
+    return true;
+  }
+
+  // REQUIRES: *p_ == '"'.
+  bool string(json::string_t& out) {
+    ++p_;
+    const char* run = p_;  // bytes not yet copied
+    for (;;) {
+      if (p_ == end_) return false;
+      const auto c = static_cast<unsigned char>(*p_);
+      if (c == '"') break;
+      if (c < 0x20 || c >= 0x80) return false;
+      if (c != '\\') {
+        ++p_;
+        continue;
+      }
+      out.append(run, p_);
+      if (++p_ == end_) return false;
+      switch (*p_) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        default: return false;  // \u (left to RapidJSON) or not an escape
+      }
+      run = ++p_;
+    }
+    out.append(run, p_);
+    ++p_;
+    return true;
+  }
+
+  bool object(json& out, int depth) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    out = json::object();
+    auto& members = out.get_ref<json::object_t&>();
+    skip_space();
+    if (p_ != end_ && *p_ == '}') {
+      ++p_;
+      return true;
+    }
+    for (;;) {
+      json::string_t key;
+      if (p_ == end_ || *p_ != '"' || !string(key)) return false;
+      skip_space();
+      if (p_ == end_ || *p_ != ':') return false;
+      ++p_;
+      skip_space();
+      json v;
+      if (!value(v, depth)) return false;
+      // A later duplicate key replaces the earlier value, as nlohmann's parser does.
+      if (auto [it, added] = members.try_emplace(std::move(key), std::move(v)); !added) {
+        it->second = std::move(v);
+      }
+      skip_space();
+      if (p_ == end_) return false;
+      if (*p_ == '}') {
+        ++p_;
+        return true;
+      }
+      if (*p_ != ',') return false;
+      ++p_;
+      skip_space();
+    }
+  }
+
+  bool array(json& out, int depth) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    out = json::array();
+    auto& elements = out.get_ref<json::array_t&>();
+    skip_space();
+    if (p_ != end_ && *p_ == ']') {
+      ++p_;
+      return true;
+    }
+    for (;;) {
+      elements.emplace_back();
+      if (!value(elements.back(), depth)) return false;
+      skip_space();
+      if (p_ == end_) return false;
+      if (*p_ == ']') {
+        ++p_;
+        return true;
+      }
+      if (*p_ != ',') return false;
+      ++p_;
+      skip_space();
+    }
+  }
+
+  const char* p_;
+  const char* const end_;
+};
 
 // RapidJSON's events to a nlohmann::json (or, with `build` false, only the checks that RapidJSON
 // leaves to it). Returning false from an event stops the reader: the caller then falls back to
@@ -29,28 +224,8 @@ class Builder : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Builder> 
   bool Null() { return put(json(nullptr)); }
   bool Bool(bool b) { return put(json(b)); }
   bool RawNumber(const char* s, rapidjson::SizeType n, bool /*copy*/) {
-    const char* end = s + n;
-    // Typed as nlohmann types numbers: an integer that fits 64 bits is unsigned without a sign
-    // and signed with one; anything else is a double.
-    if (std::none_of(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; })) {
-      if (*s == '-') {
-        std::int64_t v = 0;
-        if (auto r = std::from_chars(s, end, v); r.ec == std::errc() && r.ptr == end) {
-          return put(json(v));
-        }
-      } else {
-        std::uint64_t v = 0;
-        if (auto r = std::from_chars(s, end, v); r.ec == std::errc() && r.ptr == end) {
-          return put(json(v));
-        }
-      }
-    }
-    // Out of a double's range (nlohmann rejects an infinity and takes an underflow as strtod
-    // rounds it): left to nlohmann.
-    double v = 0;
-    auto r = std::from_chars(s, end, v);
-    if (r.ec != std::errc() || r.ptr != end || !std::isfinite(v)) return false;
-    return put(json(v));
+    auto v = number_value(s, s + n);
+    return v && put(std::move(*v));
   }
   bool String(const char* s, rapidjson::SizeType n, bool /*copy*/) {
     if (!nlohmann_accepts(s, n)) return false;
@@ -230,7 +405,10 @@ bool append_value(std::string& out, const json& v, int indent, int depth) {
 
 }  // namespace
 
+std::optional<json> parse_simple(std::string_view text) { return SimpleParser(text).document(); }
+
 std::optional<json> parse_fast(std::string_view text) {
+  if (auto value = parse_simple(text)) return value;
   Builder builder(/*build=*/true);
   if (!run(text, builder)) return std::nullopt;
   return builder.take();
