@@ -210,6 +210,24 @@ TEST_CASE("a write nested in atomic_json_update's fn on the same file is refused
   });
   REQUIRE(read_json(path) == json{{"n", 4}});
   REQUIRE(lockdb::test::read_text(dir / "side.log") == "seen\n");
+  // Updates of other files nested two deep, one refused in the middle: each document is written
+  // whole, and afterwards the thread holds nothing (the next update of each file goes through).
+  const auto other = dir / "other.json", third = dir / "third.json";
+  lockdb::atomic_json_update(path, [&](json& doc) {
+    lockdb::atomic_json_update(other, [&](json& o) {
+      o["text"] = std::string(300, 'x');  // longer than the outer document
+      lockdb::atomic_json_update(third, [](json& t) { t["depth"] = 3; });
+      REQUIRE_THROWS_AS(lockdb::atomic_json_update(path, [](json&) {}), lockdb::Error);
+    });
+    doc["n"] = 5;
+  });
+  REQUIRE(read_json(path) == json{{"n", 5}});
+  REQUIRE(read_json(other) == json{{"text", std::string(300, 'x')}});
+  REQUIRE(read_json(third) == json{{"depth", 3}});
+  for (const auto& file : {path, other, third}) {
+    lockdb::atomic_json_update(file, [](json& d) { d["after"] = true; });
+    REQUIRE(read_json(file).at("after") == true);
+  }
 }
 
 TEST_CASE(

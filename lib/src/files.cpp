@@ -48,13 +48,16 @@
 namespace lockdb {
 namespace {
 
-// The lock files the current thread holds through these helpers (see top): the lock paths of
-// the live HeldLock objects (which cannot move).
-thread_local std::vector<const std::string*> t_held;
+// The lock files the current thread holds through these helpers (see top): [0, t_depth) are
+// the lock paths of the live HeldLock objects, innermost last (they live on the stack, so they
+// end in the reverse order). The strings stay when a hold ends, so the next lock path is built in
+// one that has the room for it already.
+thread_local std::vector<std::string> t_held;
+thread_local std::size_t t_depth = 0;
 
 bool held_by_this_thread(const std::string& lock_path) {
-  return std::any_of(t_held.begin(), t_held.end(),
-                     [&](const std::string* held) { return *held == lock_path; });
+  return std::any_of(t_held.begin(), t_held.begin() + static_cast<std::ptrdiff_t>(t_depth),
+                     [&](const std::string& held) { return held == lock_path; });
 }
 
 // lock_file_for() as a string: no std::filesystem::path is made on the write path (and one
@@ -85,7 +88,7 @@ class HeldLock {
   explicit HeldLock(const std::filesystem::path& data)
       : HeldLock(data, std::chrono::nanoseconds::zero(), /*may_fail=*/true) {}
   ~HeldLock() {
-    if (acquired_) t_held.erase(std::find(t_held.begin(), t_held.end(), &lock_path_));
+    if (acquired_) --t_depth;
   }
   HeldLock(const HeldLock&) = delete;
   HeldLock& operator=(const HeldLock&) = delete;
@@ -95,24 +98,26 @@ class HeldLock {
 
  private:
   // `may_fail`: a Timeout leaves the lock not acquired instead of propagating.
-  HeldLock(const std::filesystem::path& data, std::chrono::nanoseconds timeout, bool may_fail)
-      : lock_path_(lock_path_of(data)) {
-    if (held_by_this_thread(lock_path_)) {
+  HeldLock(const std::filesystem::path& data, std::chrono::nanoseconds timeout, bool may_fail) {
+    if (t_held.size() == t_depth) t_held.emplace_back();
+    std::string& lock_path = t_held[t_depth];
+    lock_path.assign(data.native());
+    lock_path += ".lock";
+    if (held_by_this_thread(lock_path)) {
       throw Error(Errc::conflict, "cannot write", data,
                   "this thread is inside a locked call on this file already (atomic_json_update's "
                   "fn?); the nested write would be lost");
     }
     try {
-      hold_ = writer_locks().acquire(lock_path_, timeout, {});
+      hold_ = writer_locks().acquire(lock_path, timeout, {});
     } catch (const Timeout&) {
       if (may_fail) return;
       throw;
     }
-    t_held.push_back(&lock_path_);
+    ++t_depth;
     acquired_ = true;
   }
 
-  const std::string lock_path_;
   detail::KeyLocks::Hold hold_;
   bool acquired_ = false;
 };
@@ -354,8 +359,11 @@ nlohmann::json json_update(const std::filesystem::path& path,
   std::optional<unsigned> mode;
   nlohmann::json doc = read_json_locked(path, &mode);
   apply(doc);
-  std::string text;
-  text.reserve(256);  // a small document without growing
+  // The text in this thread's buffer, which keeps its room from call to call (a call nested in
+  // `apply` on another file has finished with it by now).
+  thread_local std::string text;
+  if (text.capacity() > (std::size_t{64} << 10)) text = std::string();  // not a big one for good
+  text.clear();
   append_checked(text, doc, 2, path, "the new JSON document");
   text += '\n';
   detail::atomic_replace(path, text, durability, replace_options(mode, held.fs_magic()));
