@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <fstream>
 #include <iomanip>
 #include <set>
@@ -136,6 +137,26 @@ RegisterHelper write_as("write-as", [](const std::vector<std::string>& a) {
     say("UNKNOWN " + func);
     return 2;
   }
+  say("OK");
+  return 0;
+});
+
+// update-at-exit PATH: one atomic_json_update adding 1 to "n", say OK, then from an atexit
+// handler (which runs after this thread's thread_local objects were destroyed) two more, an
+// atomic_write of PATH.copy and a locked_append to PATH.log.
+RegisterHelper update_at_exit("update-at-exit", [](const std::vector<std::string>& a) {
+  static std::string path;
+  path = a.at(0);
+  static const auto bump = [] {
+    atomic_json_update(path, [](nlohmann::json& doc) { doc["n"] = doc.value("n", 0) + 1; });
+  };
+  bump();
+  std::atexit([] {
+    bump();
+    bump();
+    atomic_write(path + ".copy", slurp(path));
+    locked_append(path + ".log", "at exit");
+  });
   say("OK");
   return 0;
 });

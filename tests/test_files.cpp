@@ -230,6 +230,23 @@ TEST_CASE("a write nested in atomic_json_update's fn on the same file is refused
   }
 }
 
+TEST_CASE("the helpers work from an atexit handler, after the thread's thread_locals are gone",
+          "[files]") {
+  TempDir dir;
+  const auto path = dir / "at-exit.json";
+  const auto r = lockdb::test::run({lockdb::test::helper_path(), "update-at-exit", path.string()});
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE(r.out == "OK\n");
+  REQUIRE(read_json(path) == json{{"n", 3}});
+  REQUIRE(lockdb::test::read_text(path.string() + ".copy") == lockdb::test::read_text(path));
+  REQUIRE(lockdb::test::read_text(path.string() + ".log") == "at exit\n");
+  for (const auto& e : fs::directory_iterator(dir.path())) {
+    INFO(e.path());
+    REQUIRE(e.path().extension() != ".tmp");
+  }
+}
+
 TEST_CASE(
     "the helpers keep at most 64 read-only lock descriptors, close_idle_lock_files closes them",
     "[files]") {

@@ -44,20 +44,22 @@
 #include "os.hpp"
 #include "replace.hpp"
 #include "store_locks.hpp"
+#include "util.hpp"
 
 namespace lockdb {
 namespace {
 
-// The lock files the current thread holds through these helpers (see top): [0, t_depth) are
-// the lock paths of the live HeldLock objects, innermost last (they live on the stack, so they
-// end in the reverse order). The strings stay when a hold ends, so the next lock path is built in
-// one that has the room for it already.
-thread_local std::vector<std::string> t_held;
+// The lock files the current thread holds through these helpers (see top): the lock paths of
+// the live HeldLock objects, innermost last (they live on the stack, so they end in the reverse
+// order). Plain pointers in an array, so they stay readable to the thread's very end (a write
+// from a static destructor at exit).
+constexpr std::size_t kMaxNested = 16;
+thread_local const std::string* t_held[kMaxNested];
 thread_local std::size_t t_depth = 0;
 
 bool held_by_this_thread(const std::string& lock_path) {
-  return std::any_of(t_held.begin(), t_held.begin() + static_cast<std::ptrdiff_t>(t_depth),
-                     [&](const std::string& held) { return held == lock_path; });
+  return std::any_of(t_held, t_held + t_depth,
+                     [&](const std::string* held) { return *held == lock_path; });
 }
 
 // lock_file_for() as a string: no std::filesystem::path is made on the write path (and one
@@ -98,26 +100,32 @@ class HeldLock {
 
  private:
   // `may_fail`: a Timeout leaves the lock not acquired instead of propagating.
-  HeldLock(const std::filesystem::path& data, std::chrono::nanoseconds timeout, bool may_fail) {
-    if (t_held.size() == t_depth) t_held.emplace_back();
-    std::string& lock_path = t_held[t_depth];
-    lock_path.assign(data.native());
-    lock_path += ".lock";
-    if (held_by_this_thread(lock_path)) {
+  HeldLock(const std::filesystem::path& data, std::chrono::nanoseconds timeout, bool may_fail)
+      : lock_path_(t_depth == 0 ? util::scratch(util::Scratch::lock_path, own_path_) : own_path_) {
+    if (t_depth == kMaxNested) {
+      throw Error(
+          Errc::invalid_argument, "cannot write", data,
+          "more than " + std::to_string(kMaxNested) + " locked calls are nested in this thread");
+    }
+    lock_path_.assign(data.native());
+    lock_path_ += ".lock";
+    if (held_by_this_thread(lock_path_)) {
       throw Error(Errc::conflict, "cannot write", data,
                   "this thread is inside a locked call on this file already (atomic_json_update's "
                   "fn?); the nested write would be lost");
     }
     try {
-      hold_ = writer_locks().acquire(lock_path, timeout, {});
+      hold_ = writer_locks().acquire(lock_path_, timeout, {});
     } catch (const Timeout&) {
       if (may_fail) return;
       throw;
     }
-    ++t_depth;
+    t_held[t_depth++] = &lock_path_;
     acquired_ = true;
   }
 
+  std::string own_path_;  // the lock path when nested (or at exit): see util::scratch
+  std::string& lock_path_;
   detail::KeyLocks::Hold hold_;
   bool acquired_ = false;
 };
@@ -251,21 +259,29 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
   if (!fd.ok()) os::throw_errno("cannot open", path, fd.err);
   auto st = os::fstat(fd.value);
   if (st.ok()) *mode = st.value.mode & 07777;
-  auto text = st.ok() && S_ISREG(st.value.mode)
-                  ? os::read_all(fd.value, static_cast<std::size_t>(st.value.size))
-                  : os::read_all(fd.value);
+  // Read into this thread's scratch string (util::scratch): done with before `fn` runs.
+  std::string fallback;
+  std::string& text = util::scratch(util::Scratch::file_text, fallback);
+  os::Status read;
+  if (st.ok() && S_ISREG(st.value.mode)) {
+    read = os::read_all(fd.value, static_cast<std::size_t>(st.value.size), text);
+  } else {
+    auto all = os::read_all(fd.value);
+    read.err = all.err;
+    text = std::move(all.value);
+  }
   os::close(fd.value);
-  if (!text.ok()) os::throw_errno("cannot read", path, text.err);
+  if (!read.ok()) os::throw_errno("cannot read", path, read.err);
 
-  if (text.value.find_first_not_of(" \t\r\n") == std::string::npos) {
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
     throw Error(Errc::corrupt, "cannot parse JSON", path,
-                text.value.empty() ? "the file is empty" : "the file holds only whitespace");
+                text.empty() ? "the file is empty" : "the file holds only whitespace");
   }
   try {
-    return detail::parse_json(text.value);
+    return detail::parse_json(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(Errc::corrupt, "cannot parse JSON", path,
-                position_of(text.value, e.byte) + ": " + parse_reason(e.what()));
+                position_of(text, e.byte) + ": " + parse_reason(e.what()));
   }
 }
 
@@ -359,10 +375,10 @@ nlohmann::json json_update(const std::filesystem::path& path,
   std::optional<unsigned> mode;
   nlohmann::json doc = read_json_locked(path, &mode);
   apply(doc);
-  // The text in this thread's buffer, which keeps its room from call to call (a call nested in
-  // `apply` on another file has finished with it by now).
-  thread_local std::string text;
-  if (text.capacity() > (std::size_t{64} << 10)) text = std::string();  // not a big one for good
+  // Written in this thread's scratch string (util::scratch): a call nested in `apply` has
+  // finished with it by now.
+  std::string fallback;
+  std::string& text = util::scratch(util::Scratch::document_text, fallback);
   text.clear();
   append_checked(text, doc, 2, path, "the new JSON document");
   text += '\n';

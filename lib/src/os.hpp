@@ -75,6 +75,8 @@ Result<std::string> read_all(int fd) noexcept;
 // The same for a regular file fstat said holds `size` bytes: one read(2) when it still does (a
 // read that returns exactly `size` of `size + 1` bytes asked for has reached the end).
 Result<std::string> read_all(int fd, std::size_t size) noexcept;
+// The same into `out`, whose room is kept (a caller's buffer for repeated reads); empty on error.
+Status read_all(int fd, std::size_t size, std::string& out) noexcept;
 // pread(2) of up to `n` bytes at `offset` (fewer at the end of the file).
 Result<std::string> pread(int fd, std::size_t n, off_t offset) noexcept;
 // ENOENT when missing.
@@ -107,7 +109,8 @@ enum class TempName {
 // Creates `dir/prefix<name>.tmp` with O_CREAT|O_EXCL|O_NOFOLLOW|O_RDWR and `mode` (before umask).
 Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
                         std::filesystem::path* out_path, unsigned mode = 0666) noexcept;
-// The same with the directory and the temp file's path as strings.
+// The same with the directory and the temp file's path as strings: the path is built in
+// *out_path, which keeps its room (a caller's buffer for repeated calls); empty on failure.
 Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
                         unsigned mode = 0666, TempName naming = TempName::random) noexcept;
 // One write(2) (EINTR retried): the bytes written, which may be fewer than data.size() (a full

@@ -299,24 +299,34 @@ Result<std::size_t> read_once(int fd, char* buf, std::size_t n) noexcept {
 // Reads to the end of the file into a buffer of `capacity` bytes, doubled when full. With
 // `expected` (the size fstat gave a regular file), a read that brings the total to exactly that
 // with room left over has reached the end: no second read(2) to see 0.
+Status read_to_end(int fd, std::size_t capacity, std::optional<std::size_t> expected,
+                   std::string& out) noexcept {
+  try {
+    out.resize(capacity);
+    std::size_t got = 0;
+    for (;;) {
+      auto n = read_once(fd, out.data() + got, out.size() - got);
+      if (!n.ok()) {
+        out.clear();
+        return {n.err};
+      }
+      if (n.value == 0) break;
+      got += n.value;
+      if (expected && got == *expected && got < out.size()) break;
+      if (got == out.size()) out.resize(out.size() * 2);
+    }
+    out.resize(got);
+  } catch (...) {
+    out.clear();
+    return {ENOMEM};
+  }
+  return {};
+}
+
 Result<std::string> read_to_end(int fd, std::size_t capacity,
                                 std::optional<std::size_t> expected) noexcept {
   Result<std::string> r;
-  try {
-    r.value.resize(capacity);
-    std::size_t got = 0;
-    for (;;) {
-      auto n = read_once(fd, r.value.data() + got, r.value.size() - got);
-      if (!n.ok()) return {{}, n.err};
-      if (n.value == 0) break;
-      got += n.value;
-      if (expected && got == *expected && got < r.value.size()) break;
-      if (got == r.value.size()) r.value.resize(r.value.size() * 2);
-    }
-    r.value.resize(got);
-  } catch (...) {
-    return {{}, ENOMEM};
-  }
+  r.err = read_to_end(fd, capacity, expected, r.value).err;
   return r;
 }
 
@@ -349,6 +359,10 @@ Result<std::string> read_all(int fd) noexcept {
 
 Result<std::string> read_all(int fd, std::size_t size) noexcept {
   return read_to_end(fd, size + 1, size);
+}
+
+Status read_all(int fd, std::size_t size, std::string& out) noexcept {
+  return read_to_end(fd, size + 1, size, out);
 }
 
 Result<std::string> pread(int fd, std::size_t n, off_t offset) noexcept {
@@ -450,7 +464,8 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
 Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
                         unsigned mode, TempName naming) noexcept {
   try {
-    std::string p;
+    std::string& p = *out_path;  // built in place: a caller's buffer keeps its room
+    p.clear();
     p.reserve(dir.size() + 1 + prefix.size() + 16);
     p.append(dir);
     if (!p.empty() && p.back() != '/') p += '/';
@@ -468,13 +483,15 @@ Result<int> create_temp(std::string_view dir, std::string_view prefix, std::stri
       }
       p += ".tmp";
       auto fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
-      if (fd.ok()) {
-        *out_path = std::move(p);
+      if (fd.ok()) return fd;
+      if (fd.err != EEXIST) {
+        p.clear();
         return fd;
       }
-      if (fd.err != EEXIST) return fd;
     }
+    p.clear();
   } catch (...) {
+    out_path->clear();
     return {-1, ENOMEM};
   }
   return {-1, EEXIST};

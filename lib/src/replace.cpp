@@ -9,6 +9,7 @@
 #include <fcntl.h>
 
 #include "os.hpp"
+#include "util.hpp"
 
 namespace lockdb {
 
@@ -36,9 +37,103 @@ std::string_view dir_of(std::string_view path) {
   return slash == 0 ? std::string_view("/") : path.substr(0, slash);
 }
 
-std::string file_name(const std::string& path) {
+std::string_view file_name(std::string_view path) {
   const auto slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+// The two halves of a replace, on strings the caller keeps: `target`, the file to replace, and
+// `temp`, the temp file's path. StagedReplace keeps its own; atomic_replace borrows the caller's
+// path and a per-thread buffer, so a replace allocates nothing for either.
+
+// Creates the temp file next to `target` (its path to `temp`) and writes `data` to it, then
+// fsyncs it unless durability is none. Throws Error; then no temp file is left and `temp` is
+// empty.
+void write_temp(const std::string& target, std::string_view data, Durability durability,
+                const ReplaceOptions& options, std::string& temp) {
+  // Directory and name by string operations (see StagedReplace::target_).
+  const std::string_view dir = dir_of(target);
+  std::string prefix;
+  if (options.temp_prefix.empty()) {
+    const std::string_view name = file_name(target);
+    prefix.reserve(name.size() + 2);
+    prefix += '.';
+    prefix += name;
+    prefix += '.';
+  } else {
+    prefix = options.temp_prefix;
+  }
+  std::optional<unsigned> mode = options.mode;
+  if (!mode && options.keep_mode) {
+    if (auto st = os::stat(target); st.ok()) mode = st.value.mode & 07777;
+  }
+  // Created with the wanted bits, so the new content is never readable by more than the old
+  // was; only where the umask (or a default ACL) took some away does fchmod put them back.
+  auto fd = os::create_temp(dir, prefix, &temp, mode ? *mode : 0666, os::TempName::process_id);
+  if (!fd.ok()) {
+    temp.clear();
+    os::throw_errno(with_context(options.context, "cannot create a temp file in"),
+                    std::filesystem::path(dir), fd.err);
+  }
+
+  const char* step = nullptr;
+  os::Status s = os::write_all(fd.value, data);
+  if (!s.ok()) step = "cannot write";
+  if (s.ok() && mode) {
+    // After the write, which clears set-user/group-ID bits.
+    auto st = os::fstat(fd.value);
+    if (!st.ok() || (st.value.mode & 07777) != *mode) s = os::fchmod(fd.value, *mode);
+    if (!s.ok()) step = "cannot set permissions of";
+  }
+  if (s.ok() && durability != Durability::none) {
+    s = os::fsync(fd.value);
+    if (!s.ok()) step = "cannot fsync";
+  }
+  os::close(fd.value);
+  if (!s.ok()) {
+    (void)os::unlink(temp);
+    const std::string name(file_name(temp));
+    temp.clear();
+    os::throw_errno(with_context(options.context, std::string(step) + " " + name + " for"), target,
+                    s.err);
+  }
+}
+
+// Puts `temp` in place of `target`: renamed over it, or with `swap_in` swapped with it and the
+// old file unlinked; then, for Durability::full and `fsync_dir`, fsyncs the directory. `temp` is
+// empty afterwards. Throws Error; a temp file that was not put in place is removed.
+void put_in_place(const std::string& target, std::string& temp, Durability durability, bool swap_in,
+                  std::string_view context, bool fsync_dir) {
+  auto fail = [&](const char* what, int err) {
+    (void)os::unlink(temp);
+    const std::string name(file_name(temp));
+    temp.clear();
+    os::throw_errno(with_context(context, std::string(what) + " " + name + " for"), target, err);
+  };
+  if (swap_in) {
+    auto s = os::rename_exchange(temp, target);
+    if (s.ok()) {
+      // `temp` now names the old file. If it cannot be removed it stays an orphaned temp file
+      // (the new content is in place either way).
+      (void)os::unlink(temp);
+      temp.clear();
+      return;
+    }
+    if (s.err != ENOENT && s.err != EINVAL && s.err != ENOSYS && s.err != EOPNOTSUPP) {
+      fail("cannot swap into place", s.err);
+    }
+  }
+  if (auto s = os::rename(temp, target); !s.ok()) fail("cannot rename into place", s.err);
+  temp.clear();
+  if (durability == Durability::full && fsync_dir) {
+    const std::string dir(dir_of(target));
+    if (auto d = os::fsync_dir(dir); !d.ok()) {
+      os::throw_errno(with_context(context,
+                                   "cannot fsync the directory (the new content is in place but "
+                                   "may not survive power loss)"),
+                      dir, d.err);
+    }
+  }
 }
 
 }  // namespace
@@ -60,7 +155,12 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
 
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, const ReplaceOptions& options) {
-  StagedReplace(target, data, durability, options).commit();
+  std::string fallback;
+  std::string& temp = util::scratch(util::Scratch::temp_path, fallback);
+  write_temp(target.native(), data, durability, options, temp);
+  put_in_place(target.native(), temp, durability, options.swap_in && durability == Durability::none,
+               options.context,
+               /*fsync_dir=*/true);
 }
 
 StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_view data,
@@ -69,49 +169,7 @@ StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_vi
       durability_(durability),
       context_(options.context),
       swap_in_(options.swap_in && durability == Durability::none) {
-  // Directory and name by string operations (see target_).
-  const std::string_view dir = dir_of(target_);
-  std::string prefix;
-  if (options.temp_prefix.empty()) {
-    prefix += '.';
-    prefix += file_name(target_);
-    prefix += '.';
-  } else {
-    prefix = options.temp_prefix;
-  }
-  std::optional<unsigned> mode = options.mode;
-  if (!mode && options.keep_mode) {
-    if (auto st = os::stat(target_); st.ok()) mode = st.value.mode & 07777;
-  }
-  // Created with the wanted bits, so the new content is never readable by more than the old
-  // was; only where the umask (or a default ACL) took some away does fchmod put them back.
-  std::string temp;
-  auto fd = os::create_temp(dir, prefix, &temp, mode ? *mode : 0666, os::TempName::process_id);
-  if (!fd.ok()) {
-    os::throw_errno(with_context(context_, "cannot create a temp file in"),
-                    std::filesystem::path(dir), fd.err);
-  }
-
-  const char* step = nullptr;
-  os::Status s = os::write_all(fd.value, data);
-  if (!s.ok()) step = "cannot write";
-  if (s.ok() && mode) {
-    // After the write, which clears set-user/group-ID bits.
-    auto st = os::fstat(fd.value);
-    if (!st.ok() || (st.value.mode & 07777) != *mode) s = os::fchmod(fd.value, *mode);
-    if (!s.ok()) step = "cannot set permissions of";
-  }
-  if (s.ok() && durability != Durability::none) {
-    s = os::fsync(fd.value);
-    if (!s.ok()) step = "cannot fsync";
-  }
-  os::close(fd.value);
-  if (!s.ok()) {
-    (void)os::unlink(temp);
-    os::throw_errno(with_context(context_, std::string(step) + " " + file_name(temp) + " for"),
-                    target_, s.err);
-  }
-  temp_ = std::move(temp);
+  write_temp(target_, data, durability, options, temp_);
 }
 
 StagedReplace::~StagedReplace() {
@@ -126,35 +184,7 @@ StagedReplace::StagedReplace(StagedReplace&& other) noexcept
       swap_in_(other.swap_in_) {}
 
 void StagedReplace::commit(bool fsync_dir) {
-  std::string temp = std::exchange(temp_, {});
-  if (swap_in_) {
-    auto s = os::rename_exchange(temp, target_);
-    if (s.ok()) {
-      // `temp` now names the old file. If it cannot be removed it stays an orphaned temp file
-      // (the new content is in place either way).
-      (void)os::unlink(temp);
-      return;
-    }
-    if (s.err != ENOENT && s.err != EINVAL && s.err != ENOSYS && s.err != EOPNOTSUPP) {
-      (void)os::unlink(temp);
-      os::throw_errno(with_context(context_, "cannot swap into place " + file_name(temp) + " for"),
-                      target_, s.err);
-    }
-  }
-  if (auto s = os::rename(temp, target_); !s.ok()) {
-    (void)os::unlink(temp);
-    os::throw_errno(with_context(context_, "cannot rename into place " + file_name(temp) + " for"),
-                    target_, s.err);
-  }
-  if (durability_ == Durability::full && fsync_dir) {
-    const std::string dir(dir_of(target_));
-    if (auto d = os::fsync_dir(dir); !d.ok()) {
-      os::throw_errno(with_context(context_,
-                                   "cannot fsync the directory (the new content is in place but "
-                                   "may not survive power loss)"),
-                      dir, d.err);
-    }
-  }
+  put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir);
 }
 
 }  // namespace detail
