@@ -148,17 +148,35 @@ class SimpleParser {
     return true;
   }
 
-  bool object(json& out, int depth) {
-    if (depth > kMaxDepth) return false;
+  // The items of a container up to `close`, each read by `item` (at the item's first byte),
+  // separated by commas. REQUIRES: *p_ is the opening bracket.
+  template <typename Item>
+  bool items(char close, Item&& item) {
     ++p_;
-    out = json::object();
-    auto& members = out.get_ref<json::object_t&>();
     skip_space();
-    if (p_ != end_ && *p_ == '}') {
+    if (p_ != end_ && *p_ == close) {
       ++p_;
       return true;
     }
     for (;;) {
+      if (!item()) return false;
+      skip_space();
+      if (p_ == end_) return false;
+      if (*p_ == close) {
+        ++p_;
+        return true;
+      }
+      if (*p_ != ',') return false;
+      ++p_;
+      skip_space();
+    }
+  }
+
+  bool object(json& out, int depth) {
+    if (depth > kMaxDepth) return false;
+    out = json::object();
+    auto& members = out.get_ref<json::object_t&>();
+    return items('}', [&] {
       json::string_t key;
       if (p_ == end_ || *p_ != '"' || !string(key)) return false;
       skip_space();
@@ -171,41 +189,18 @@ class SimpleParser {
       if (auto [it, added] = members.try_emplace(std::move(key), std::move(v)); !added) {
         it->second = std::move(v);
       }
-      skip_space();
-      if (p_ == end_) return false;
-      if (*p_ == '}') {
-        ++p_;
-        return true;
-      }
-      if (*p_ != ',') return false;
-      ++p_;
-      skip_space();
-    }
+      return true;
+    });
   }
 
   bool array(json& out, int depth) {
     if (depth > kMaxDepth) return false;
-    ++p_;
     out = json::array();
     auto& elements = out.get_ref<json::array_t&>();
-    skip_space();
-    if (p_ != end_ && *p_ == ']') {
-      ++p_;
-      return true;
-    }
-    for (;;) {
+    return items(']', [&] {
       elements.emplace_back();
-      if (!value(elements.back(), depth)) return false;
-      skip_space();
-      if (p_ == end_) return false;
-      if (*p_ == ']') {
-        ++p_;
-        return true;
-      }
-      if (*p_ != ',') return false;
-      ++p_;
-      skip_space();
-    }
+      return value(elements.back(), depth);
+    });
   }
 
   const char* p_;

@@ -19,7 +19,7 @@
 // returns nullopt, and the caller parses with nlohmann, which gives the value or the error
 // message users see.
 // Before RapidJSON, parse_simple tries a recursive descent that builds the nlohmann::json as it
-// reads (a counter file: ~250 instructions instead of ~1,600 with RapidJSON's events). It reads
+// reads (a counter file: ~1,100 instructions instead of ~1,700 with RapidJSON's events). It reads
 // what most files hold: printable-ASCII strings with the two-character escapes, numbers (typed
 // and converted as above), up to 64 levels of nesting; it declines a \u escape, any other byte
 // below 0x20 or from 0x80, deeper nesting and every error, and RapidJSON's reader goes on.

@@ -70,8 +70,7 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
   // Created with the wanted bits, so the new content is never readable by more than the old
   // was; only where the umask (or a default ACL) took some away does fchmod put them back.
   auto fd = os::create_temp(dir, prefix, &temp, mode ? *mode : 0666, os::TempName::process_id);
-  if (!fd.ok()) {
-    temp.clear();
+  if (!fd.ok()) {  // create_temp left `temp` empty
     os::throw_errno(with_context(options.context, "cannot create a temp file in"),
                     std::filesystem::path(dir), fd.err);
   }

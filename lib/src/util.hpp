@@ -15,7 +15,9 @@ std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view 
 
 // Per-thread scratch strings for the write path: each keeps its room from call to call, so a
 // small update allocates nothing for its paths and texts. A string is lent for the length of one
-// call that runs no user code while it holds it (or is done with it before). A call made after
+// call that runs no user code while it holds it (or is done with it before); the one exception,
+// lock_path, is held across `fn` by the outermost locked call only (nested ones keep their own:
+// files.cpp, HeldLock). A call made after
 // this thread's thread_local objects were destroyed (from a static destructor at exit) gets
 // `fallback` instead.
 enum class Scratch : unsigned { lock_path, file_text, document_text, temp_path, count };
