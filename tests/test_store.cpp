@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -251,6 +252,54 @@ TEST_CASE("values of any size round-trip through get and update", "[store]") {
     const json grown = store.update("big", [](json& v) { v = v.get<std::string>() + "w"; });
     REQUIRE(grown.get<std::string>().size() == size + 1);
     REQUIRE(store.get("big") == grown);
+  }
+}
+
+TEST_CASE("a small key file is read with one read(2) where a short read is the end", "[store]") {
+  namespace os = lockdb::os;
+  TempDir tmp;
+  auto read_with = [&](std::size_t size, bool short_read_ends, int fail_read) {
+    const fs::path file = tmp / ("f" + std::to_string(size));
+    std::ofstream(file, std::ios::binary) << std::string(size, 'x');
+    auto fd = os::open(file, O_RDONLY);
+    REQUIRE(fd.ok());
+    if (fail_read > 0) os::fail_nth(os::Op::read, fail_read, EIO);
+    auto r = os::read_all(fd.value, short_read_ends);
+    os::clear_faults();
+    os::close(fd.value);
+    return r;
+  };
+  for (std::size_t size : {0u, 1u, 100u, 4095u}) {
+    INFO("size " << size);
+    // The second read(2) would fail: only the first one runs.
+    auto one = read_with(size, /*short_read_ends=*/true, 2);
+    REQUIRE(one.ok());
+    REQUIRE(one.value == std::string(size, 'x'));
+    // Without the flag a second read(2) looks for the end.
+    if (size > 0) REQUIRE(read_with(size, /*short_read_ends=*/false, 2).err == EIO);
+  }
+  // A full first read is not the end: the rest is read.
+  for (std::size_t size : {4096u, 4097u, 100000u}) {
+    INFO("size " << size);
+    REQUIRE(read_with(size, /*short_read_ends=*/true, 0).value == std::string(size, 'x'));
+    REQUIRE(read_with(size, /*short_read_ends=*/true, 2).err == EIO);
+  }
+  REQUIRE(os::short_reads_end(0x01021994));        // tmpfs
+  REQUIRE(os::short_reads_end(0xEF53));            // ext4
+  REQUIRE_FALSE(os::short_reads_end(0x6969));      // NFS
+  REQUIRE_FALSE(os::short_reads_end(0x65735546));  // FUSE
+  REQUIRE_FALSE(os::short_reads_end(0));           // unknown
+
+  // The store reads its key files so where their filesystem allows.
+  Store store(tmp / "db");
+  store.put("k", json{{"a", 1}});
+  if (os::short_reads_end(os::fs_magic(tmp.path()))) {
+    os::fail_nth(os::Op::read, 2, EIO);
+    auto value = store.get("k");
+    os::clear_faults();
+    REQUIRE(value == json{{"a", 1}});
+  } else {
+    WARN("the temp directory's filesystem may return short reads: the store reads to EOF there");
   }
 }
 

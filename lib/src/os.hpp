@@ -71,7 +71,10 @@ void close(int fd) noexcept;
 Status write_all(int fd, std::string_view data) noexcept;
 Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept;
 Status truncate(int fd, off_t size) noexcept;
-Result<std::string> read_all(int fd) noexcept;
+// `short_read_ends`: the file is on a filesystem where read(2) of a regular file returns fewer
+// bytes than asked for only at the end (short_reads_end), so that is taken as the end: one read(2)
+// for a small file instead of a second one to see 0.
+Result<std::string> read_all(int fd, bool short_read_ends = false) noexcept;
 // The same for a regular file fstat said holds `size` bytes: one read(2) when it still does (a
 // read that returns exactly `size` of `size + 1` bytes asked for has reached the end).
 Result<std::string> read_all(int fd, std::size_t size) noexcept;
@@ -88,6 +91,10 @@ Status fsync_dir(PathRef dir) noexcept;  // an empty path is "."
 // it cannot be had.
 long fs_magic(int fd) noexcept;
 long fs_magic(PathRef path) noexcept;
+// Whether read(2) of a regular file on this filesystem (fs_magic) returns fewer bytes than asked
+// for only at the end of the file: the local filesystems whose reads loop until the request is
+// filled (tmpfs, ext2/3/4, xfs, btrfs). Not network or FUSE filesystems, where a read may be short.
+bool short_reads_end(long fs_magic) noexcept;
 Status rename(PathRef from, PathRef to) noexcept;
 // Swaps two existing paths atomically (renameat2 RENAME_EXCHANGE); faults: Op::rename. ENOENT
 // when either is missing; EINVAL, ENOSYS or EOPNOTSUPP where the filesystem cannot.

@@ -334,14 +334,16 @@ Result<std::string> read_to_end(int fd, std::size_t capacity,
 
 // The size unknown: the first bytes go to a buffer on the stack, so a small file (a store's key
 // file) costs one string of its own size, not a zero-filled 16 KiB one.
-Result<std::string> read_all(int fd) noexcept {
+Result<std::string> read_all(int fd, bool short_read_ends) noexcept {
   char head[4096];
   std::size_t got = 0;
   while (got < sizeof head) {
-    auto n = read_once(fd, head + got, sizeof head - got);
+    const std::size_t want = sizeof head - got;
+    auto n = read_once(fd, head + got, want);
     if (!n.ok()) return {{}, n.err};
     if (n.value == 0) break;
     got += n.value;
+    if (short_read_ends && n.value < want) break;
   }
   Result<std::string> r;
   try {
@@ -419,6 +421,14 @@ long fs_magic(int fd) noexcept {
 long fs_magic(PathRef path) noexcept {
   struct statfs st {};
   return ::statfs(path.c_str(), &st) == 0 ? static_cast<long>(st.f_type) : 0;
+}
+
+bool short_reads_end(long fs_magic) noexcept {
+  constexpr long kTmpfs = 0x01021994;  // TMPFS_MAGIC
+  constexpr long kExt4 = 0xEF53;       // EXT2/3/4_SUPER_MAGIC
+  constexpr long kXfs = 0x58465342;    // XFS_SUPER_MAGIC
+  constexpr long kBtrfs = 0x9123683E;  // BTRFS_SUPER_MAGIC
+  return fs_magic == kTmpfs || fs_magic == kExt4 || fs_magic == kXfs || fs_magic == kBtrfs;
 }
 
 Status rename(PathRef from, PathRef to) noexcept {

@@ -197,7 +197,9 @@ Store::Impl::Impl(fs::path store_dir, StoreOptions store_options)
   options.lock_stripes = marker.lock_stripes;
   ensure_dir(keys_dir);
   ensure_dir(log_dir);
-  swap_in = detail::swap_in_pays(os::fs_magic(keys_dir));
+  const long keys_fs = os::fs_magic(keys_dir);
+  swap_in = detail::swap_in_pays(keys_fs);
+  short_reads_end = os::short_reads_end(keys_fs);
 }
 
 detail::LogWriter& Store::Impl::log_writer() {
@@ -299,7 +301,7 @@ Store::Impl::Current Store::Impl::read_current(const KeyPaths& p) const {
     }
     os::throw_errno(context(p.key) + ": cannot open the key file", p.file, fd.err);
   }
-  auto data = os::read_all(fd.value);
+  auto data = os::read_all(fd.value, short_reads_end);
   os::close(fd.value);
   if (!data.ok()) os::throw_errno(context(p.key) + ": cannot read the key file", p.file, data.err);
   cur.exists = true;

@@ -105,8 +105,9 @@ struct Store::Impl {
   std::filesystem::path dir;
   std::filesystem::path keys_dir;
   std::filesystem::path log_dir;
-  StoreOptions options;  // lock_stripes: the store's own (from its marker)
-  bool swap_in = false;  // replace key files by swapping (detail::swap_in_pays of keys/)
+  StoreOptions options;          // lock_stripes: the store's own (from its marker)
+  bool swap_in = false;          // replace key files by swapping (detail::swap_in_pays of keys/)
+  bool short_reads_end = false;  // os::short_reads_end of keys/: one read(2) per small key file
 
   detail::KeyLocks locks;
 
