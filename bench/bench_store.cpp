@@ -597,11 +597,14 @@ void increments(const Options& opt, const std::string& fs_name, const fs::path& 
     Workload w;
     w.shared = shared;
     // Interleave: per P and round, every variant once, so slow drifts of the VM hit all alike;
-    // ratios are taken within a round, then the median over rounds is reported.
+    // ratios are taken within a round, then the median over rounds is reported. The order turns
+    // every round, so no variant always runs right after the same one (on a disk, the previous
+    // run's writeback and discards are still going on).
     std::map<std::string, std::map<int, std::vector<RunResult>>> results;
     for (int p : opt.procs) {
       for (int round = 0; round < opt.rounds; ++round) {
-        for (const auto& v : variants) {
+        for (std::size_t k = 0; k < variants.size(); ++k) {
+          const Variant& v = variants[(k + static_cast<std::size_t>(round)) % variants.size()];
           settle(disk);
           const fs::path dir = fresh_dir(base, v.name);
           results[v.name][p].push_back(v.run(dir, p, w));
