@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "json_text.hpp"
+#include "log_format.hpp"
 
 using lockdb::detail::accepts_json;
 using lockdb::detail::append_json;
@@ -416,4 +417,37 @@ TEST_CASE("dump_json: containers and layout at any indent", "[json_text]") {
 TEST_CASE("dump_json: generated documents are written as nlohmann writes them", "[json_text]") {
   std::mt19937_64 rng(20261202);
   for (int i = 0; i < 3000; ++i) check_dump(random_value(rng, 0));
+}
+
+// escape_json and valid_utf8 skip 8 plain bytes at a time: a byte that matters is found at every
+// position of strings around that width, and next to every other.
+TEST_CASE("escape_json and valid_utf8 see a special byte at any position", "[json_text]") {
+  const std::string specials[] = {"\"", "\\", std::string(1, '\0'), "\x01", "\x1f", "\n", "\t"};
+  for (std::size_t len = 1; len <= 40; ++len) {
+    for (std::size_t at = 0; at < len; ++at) {
+      INFO("length " << len << ", position " << at);
+      for (const std::string& special : specials) {
+        std::string s(len, 'a');
+        s.replace(at, 1, special);
+        std::string out;
+        lockdb::detail::escape_json(s, out);
+        REQUIRE('"' + out + '"' == json(s).dump());
+      }
+      std::string plain(len, 'a');
+      std::string out;
+      lockdb::detail::escape_json(plain, out);
+      REQUIRE(out == plain);
+
+      std::string bad = plain;
+      bad[at] = '\xff';
+      REQUIRE_FALSE(lockdb::detail::log_format::valid_utf8(bad));
+      REQUIRE(lockdb::detail::log_format::valid_utf8(plain));
+      // A complete multi-byte sequence starting at `at` is valid; cut short by the end, it is not.
+      for (const std::string seq : {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"}) {
+        std::string with = plain.substr(0, at) + seq + plain.substr(at);
+        REQUIRE(lockdb::detail::log_format::valid_utf8(with));
+        REQUIRE_FALSE(lockdb::detail::log_format::valid_utf8(with.substr(0, at + seq.size() - 1)));
+      }
+    }
+  }
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "rapidjson.hpp"
+#include "util.hpp"
 
 namespace lockdb::detail {
 namespace {
@@ -423,6 +424,10 @@ void escape_json(std::string_view s, std::string& out) {
   static const char* hex = "0123456789abcdef";
   std::size_t run = 0;  // start of the bytes not yet copied
   for (std::size_t i = 0; i < s.size(); ++i) {
+    i = util::skip_plain_words(s, i, [](std::uint64_t w) {
+      return !util::has_byte_below(w, 0x20) && !util::has_byte(w, '"') && !util::has_byte(w, '\\');
+    });
+    if (i == s.size()) break;
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(s.data() + run, i - run);

@@ -128,6 +128,8 @@ bool valid_utf8(std::string_view s) noexcept {
   std::size_t i = 0;
   const std::size_t n = s.size();
   while (i < n) {
+    i = util::skip_plain_words(s, i, [](std::uint64_t w) { return (w & util::kHighBits) == 0; });
+    if (i == n) break;
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       ++i;

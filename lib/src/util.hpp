@@ -1,12 +1,39 @@
-// Small private helpers shared by the layers: time formatting, per-thread scratch strings.
+// Small private helpers shared by the layers: time formatting, per-thread scratch strings,
+// word-at-a-time byte scanning.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace lockdb::util {
+
+// Word-at-a-time scanning: the first index from `i` on where the next 8 bytes are not all
+// `plain(word)`, or where fewer than 8 remain. REQUIRES: i <= s.size().
+template <class Plain>
+std::size_t skip_plain_words(std::string_view s, std::size_t i, Plain plain) noexcept {
+  while (s.size() - i >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, s.data() + i, sizeof word);
+    if (!plain(word)) break;
+    i += 8;
+  }
+  return i;
+}
+constexpr std::uint64_t kEveryByte = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
+// Whether some byte of `word` is below `n` (n <= 128), exactly.
+constexpr bool has_byte_below(std::uint64_t word, unsigned n) noexcept {
+  return ((word - kEveryByte * n) & ~word & kHighBits) != 0;
+}
+// Whether some byte of `word` equals `b`, exactly.
+constexpr bool has_byte(std::uint64_t word, unsigned char b) noexcept {
+  const std::uint64_t x = word ^ (kEveryByte * b);
+  return ((x - kEveryByte) & ~x & kHighBits) != 0;
+}
 
 // RFC 3339 UTC with microseconds: "2026-11-30T18:00:00.123456Z".
 std::string format_utc(std::chrono::system_clock::time_point t);
