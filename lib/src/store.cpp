@@ -290,7 +290,7 @@ detail::KeyLocks::Hold Store::Impl::lock_file(const fs::path& lock_path, const s
 
 detail::KeyLocks::Hold Store::Impl::lock_key(const KeyPaths& p) { return lock_file(p.lock, p.key); }
 
-Store::Impl::Current Store::Impl::read_current(const KeyPaths& p) const {
+Store::Impl::Current Store::Impl::read_current(const KeyPaths& p, bool with_version) const {
   Current cur;
   auto fd = os::open(p.file, O_RDONLY | O_NOFOLLOW);
   if (!fd.ok()) {
@@ -306,7 +306,7 @@ Store::Impl::Current Store::Impl::read_current(const KeyPaths& p) const {
   if (!data.ok()) os::throw_errno(context(p.key) + ": cannot read the key file", p.file, data.err);
   cur.exists = true;
   cur.bytes = std::move(data.value);
-  cur.version = format::version_of(cur.bytes);
+  if (with_version) cur.version = format::version_of(cur.bytes);
   return cur;
 }
 
@@ -476,7 +476,7 @@ std::optional<Entry> Store::entry(const std::string& key) const {
 std::optional<json> Store::get(const std::string& key) const {
   const auto paths = impl_->cached_paths(key);
   const auto& p = *paths;
-  auto cur = impl_->read_current(p);
+  auto cur = impl_->read_current(p, /*with_version=*/false);
   if (!cur.exists) return std::nullopt;
   return impl_->parse(p, cur);
 }

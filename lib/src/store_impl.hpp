@@ -33,7 +33,7 @@ struct Store::Impl {
   struct Current {
     bool exists = false;
     std::string bytes;
-    std::string version;  // empty when !exists
+    std::string version;  // empty when !exists, or when not asked for
   };
 
   Impl(std::filesystem::path store_dir, StoreOptions store_options);
@@ -48,8 +48,10 @@ struct Store::Impl {
   // thread already holds it (a store write from inside update's fn).
   detail::KeyLocks::Hold lock_key(const KeyPaths& p);
   detail::KeyLocks::Hold lock_file(const std::filesystem::path& lock_path, const std::string& key);
-  // Reads a key file (no lock). THROWS Error{permission|io|invalid_argument} naming key and file.
-  Current read_current(const KeyPaths& p) const;
+  // Reads a key file (no lock), and its version unless `with_version` is false (get(): hashing
+  // a large value costs a pass over its bytes). THROWS Error{permission|io|invalid_argument}
+  // naming key and file.
+  Current read_current(const KeyPaths& p, bool with_version = true) const;
   // Parses / checks key file bytes. THROWS Error{corrupt} naming key and file.
   nlohmann::json parse(const KeyPaths& p, const Current& cur) const;
   void check_parses(const KeyPaths& p, const Current& cur) const;
