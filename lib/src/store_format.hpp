@@ -86,6 +86,8 @@ std::string key_problem(std::string_view key);
 // The key file's path relative to keys/: "<shard>/<component>~/.../<component>.json".
 // REQUIRES: key_problem(key) is empty.
 std::filesystem::path key_file_relative(std::string_view key);
+// The same appended to `out` as text (no std::filesystem::path made).
+void append_key_file_relative(std::string_view key, std::string& out);
 // The key a key file names, given its path relative to keys/; nullopt when the path is not the
 // canonical encoding of a valid key (wrong shard, bad token, not canonical...).
 std::optional<std::string> decode_key_file(const std::filesystem::path& relative);

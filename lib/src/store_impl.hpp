@@ -43,7 +43,8 @@ struct Store::Impl {
   // The same, remembered for the most recently used keys: building the paths (std::filesystem
   // splits every path it makes) was a fifth of a write's user time.
   std::shared_ptr<const KeyPaths> cached_paths(const std::string& key) const;
-  std::filesystem::path lock_path_of(std::string_view key, const std::filesystem::path& file) const;
+  // The lock file of `key`, whose key file is `file`: the file's path + ".lock", or its stripe's.
+  std::string lock_path_of(std::string_view key, const std::string& file) const;
   // Takes a key's lock within options.lock_timeout. THROWS Timeout, Error{conflict} when this
   // thread already holds it (a store write from inside update's fn).
   detail::KeyLocks::Hold lock_key(const KeyPaths& p);

@@ -171,17 +171,22 @@ std::string key_problem(std::string_view key) {
   return {};
 }
 
-std::filesystem::path key_file_relative(std::string_view key) {
+void append_key_file_relative(std::string_view key, std::string& out) {
   auto components = encode_components(key);
-  std::string rel = shard_of(key);
+  out += shard_of(key);
   for (std::size_t i = 0; i + 1 < components.size(); ++i) {
-    rel.push_back('/');
-    rel += components[i];
-    rel.push_back(kContinuation);
+    out.push_back('/');
+    out += components[i];
+    out.push_back(kContinuation);
   }
-  rel.push_back('/');
-  rel += components.back();
-  rel += kKeyFileSuffix;
+  out.push_back('/');
+  out += components.back();
+  out += kKeyFileSuffix;
+}
+
+std::filesystem::path key_file_relative(std::string_view key) {
+  std::string rel;
+  append_key_file_relative(key, rel);
   return rel;
 }
 
