@@ -162,9 +162,9 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
                /*fsync_dir=*/true);
 }
 
-StagedReplace::StagedReplace(const std::filesystem::path& target, std::string_view data,
+StagedReplace::StagedReplace(std::string target, std::string_view data,
                              Durability durability, const ReplaceOptions& options)
-    : target_(target.native()),
+    : target_(std::move(target)),
       durability_(durability),
       context_(options.context),
       swap_in_(options.swap_in && durability == Durability::none) {

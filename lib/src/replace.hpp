@@ -61,7 +61,7 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
 // was.
 class StagedReplace {
  public:
-  StagedReplace(const std::filesystem::path& target, std::string_view data, Durability durability,
+  StagedReplace(std::string target, std::string_view data, Durability durability,
                 const ReplaceOptions& options = {});
   ~StagedReplace();
   StagedReplace(StagedReplace&& other) noexcept;

@@ -296,8 +296,8 @@ void Store::Impl::walk_keys(const std::function<void(const WalkEntry&)>& fn) con
   walk_dir(keys_dir, 0, fn);
 }
 
-detail::KeyLocks::Hold Store::Impl::lock_file(const fs::path& lock_path, const std::string& key) {
-  return locks.acquire(lock_path.native(), options.lock_timeout, key);
+detail::KeyLocks::Hold Store::Impl::lock_file(const std::string& lock_path, const std::string& key) {
+  return locks.acquire(lock_path, options.lock_timeout, key);
 }
 
 detail::KeyLocks::Hold Store::Impl::lock_key(const KeyPaths& p) { return lock_file(p.lock, p.key); }
@@ -361,8 +361,9 @@ detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_vie
     // The key's directory does not exist yet (striped locks; a lock file creates its own).
     if (e.sys_errno() != ENOENT) throw;
   }
-  if (auto s = os::mkdirs(p.file.parent_path()); !s.ok()) {
-    os::throw_errno(p.context + ": cannot create the key's directory", p.file.parent_path(), s.err);
+  const fs::path key_dir(p.dir());
+  if (auto s = os::mkdirs(key_dir); !s.ok()) {
+    os::throw_errno(p.context + ": cannot create the key's directory", key_dir, s.err);
   }
   return detail::StagedReplace(p.file, bytes, options.durability, ro);
 }
@@ -376,11 +377,12 @@ void Store::Impl::remove_file(const KeyPaths& p) const {
     os::throw_errno(context(p.key) + ": cannot remove the key file", p.file, s.err);
   }
   if (options.durability == Durability::full) {
-    if (auto s = os::fsync_dir(p.file.parent_path()); !s.ok()) {
+    const std::string key_dir(p.dir());
+    if (auto s = os::fsync_dir(key_dir); !s.ok()) {
       os::throw_errno(context(p.key) +
                           ": cannot fsync the directory (the key is erased but the erase may "
                           "not survive power loss)",
-                      p.file.parent_path(), s.err);
+                      key_dir, s.err);
     }
   }
 }
@@ -607,11 +609,11 @@ std::map<std::string, json> Store::update_many(
   // keys may share one), which makes concurrent update_many calls deadlock-free.
   std::map<std::string, Impl::KeyPaths> requested;
   for (const auto& key : keys) requested.emplace(key, impl_->paths(key));
-  std::map<fs::path, const std::string*> lock_order;
+  std::map<fs::path, const std::string*> lock_order;  // by path, as before: processes agree
   for (const auto& [key, p] : requested) lock_order.emplace(p.lock, &key);
   std::vector<detail::KeyLocks::Hold> holds;
   holds.reserve(lock_order.size());
-  for (const auto& [lock, key] : lock_order) holds.push_back(impl_->lock_file(lock, *key));
+  for (const auto& [lock, key] : lock_order) holds.push_back(impl_->lock_file(lock.native(), *key));
 
   std::map<std::string, Impl::Current> current;
   std::map<std::string, json> values;
@@ -655,7 +657,7 @@ std::map<std::string, json> Store::update_many(
   std::size_t done = 0;  // changes[0, done) are in place
   std::size_t logged = 0;
   try {
-    std::set<fs::path> dirs;
+    std::set<std::string, std::less<>> dirs;
     for (; done < changes.size(); ++done) {
       Change& c = changes[done];
       if (c.value) {
@@ -666,7 +668,7 @@ std::map<std::string, json> Store::update_many(
                           s.err);
         }
       }
-      dirs.insert(c.p->file.parent_path());
+      dirs.emplace(c.p->dir());
     }
     if (impl_->options.durability == Durability::full) {
       for (const auto& d : dirs) {

@@ -22,12 +22,17 @@
 namespace lockdb {
 
 struct Store::Impl {
-  // A key with its file and lock file.
+  // A key with its file and lock file. Strings, not std::filesystem::path: a path splits itself
+  // into components when it is made, which was half of what naming a key's files cost.
   struct KeyPaths {
     std::string key;
-    std::filesystem::path file;
-    std::filesystem::path lock;
+    std::string file;
+    std::string lock;
     std::string context;  // context(key), for error messages
+    // The key file's directory.
+    std::string_view dir() const noexcept {
+      return std::string_view(file).substr(0, file.rfind('/'));
+    }
   };
   // What a key's file holds right now.
   struct Current {
@@ -48,7 +53,7 @@ struct Store::Impl {
   // Takes a key's lock within options.lock_timeout. THROWS Timeout, Error{conflict} when this
   // thread already holds it (a store write from inside update's fn).
   detail::KeyLocks::Hold lock_key(const KeyPaths& p);
-  detail::KeyLocks::Hold lock_file(const std::filesystem::path& lock_path, const std::string& key);
+  detail::KeyLocks::Hold lock_file(const std::string& lock_path, const std::string& key);
   // Reads a key file (no lock), and its version unless `with_version` is false (get(): hashing
   // a large value costs a pass over its bytes). THROWS Error{permission|io|invalid_argument}
   // naming key and file.
