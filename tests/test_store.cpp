@@ -599,6 +599,89 @@ TEST_CASE("durability full writes and fsyncs, a failed fsync fails the write", "
   REQUIRE(store.verify().empty());
 }
 
+// Every fsync of a durability-full write fails in turn (1st, 2nd, ... until the write makes
+// fewer): a failed fsync before the change is in place leaves the old value; one after it (the
+// directory's, the log's) keeps the change and logs it, and says it may not survive power loss.
+// Either way the call throws Error{io}, the log and the store agree, and no temp file stays.
+TEST_CASE("a failed fsync after the change is in place keeps it logged, and says so", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db", lockdb::StoreOptions{.durability = lockdb::Durability::full});
+  struct Outcomes {
+    int taken_back = 0;
+    int kept = 0;
+  };
+  // `write` changes the store; `changed` tells whether its change is in place.
+  auto each_fsync_fails = [&](const std::string& name, const std::function<void()>& write,
+                              const std::function<bool()>& changed,
+                              const std::function<void()>& reset) {
+    Outcomes o;
+    for (int nth = 1;; ++nth) {
+      INFO(name << ": fsync " << nth << " fails");
+      reset();
+      lockdb::os::fail_nth(lockdb::os::Op::fsync, nth, EIO);
+      std::optional<lockdb::Errc> code;
+      std::string what;
+      try {
+        write();
+      } catch (const lockdb::Error& e) {
+        code = e.code();
+        what = e.what();
+      }
+      lockdb::os::clear_faults();
+      INFO(what);
+      REQUIRE(temp_files(store.dir()).empty());
+      REQUIRE(describe(store.verify()).empty());
+      if (!code) break;  // it makes fewer fsyncs than nth: it succeeded
+      REQUIRE(*code == lockdb::Errc::io);
+      REQUIRE_THAT(what, Catch::Contains("fsync"));
+      if (changed()) {
+        ++o.kept;
+        REQUIRE_THAT(what, Catch::Contains("logged") && Catch::Contains("power loss"));
+      } else {
+        ++o.taken_back;
+        REQUIRE_THAT(what, !Catch::Contains("logged"));
+      }
+    }
+    return o;
+  };
+
+  store.put("k", 1);
+  Outcomes inc = each_fsync_fails(
+      "increment", [&] { store.increment("k"); }, [&] { return store.get("k") == 2; },
+      [&] { store.put("k", 1); });
+  CHECK(inc.taken_back == 1);  // the temp file's fsync
+  CHECK(inc.kept == 2);        // the directory's and the log's
+
+  Outcomes erase = each_fsync_fails(
+      "erase", [&] { store.erase("k"); }, [&] { return !store.contains("k"); },
+      [&] { store.put("k", 1); });
+  CHECK(erase.taken_back == 0);
+  CHECK(erase.kept == 2);  // the directory's and the log's
+
+  // Two keys in different directories: two temp files, two directories, two records.
+  std::string b = "b";
+  while (store.file_path(b).parent_path() == store.file_path("a").parent_path()) b += "b";
+  Outcomes many = each_fsync_fails(
+      "update_many",
+      [&] {
+        store.update_many({"a", b}, [&b](std::map<std::string, json>& m) {
+          m["a"] = m["a"].get<int>() + 1;
+          m[b] = m[b].get<int>() + 1;
+        });
+      },
+      [&] {
+        const bool a = store.get("a") == 2;
+        REQUIRE(a == (store.get(b) == 2));  // both or neither
+        return a;
+      },
+      [&] {
+        store.put("a", 1);
+        store.put(b, 1);
+      });
+  CHECK(many.taken_back == 2);
+  CHECK(many.kept == 4);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys
 

@@ -445,7 +445,10 @@ void LogWriter::append(std::string_view record_line) {
   }
   if (impl_->durability != Durability::none) {
     if (auto s = os::fsync(written->fd); !s.ok()) {
-      os::throw_errno("cannot fsync log segment", written->path, s.err);
+      throw LogSyncError(Errc::io,
+                         "cannot fsync log segment (the record is in the log but may not "
+                         "survive power loss)",
+                         written->path, s.err);
     }
   }
 }

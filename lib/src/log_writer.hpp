@@ -4,6 +4,7 @@
 #pragma once
 
 #include <lockdb/durability.hpp>
+#include <lockdb/error.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -34,11 +35,19 @@ struct RecordFields {
 // One JSON object on one line, no trailing newline; adds pid and host.
 std::string render_record(const RecordFields& fields);
 
+// The record was appended whole, but the fsync that followed failed (Durability file or full):
+// the record is in the log and readers see it; it may not survive power loss.
+class LogSyncError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Appends records to `<store>/log/`. Thread-safe. Many processes may append at once: each
 // record lands whole, on its own line, exactly once, in the order the appends happen, also
 // across segment rotation. With Durability::full (or file) the segment is fsynced before
 // append() returns. THROWS Error{io|permission} naming the segment; a failed append leaves at
-// most a torn last line, which readers skip and the next append does not glue onto.
+// most a torn last line, which readers skip and the next append does not glue onto. A failed
+// fsync after a whole append THROWS LogSyncError instead: the record is in the log.
 class LogWriter {
  public:
   LogWriter(std::filesystem::path log_dir, std::uint64_t segment_bytes, Durability durability);

@@ -296,7 +296,8 @@ void Store::Impl::walk_keys(const std::function<void(const WalkEntry&)>& fn) con
   walk_dir(keys_dir, 0, fn);
 }
 
-detail::KeyLocks::Hold Store::Impl::lock_file(const std::string& lock_path, const std::string& key) {
+detail::KeyLocks::Hold Store::Impl::lock_file(const std::string& lock_path,
+                                              const std::string& key) {
   return locks.acquire(lock_path, options.lock_timeout, key);
 }
 
@@ -412,6 +413,39 @@ void Store::Impl::restore(const KeyPaths& p, const Current& before) const {
   }
 }
 
+std::optional<Error> Store::Impl::sync_key_dir(const KeyPaths& p, const char* done) const {
+  if (options.durability != Durability::full) return std::nullopt;
+  const std::string key_dir(p.dir());
+  if (auto s = os::fsync_dir(key_dir); !s.ok()) {
+    return Error(Errc::io,
+                 context(p.key) + ": cannot fsync the key's directory (" + done +
+                     ", but may not survive power loss)",
+                 key_dir, s.err);
+  }
+  return std::nullopt;
+}
+
+void Store::Impl::log_change(const KeyPaths& p, const Current& before, std::string_view op,
+                             const json* value, const std::optional<std::string>& prev,
+                             const std::optional<std::string>& version, std::string_view file_bytes,
+                             std::optional<Error>& not_durable) {
+  try {
+    append_record(p, op, value, prev, version, file_bytes);
+  } catch (const detail::LogSyncError& e) {
+    if (!not_durable) {
+      not_durable = Error(e.code(),
+                          context(p.key) + ": " +
+                              (value != nullptr ? "the new value is in place and logged"
+                                                : "the key is erased and the erase logged") +
+                              ", but the log cannot be fsynced: the change may not survive "
+                              "power loss",
+                          e.path(), e.sys_errno());
+    }
+  } catch (const Error& e) {
+    throw undo_after_log_failure(p, before, e);
+  }
+}
+
 Error Store::Impl::undo_after_log_failure(const KeyPaths& p, const Current& before,
                                           const Error& log_error) {
   const std::string cause = log_error.what();
@@ -445,24 +479,25 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
   out.changed = true;
   std::optional<std::string> prev;
   if (cur.exists) prev = cur.version;
+  // The change is in place (other processes may read it) before anything is fsynced; from then
+  // on a failed fsync does not take it back: it is logged, and the call throws saying that it
+  // may not survive power loss, so that the log and the store agree.
+  std::optional<Error> not_durable;
   if (d.action == Decision::Action::write) {
     const std::string bytes = render(p, d.value);
     out.version = format::version_of(bytes);
-    replace_file(p, bytes);
-    try {
-      append_record(p, op, &d.value, prev, out.version, bytes);
-    } catch (const Error& e) {
-      throw undo_after_log_failure(p, cur, e);
-    }
+    stage_file(p, bytes).commit(/*fsync_dir=*/false);
+    not_durable = sync_key_dir(p, "the new value is in place and logged");
+    log_change(p, cur, op, &d.value, prev, out.version, bytes, not_durable);
     out.value = std::move(d.value);
   } else {
-    remove_file(p);
-    try {
-      append_record(p, op, nullptr, prev, std::nullopt);
-    } catch (const Error& e) {
-      throw undo_after_log_failure(p, cur, e);
+    if (auto s = os::unlink(p.file); !s.ok()) {
+      os::throw_errno(context(p.key) + ": cannot remove the key file", p.file, s.err);
     }
+    not_durable = sync_key_dir(p, "the key is erased and the erase logged");
+    log_change(p, cur, op, nullptr, prev, std::nullopt, {}, not_durable);
   }
+  if (not_durable) throw *not_durable;
   return out;
 }
 
@@ -654,8 +689,11 @@ std::map<std::string, json> Store::update_many(
     changes.back().staged.emplace(impl_->stage_file(p, bytes));
   }
 
+  // As in write_one, a failed fsync does not take back changes in place: they are logged, and
+  // the call throws saying they may not survive power loss.
   std::size_t done = 0;  // changes[0, done) are in place
   std::size_t logged = 0;
+  std::optional<Error> not_durable;
   try {
     std::set<std::string, std::less<>> dirs;
     for (; done < changes.size(); ++done) {
@@ -672,8 +710,9 @@ std::map<std::string, json> Store::update_many(
     }
     if (impl_->options.durability == Durability::full) {
       for (const auto& d : dirs) {
-        if (auto s = os::fsync_dir(d); !s.ok())
-          os::throw_errno("update_many: cannot fsync", d, s.err);
+        if (auto s = os::fsync_dir(d); !s.ok() && !not_durable) {
+          not_durable = Error(Errc::io, "update_many: cannot fsync a key's directory", d, s.err);
+        }
       }
     }
     for (; logged < changes.size(); ++logged) {
@@ -682,7 +721,11 @@ std::map<std::string, json> Store::update_many(
       if (c.before->exists) prev = c.before->version;
       std::optional<std::string> version;
       if (c.value) version = c.version;
-      impl_->append_record(*c.p, "update_many", c.value, prev, version);
+      try {
+        impl_->append_record(*c.p, "update_many", c.value, prev, version);
+      } catch (const detail::LogSyncError& e) {  // the record is in the log
+        if (!not_durable) not_durable = e;
+      }
     }
   } catch (const Error& e) {
     // Take back every change in place whose record is not in the log.
@@ -702,6 +745,13 @@ std::map<std::string, json> Store::update_many(
                                           : "putting the others back failed too (" + undo_failure +
                                                 "); repair() records them"),
                 {}, std::string(e.what()));
+  }
+  if (not_durable) {
+    throw Error(Errc::io,
+                "update_many: all " + std::to_string(changes.size()) +
+                    " changed keys are in place and logged, but an fsync failed: they may not "
+                    "survive power loss",
+                {}, std::string(not_durable->what()));
   }
   return values;
 }

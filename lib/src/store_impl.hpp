@@ -75,6 +75,17 @@ struct Store::Impl {
   void append_record(const KeyPaths& p, std::string_view op, const nlohmann::json* value,
                      const std::optional<std::string>& prev,
                      const std::optional<std::string>& version, std::string_view file_bytes = {});
+  // For Durability::full: fsyncs the key file's directory. Returns the error to throw once the
+  // change is logged when that fails (`done` says what is in place); a change in place is not
+  // taken back for a failed fsync.
+  std::optional<Error> sync_key_dir(const KeyPaths& p, const char* done) const;
+  // append_record for a change in place: a failed append takes the change back (throws
+  // undo_after_log_failure's error); a failed fsync of the log after a whole append sets
+  // `not_durable` (unless already set) and returns: the record is in the log.
+  void log_change(const KeyPaths& p, const Current& before, std::string_view op,
+                  const nlohmann::json* value, const std::optional<std::string>& prev,
+                  const std::optional<std::string>& version, std::string_view file_bytes,
+                  std::optional<Error>& not_durable);
   // Puts `before` back: its bytes into the key file, or removes the file if it did not exist.
   void restore(const KeyPaths& p, const Current& before) const;
   // After append_record failed: puts `before` back into the key file. Returns an error to throw:
