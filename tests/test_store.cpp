@@ -882,6 +882,12 @@ TEST_CASE("a corrupt key file is reported, never overwritten", "[store]") {
   REQUIRE(code_of([&] { store.update("k", [](json& v) { v = 3; }); }) == lockdb::Errc::corrupt);
   REQUIRE(code_of([&] { store.increment("k"); }) == lockdb::Errc::corrupt);
   REQUIRE(code_of([&] { store.erase("k"); }) == lockdb::Errc::corrupt);
+  const std::string corrupt_version = fnv_version("{\"half\": ");
+  for (const auto& expected : {std::optional<std::string>(), std::optional<std::string>("0"),
+                               std::optional<std::string>(corrupt_version)}) {
+    INFO("compare_and_put expecting " << expected.value_or("absence"));
+    REQUIRE(code_of([&] { store.compare_and_put("k", expected, 5); }) == lockdb::Errc::corrupt);
+  }
   REQUIRE(code_of([&] {
             store.update_many({"k"}, [](std::map<std::string, json>& m) { m["k"] = 4; });
           }) == lockdb::Errc::corrupt);

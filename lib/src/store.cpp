@@ -628,10 +628,11 @@ bool Store::compare_and_put(const std::string& key,
       ->write_one(
           key, "cas",
           [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
+            // A corrupt file is an error whatever is expected (as for every write).
+            if (cur.exists) impl_->check_parses(p, cur);
             if (expected_version ? !cur.exists || cur.version != *expected_version : cur.exists) {
               return Impl::Decision{};
             }
-            if (cur.exists) impl_->check_parses(p, cur);
             return Impl::Decision{Impl::Decision::Action::write, value};
           })
       .changed;

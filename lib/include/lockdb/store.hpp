@@ -132,7 +132,8 @@ class Store {
   std::int64_t increment(const std::string& key, std::int64_t delta = 1);
   bool erase(const std::string& key);  // false when the key did not exist
   // Writes only when the key's current version equals `expected_version`; std::nullopt means
-  // "only if the key is absent". Returns false (writing nothing) otherwise.
+  // "only if the key is absent". Returns false (writing nothing) otherwise. A key file that
+  // does not parse is Error{corrupt} whatever is expected, as for every write.
   bool compare_and_put(const std::string& key, const std::optional<std::string>& expected_version,
                        const nlohmann::json& value);
   // Locks all keys (sorted, so concurrent calls never deadlock) and lets fn see and edit every
