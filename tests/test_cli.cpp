@@ -314,7 +314,7 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
                     "lockdb: --timeout: not a duration: \"soon\" (use 500ms, 10s, 2m, or seconds "
                     "like 0.5) (see 'lockdb put --help')\n");
   }
-  SECTION("a key lock held by another process: 4, naming the lock and its holder") {
+  SECTION("a key lock held by another process: 4, naming the key, the lock and its holder") {
     fs::path lock = key_file(store, "config");
     lock += ".lock";
     Child holder({lockdb::test::helper_path(), "hold", "hard", lock.string()});
@@ -323,7 +323,7 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
     CHECK(r.code == 4);
     CHECK(r.out.empty());
     CHECK(lines(r.err).size() == 1);
-    CHECK(r.err.rfind("lockdb: lock not acquired within 100 ms: " + lock.string() +
+    CHECK(r.err.rfind("lockdb: key \"config\": lock not acquired within 100 ms: " + lock.string() +
                           ": held by pid " + std::to_string(holder.pid()),
                       0) == 0);
     holder.write_line("go");

@@ -1000,7 +1000,8 @@ TEST_CASE("a read-only store: writes fail with permission, reads work", "[store]
   REQUIRE(records_of(store, "k").size() == 1);
 }
 
-TEST_CASE("a key locked by another process: Timeout naming the lock and holder", "[store]") {
+TEST_CASE("a key locked by another process: Timeout naming the key, the lock and holder",
+          "[store]") {
   TempDir tmp;
   Store store(tmp / "db", lockdb::StoreOptions{.lock_timeout = 150ms});
   store.put("k", 1);
@@ -1017,12 +1018,31 @@ TEST_CASE("a key locked by another process: Timeout naming the lock and holder",
     REQUIRE(e.path() == lock);
     REQUIRE(e.holder());
     REQUIRE(e.holder()->pid == holder.pid());
+    REQUIRE_THAT(e.what(), Catch::StartsWith("key \"k\": lock not acquired within 150 ms"));
   }
   REQUIRE(store.get("k") == 1);  // reads take no lock
   holder.write_line("release");
   REQUIRE(holder.expect_line("RELEASED"));
   REQUIRE(store.increment("k") == 2);
   REQUIRE(holder.wait() == 0);
+
+  // With one stripe lock file for all keys the lock's path names no key: the message does.
+  Store striped(tmp / "striped", lockdb::StoreOptions{.lock_timeout = 100ms, .lock_stripes = 1});
+  striped.put("config", 1);
+  const std::vector<fs::path> stripes = striped.lock_files();
+  REQUIRE(stripes.size() == 2);  // the stripe and the log's lock
+  const fs::path stripe = stripes[0];
+  REQUIRE(stripe.filename() == "stripe-0.lock");
+  Child stripe_holder(helper({"hold", "hard", stripe.string()}));
+  REQUIRE(stripe_holder.expect_line("LOCKED"));
+  std::string what;
+  REQUIRE(code_of([&] { striped.put("config", 2); }, &what) == lockdb::Errc::timeout);
+  REQUIRE_THAT(what, Catch::StartsWith("key \"config\": lock not acquired") &&
+                         Catch::Contains(stripe.string()));
+  stripe_holder.write_line("release");
+  REQUIRE(stripe_holder.expect_line("RELEASED"));
+  REQUIRE(stripe_holder.wait() == 0);
+  REQUIRE(striped.get("config") == 1);
 }
 
 // ---------------------------------------------------------------------------------------------

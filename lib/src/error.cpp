@@ -92,13 +92,19 @@ std::string LockHolder::describe() const {
 
 Timeout::Timeout(std::filesystem::path lock_path, std::chrono::nanoseconds waited,
                  std::optional<LockHolder> holder)
+    : Timeout(std::string(), std::move(lock_path), waited, std::move(holder)) {}
+
+Timeout::Timeout(const std::string& context, std::filesystem::path lock_path,
+                 std::chrono::nanoseconds waited, std::optional<LockHolder> holder)
     : Error(Errc::timeout,
-            waited.count() == 0
-                ? std::string("lock is held")
-                : "lock not acquired within " +
-                      std::to_string(
-                          std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()) +
-                      " ms",
+            (context.empty() ? std::string() : context + ": ") +
+                (waited.count() == 0
+                     ? std::string("lock is held")
+                     : "lock not acquired within " +
+                           std::to_string(
+                               std::chrono::duration_cast<std::chrono::milliseconds>(waited)
+                                   .count()) +
+                           " ms"),
             std::move(lock_path), holder ? "held by " + holder->describe() : std::string()),
       holder_(std::move(holder)) {}
 

@@ -32,10 +32,15 @@ struct KeyLocks::Slot {
 
 namespace {
 
-// "key \"k\": <what>" (just <what> without a key): built only when an error is thrown.
+// "key \"k\"" (empty without a key): built only when an error is thrown.
+std::string key_context(std::string_view key) {
+  return key.empty() ? std::string() : "key " + store_format::quote_key(key);
+}
+
+// "key \"k\": <what>" (just <what> without a key).
 std::string prefixed(std::string_view key, const char* what) {
   if (key.empty()) return what;
-  return "key " + store_format::quote_key(key) + ": " + what;
+  return key_context(key) + ": " + what;
 }
 
 int open_lock_file(const std::string& path, std::string_view key) {
@@ -133,7 +138,7 @@ KeyLocks::Hold KeyLocks::acquire(const std::string& lock_path, std::chrono::nano
     }
     if (!got) {
       unuse(slot);
-      throw Timeout(lock_path, timeout, this_process());
+      throw Timeout(key_context(key), lock_path, timeout, this_process());
     }
   }
   try {
@@ -144,7 +149,8 @@ KeyLocks::Hold KeyLocks::acquire(const std::string& lock_path, std::chrono::nano
       }
       auto s = os::flock_until(slot->fd, /*shared=*/false, deadline);
       if (!s.ok()) {
-        if (s.err == EWOULDBLOCK) throw Timeout(lock_path, timeout, holder_of(slot->fd));
+        if (s.err == EWOULDBLOCK)
+          throw Timeout(key_context(key), lock_path, timeout, holder_of(slot->fd));
         if (s.err == ENOLCK || s.err == EOPNOTSUPP || s.err == EINVAL) {
           throw Error(Errc::lock_unsupported, prefixed(key, "cannot lock"), lock_path,
                       os::error_text(s.err) + " (this filesystem refuses OS locks)");

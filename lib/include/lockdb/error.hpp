@@ -83,6 +83,9 @@ class Timeout : public Error {
  public:
   Timeout(std::filesystem::path lock_path, std::chrono::nanoseconds waited,
           std::optional<LockHolder> holder);
+  // The same, with what() starting with `context` (the store names the key: "key \"k\": ...").
+  Timeout(const std::string& context, std::filesystem::path lock_path,
+          std::chrono::nanoseconds waited, std::optional<LockHolder> holder);
   const std::optional<LockHolder>& holder() const noexcept { return holder_; }
 
  private:
