@@ -17,8 +17,8 @@
 // directory, in one run; the variants are interleaved, the median of the rounds is printed, and
 // each ratio is the median of the rounds' ratios (a round's variants run back to back, so load
 // that comes and goes between rounds cancels out). Every run checks its final counters. It runs in
-// the temp directory by default; pass --dir (repeatable) for others, e.g. /dev/shm (tmpfs) to
-// take the disk out of the picture.
+// the temp directory and, where that is not tmpfs, in /dev/shm (tmpfs: the disk out of the
+// picture); --dir (repeatable) names the directories instead.
 //
 //   bench_files [--seconds 0.1] [--rounds 5] [--dir DIR]... [--procs 1,2,4,8] [--python PATH]
 #include <lockdb/files.hpp>
@@ -310,7 +310,7 @@ double run_once(const Options& o, const fs::path& base, const std::string& varia
     if (w->read_line() != "READY") throw std::runtime_error(variant + " worker failed to start");
   }
   if (fs_name(base) != "tmpfs") {
-    ::sync();  // writeback left by the previous run slows the next one (see NOTES.md)
+    ::sync();  // writeback left by the previous run slows the next one (reference NOTES)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const auto t0 = Clock::now();
@@ -379,7 +379,14 @@ void drive_dir(const Options& o, const fs::path& base) {
 }
 
 int drive(Options o) {
-  if (o.dirs.empty()) o.dirs.push_back(fs::temp_directory_path());
+  if (o.dirs.empty()) {
+    o.dirs.push_back(fs::temp_directory_path());
+    std::error_code ec;
+    if (fs::is_directory("/dev/shm", ec) && fs_name("/dev/shm") == "tmpfs" &&
+        fs_name(o.dirs[0]) != "tmpfs") {
+      o.dirs.push_back("/dev/shm");
+    }
+  }
   std::printf("bench_files: no fsync in any variant; python: %s\n",
               o.python.empty() ? "not found (needs python3 with filelock)" : o.python.c_str());
   for (const auto& dir : o.dirs) drive_dir(o, dir);

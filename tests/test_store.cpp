@@ -846,7 +846,7 @@ TEST_CASE("path escapes are rejected", "[store]") {
   const fs::path shard = store.dir() / "keys" / "00";
   fs::create_directories(shard);
   lockdb::test::write_text(shard / "..%2f..%2fx.json", "1");  // not canonical ('.' first)
-  lockdb::test::write_text(shard / "Config.json", "1");       // uppercase must be "^c"
+  lockdb::test::write_text(shard / "Config.json", "1");       // uppercase must be "^C"
   lockdb::test::write_text(shard / "a%2F.json", "1");         // uppercase hex
   const std::string other = lockdb::detail::store_format::shard_of("config") == "00" ? "01" : "00";
   fs::create_directories(store.dir() / "keys" / other);

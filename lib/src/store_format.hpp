@@ -13,9 +13,9 @@
 //
 // Name: the key's bytes, one token per byte:
 //   a-z 0-9 - _ .      themselves
-//   A-Z                '^' then the letter   ("Config" -> "^config": no two keys differ only in
-//                                             case on disk, so case-insensitive filesystems are
-//                                             safe)
+//   A-Z                '^' then the letter   ("Config" -> "^Config": a lowercase letter never
+//                                             follows '^', so keys differing only in case never
+//                                             collide on case-insensitive filesystems)
 //   any other byte     '%' then two lowercase hex digits ("/" -> "%2f", NUL -> "%00", UTF-8 bytes)
 // A '.' that starts a file or directory name is written "%2e" (names starting with '.' are
 // reserved for temp files). A name whose part before its first '.' is a Windows device name

@@ -14,7 +14,9 @@
 // A crash can leave a torn last line; readers skip it (and count it), never misread it, and the
 // next writer starts a fresh line.
 //
-// Reading never takes a lock and is safe while writers run. Filtering by key first looks for the
+// Reading is safe while writers run and takes no lock, except that a reader which meets an
+// unfinished last line waits (up to 1 s) for the log's lock, so that appends in flight finish
+// before it tells them from a torn line. Filtering by key first looks for the
 // key's exact text in the raw bytes and parses (RapidJSON) only the lines that contain it.
 // A History object is thread-safe for reading.
 #pragma once

@@ -155,8 +155,9 @@ class Store {
   std::vector<Finding> verify() const;
   // Fixes what verify() finds: logs unlogged changes (op "repair"), removes orphaned temp files
   // and stale markers, moves corrupt key files aside to "<file>.corrupt-<time>" (logging the
-  // key's absence), and records every action in the log; its records mark the torn lines before
-  // them as seen (the lines stay: the log is append-only). Returns what it did.
+  // key's absence). Every change to a key's value or presence is logged (op "repair"); removing
+  // temp files and markers changes no key and is only returned. Its records mark the torn lines
+  // before them as seen (the lines stay: the log is append-only). Returns what it did.
   std::vector<Finding> repair();
 
   struct Impl;
