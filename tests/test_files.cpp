@@ -9,8 +9,10 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -599,6 +601,82 @@ TEST_CASE("a failure at any step of a replace leaves the old file and no temp fi
   }
   lockdb::atomic_write(path, "new");
   REQUIRE(lockdb::test::read_text(path) == "new");
+}
+
+// With durability full every fsync is made and none is ignored: failing each in turn (1st, 2nd,
+// ... until the call makes fewer) fails the call with Error{io}. Before the rename the old
+// content stays; after it (the directory's fsync) the new content stays and the error says it is
+// in place. No temp file is left either way.
+TEST_CASE("durability full: each fsync failing in turn fails the call, naming what is in place",
+          "[files]") {
+  TempDir dir;
+  fs::path path;  // each helper its own file: a soft and a hard lock do not share a lock path
+  using lockdb::Durability;
+  struct Helper {
+    const char* name;
+    std::function<void()> write;  // writes {"v": 2} over {"v": 1}
+  };
+  const std::vector<Helper> helpers = {
+      {"atomic_write",
+       [&] { lockdb::atomic_write(path, "{\"v\": 2}", {.durability = Durability::full}); }},
+      {"atomic_json_update",
+       [&] {
+         lockdb::atomic_json_update(
+             path, [](json& d) { d["v"] = 2; }, 5s, Durability::full);
+       }},
+      {"locked_write",
+       [&] {
+         lockdb::locked_write(path, "{\"v\": 2}", lockdb::WriteMode::truncate, 5s,
+                              Durability::full);
+       }},
+      {"nfs_safe_write",
+       [&] { lockdb::nfs_safe_write(path, "{\"v\": 2}", 5s, 300s, Durability::full); }},
+  };
+  for (const Helper& h : helpers) {
+    path = dir / (std::string(h.name) + ".json");
+    int taken_back = 0;
+    int kept = 0;
+    for (int nth = 1;; ++nth) {
+      INFO(h.name << ": fsync " << nth << " fails");
+      if (std::string_view(h.name) == "nfs_safe_write") {  // its lock file is a soft marker's
+        lockdb::nfs_safe_write(path, "{\"v\": 1}");
+      } else {
+        lockdb::atomic_write(path, "{\"v\": 1}");
+      }
+      lockdb::os::fail_nth(lockdb::os::Op::fsync, nth, EIO);
+      std::optional<lockdb::Errc> code;
+      std::string what;
+      try {
+        h.write();
+      } catch (const lockdb::Error& e) {
+        code = e.code();
+        what = e.what();
+      }
+      lockdb::os::clear_faults();
+      INFO(what);
+      for (const auto& name : listing(dir.path())) {
+        REQUIRE(name.find(".tmp") == std::string::npos);
+      }
+      const json now = json::parse(lockdb::test::read_text(path));
+      if (!code) {
+        REQUIRE(now == json{{"v", 2}});
+        break;  // it makes fewer fsyncs than nth
+      }
+      REQUIRE(*code == lockdb::Errc::io);
+      // Names the file, or the directory whose fsync failed.
+      REQUIRE_THAT(what, Catch::Contains("fsync") && (Catch::Contains(path.filename().string()) ||
+                                                      Catch::Contains(dir.path().string())));
+      if (now == json{{"v", 2}}) {
+        ++kept;
+        REQUIRE_THAT(what, Catch::Contains("in place"));
+      } else {
+        ++taken_back;
+        REQUIRE(now == json{{"v", 1}});
+      }
+    }
+    CHECK(taken_back >= 1);  // the new file's fsync, before the rename
+    CHECK(kept >= 1);        // the directory's, after it
+  }
 }
 
 TEST_CASE("a planted file at the process's temp name is never followed or removed", "[files]") {
