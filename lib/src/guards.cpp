@@ -79,10 +79,13 @@ SingletonGuard& SingletonGuard::operator=(SingletonGuard&& other) noexcept {
 
 SingletonGuard SingletonGuard::hold(std::string name, std::filesystem::path lock_dir) {
   SingletonGuard guard(std::move(name), std::move(lock_dir));
-  if (!guard.acquire()) {
-    throw AlreadyRunning(guard.name_, guard.lock_path_, guard.holder());
+  // The holder is looked up after the failed try; when it was gone by then, try again (a few
+  // times), so that the error names a holder whenever one is seen.
+  for (int attempt = 0;; ++attempt) {
+    if (guard.acquire()) return guard;
+    auto holder = guard.holder();
+    if (holder || attempt == 3) throw AlreadyRunning(guard.name_, guard.lock_path_, holder);
   }
-  return guard;
 }
 
 bool SingletonGuard::acquire() {
