@@ -13,7 +13,8 @@ namespace lockdb::test {
 // A fresh directory removed (recursively) on destruction. Tests never share paths.
 class TempDir {
  public:
-  TempDir();
+  TempDir();  // in the temp directory ($TMPDIR, else /tmp)
+  explicit TempDir(const std::filesystem::path& base);  // in `base`
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "os.hpp"
+#include "replace.hpp"
 #include "seed_python.hpp"
 #include "support.hpp"
 
@@ -91,6 +93,21 @@ void json_increments(int procs, int per_proc) {
   finish(kids);
   REQUIRE(read_json(path) == json{{"total", procs * per_proc}});
   REQUIRE(listing(dir.path()) == std::set<std::string>{"counter.json", "counter.json.lock"});
+}
+
+// A fresh directory on a filesystem where the helpers swap files in with durability none
+// (detail::swap_in_pays: ext4, btrfs), under the first of the temp directory, /var/tmp, /tmp and
+// the working directory that is on one; null when none is (`tried` lists them then).
+std::unique_ptr<TempDir> swapping_temp_dir(std::string& tried) {
+  for (const fs::path& base :
+       {fs::temp_directory_path(), fs::path("/var/tmp"), fs::path("/tmp"), fs::current_path()}) {
+    if (lockdb::detail::swap_in_pays(lockdb::os::fs_magic(base)) &&
+        ::access(base.c_str(), W_OK) == 0) {
+      return std::make_unique<TempDir>(base);
+    }
+    tried += (tried.empty() ? "" : ", ") + base.string();
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -699,6 +716,69 @@ TEST_CASE("a planted file at the process's temp name is never followed or remove
   // The replaces took other (random) names, and left none behind.
   REQUIRE(listing(dir.path()) ==
           std::set<std::string>{"c.json", "c.json.lock", "victim", name.str()});
+}
+
+TEST_CASE("a directory at the target is refused and left in place, also where files are swapped in",
+          "[files]") {
+  std::string tried;
+  const auto dir = swapping_temp_dir(tried);
+  if (!dir) {
+    const std::string reason = "skipped: none of " + tried + " is on ext4 or btrfs";
+    std::printf("%s\n", reason.c_str());
+    WARN(reason);
+    return;
+  }
+  const auto target = *dir / "d";
+  fs::create_directory(target);
+  lockdb::test::write_text(target / "inner", "keep");
+  const auto untouched = [&] {
+    REQUIRE(fs::is_directory(fs::symlink_status(target)));
+    REQUIRE(listing(target) == std::set<std::string>{"inner"});
+    REQUIRE(lockdb::test::read_text(target / "inner") == "keep");
+    REQUIRE(listing(dir->path()) == std::set<std::string>{"d", "d.lock"});  // no temp file
+  };
+  // With durability none the new file is swapped with the directory; with file it is renamed,
+  // which refuses. Both end the same way.
+  for (const auto durability : {lockdb::Durability::none, lockdb::Durability::file}) {
+    CAPTURE(lockdb::durability_name(durability));
+    for (const std::string_view call : {"locked_write", "atomic_write"}) {
+      CAPTURE(call);
+      try {
+        if (call == "locked_write") {
+          lockdb::locked_write(target, "x", lockdb::WriteMode::truncate, 5s, durability);
+        } else {
+          lockdb::atomic_write(target, "x", {.durability = durability});
+        }
+        FAIL("a write over a directory succeeded");
+      } catch (const lockdb::Error& e) {
+        REQUIRE(e.sys_errno() == EISDIR);
+        REQUIRE(e.code() == lockdb::Errc::invalid_argument);
+        REQUIRE_THAT(std::string(e.what()),
+                     Catch::Contains(target.string()) && Catch::Contains(std::strerror(EISDIR)));
+      }
+      untouched();
+    }
+  }
+
+  SECTION("when the swap back fails too, the error says where the directory is") {
+    // The swap in is the first rename_exchange (Op::rename), the swap back the second.
+    lockdb::os::fail_nth(lockdb::os::Op::rename, 2, EIO);
+    std::string what;
+    try {
+      lockdb::locked_write(target, "x");
+      FAIL("a write over a directory succeeded");
+    } catch (const lockdb::Error& e) {
+      what = e.what();
+      REQUIRE(e.sys_errno() == EIO);
+    }
+    lockdb::os::clear_faults();
+    std::ostringstream temp_name;
+    temp_name << ".d." << std::hex << ::getpid() << ".tmp";
+    const auto moved_to = *dir / temp_name.str();
+    REQUIRE_THAT(what, Catch::Contains(target.string()) && Catch::Contains(moved_to.string()));
+    REQUIRE(lockdb::test::read_text(target) == "x");
+    REQUIRE(lockdb::test::read_text(moved_to / "inner") == "keep");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

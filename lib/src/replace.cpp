@@ -7,6 +7,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "os.hpp"
 #include "util.hpp"
@@ -98,9 +99,33 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
   }
 }
 
+// Whether `path`, whose unlink failed with `unlink_err`, is a directory: Linux says EISDIR,
+// POSIX allows EPERM, so anything else is asked of lstat.
+bool is_directory(const std::string& path, int unlink_err) {
+  if (unlink_err == EISDIR) return true;
+  auto st = os::lstat(path);
+  return st.ok() && S_ISDIR(st.value.mode);
+}
+
+// After a swap moved the directory at `target` to `temp` (and the new file to `target`), swaps
+// them back. Throws Error when that fails too, naming both places; `temp` is then empty, so that
+// nothing removes the directory's new name.
+void swap_back_directory(const std::string& target, std::string& temp, std::string_view context) {
+  if (auto s = os::rename_exchange(temp, target); !s.ok()) {
+    const std::string moved_to = temp;
+    temp.clear();
+    os::throw_errno(with_context(context,
+                                 "the directory at the target was swapped out and "
+                                 "could not be swapped back (it is now at " +
+                                     moved_to + ", the new file in its place)"),
+                    target, s.err);
+  }
+}
+
 // Puts `temp` in place of `target`: renamed over it, or with `swap_in` swapped with it and the
 // old file unlinked; then, for Durability::full and `fsync_dir`, fsyncs the directory. `temp` is
-// empty afterwards. Throws Error; a temp file that was not put in place is removed.
+// empty afterwards. Throws Error; a temp file that was not put in place is removed. A directory
+// at `target` fails with EISDIR either way: rename refuses it, a swap is undone.
 void put_in_place(const std::string& target, std::string& temp, Durability durability, bool swap_in,
                   std::string_view context, bool fsync_dir) {
   auto fail = [&](const char* what, int err) {
@@ -112,9 +137,14 @@ void put_in_place(const std::string& target, std::string& temp, Durability durab
   if (swap_in) {
     auto s = os::rename_exchange(temp, target);
     if (s.ok()) {
-      // `temp` now names the old file. If it cannot be removed it stays an orphaned temp file
-      // (the new content is in place either way).
-      (void)os::unlink(temp);
+      // `temp` now names the old entry. If it cannot be removed it stays an orphaned temp file
+      // (the new content is in place either way). Unless it is a directory: rename refuses to
+      // replace one (EISDIR), a swap does not, so the swap is undone and the call fails as
+      // rename would. Only a failed unlink costs more system calls.
+      if (auto u = os::unlink(temp); !u.ok() && is_directory(temp, u.err)) {
+        swap_back_directory(target, temp, context);
+        fail("cannot swap into place", EISDIR);
+      }
       temp.clear();
       return;
     }

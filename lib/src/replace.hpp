@@ -41,7 +41,9 @@ struct ReplaceOptions {
   // new file as it does on every rename over an existing file (auto_da_alloc): several times
   // faster on a disk, and, like any write without fsync, a power cut may then leave the file
   // empty. A crash between the swap and the unlink leaves the old content under the temp name.
-  // Falls back to rename where the target does not exist or the filesystem cannot swap.
+  // A directory at the target is swapped back (its unlink fails) and the call fails with EISDIR,
+  // as the rename does. Falls back to rename where the target does not exist or the filesystem
+  // cannot swap.
   bool swap_in = false;
 };
 
