@@ -905,6 +905,28 @@ TEST_CASE("atomic_json_update keeps the file's permission bits, whatever the uma
   REQUIRE(read_json(path) == json{{"n", 4}});
 }
 
+// The rule for a fn that returns void, shared with Store::update (detail/json_fn.hpp): it must
+// take the document by non-const lvalue reference, else its edits would go to a copy.
+namespace fn_kinds {
+using lockdb::detail::json_fn_kind;
+using lockdb::detail::JsonFnKind;
+auto edit_generic = [](auto& doc) { doc["x"] = 1; };
+static_assert(json_fn_kind<decltype([](json&) {})> == JsonFnKind::edits);
+static_assert(json_fn_kind<decltype(edit_generic)&> == JsonFnKind::edits);
+static_assert(json_fn_kind<std::function<void(json&)>&> == JsonFnKind::edits);
+static_assert(json_fn_kind<void (*)(json&)> == JsonFnKind::edits);
+static_assert(json_fn_kind<decltype([](json) {})> == JsonFnKind::edits_a_copy);
+static_assert(json_fn_kind<decltype([](const json&) {})> == JsonFnKind::edits_a_copy);
+static_assert(json_fn_kind<decltype([](auto doc) { doc["x"] = 1; })> == JsonFnKind::edits_a_copy);
+static_assert(json_fn_kind<decltype([](const auto&) {})> == JsonFnKind::edits_a_copy);
+static_assert(json_fn_kind<decltype([](auto&& doc) { doc["x"] = 1; })> == JsonFnKind::edits_a_copy);
+static_assert(json_fn_kind<std::function<void(json)>> == JsonFnKind::edits_a_copy);
+// Returning the new document is the other form; the update functions check its type.
+static_assert(json_fn_kind<decltype([](json doc) { return doc; })> == JsonFnKind::other);
+static_assert(json_fn_kind<decltype([](const json&) { return json(); })> == JsonFnKind::other);
+static_assert(json_fn_kind<decltype([](auto& doc) { return doc; })> == JsonFnKind::other);
+}  // namespace fn_kinds
+
 TEST_CASE("atomic_json_update: both forms of fn, a missing file, a throwing fn", "[files]") {
   TempDir dir;
   const auto path = dir / "s.json";
@@ -927,6 +949,20 @@ TEST_CASE("atomic_json_update: both forms of fn, a missing file, a throwing fn",
   REQUIRE(lockdb::atomic_json_update(path, generic) == json{{"bob", 20}, {"n", 1}});
   REQUIRE(read_json(path) == json{{"bob", 20}, {"n", 1}});
   REQUIRE(lockdb::test::read_text(path) == "{\n  \"bob\": 20,\n  \"n\": 1\n}\n");
+  // The other accepted spellings of both forms. (A void fn taking the document by value, const&
+  // or auto&& does not compile: tests/compile_fail_update_fn.cpp.)
+  const std::function<void(json&)> edit = [](json& doc) { doc["n"] = 2; };
+  REQUIRE(lockdb::atomic_json_update(path, edit) == json{{"bob", 20}, {"n", 2}});
+  REQUIRE(lockdb::atomic_json_update(path, [](auto& doc) { doc["n"] = 3; }) ==
+          json{{"bob", 20}, {"n", 3}});
+  REQUIRE(lockdb::atomic_json_update(path, [](auto doc) {
+            doc["n"] = 4;
+            return doc;
+          }) == json{{"bob", 20}, {"n", 4}});
+  REQUIRE(lockdb::atomic_json_update(path, [](json& doc) {
+            return json{{"n", doc["n"]}};
+          }) == json{{"n", 4}});
+  REQUIRE(read_json(path) == json{{"n", 4}});
 
   const std::string before = lockdb::test::read_text(path);
   REQUIRE_THROWS_WITH(lockdb::atomic_json_update(path,

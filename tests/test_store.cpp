@@ -315,22 +315,28 @@ TEST_CASE("update: fn sees null for a missing key, may edit in place or return",
   REQUIRE(store.update("k", [](const json& v) {
     return json{{"n", v["n"].get<int>() + 1}};
   }) == json{{"n", 2}});
+  REQUIRE(store.update("k", [](json v) {
+    v["n"] = v["n"].get<int>() + 1;
+    return v;
+  }) == json{{"n", 3}});
   // The std::function overloads of the contract.
   std::function<void(json&)> edit = [](json& v) { v["edited"] = true; };
   std::function<json(const json&)> replace = [](const json& v) { return v["n"]; };
-  REQUIRE(store.update("k", edit) == json{{"n", 2}, {"edited", true}});
-  REQUIRE(store.update("k", replace) == json(2));
-  REQUIRE(store.get("k") == json(2));
+  REQUIRE(store.update("k", edit) == json{{"n", 3}, {"edited", true}});
+  REQUIRE(store.update("k", replace) == json(3));
+  REQUIRE(store.get("k") == json(3));
+  // (A void fn taking the value by value, const& or auto&& does not compile:
+  // tests/compile_fail_update_fn.cpp.)
   auto records = records_of(store, "k");
-  REQUIRE(records.size() == 4);
+  REQUIRE(records.size() == 5);
   for (const auto& r : records) REQUIRE(r.op == "update");
   require_chained(records);
 
   // An exception from fn writes nothing.
   REQUIRE_THROWS_AS(store.update("k", [](json&) { throw std::runtime_error("no"); }),
                     std::runtime_error);
-  REQUIRE(store.get("k") == json(2));
-  REQUIRE(records_of(store, "k").size() == 4);
+  REQUIRE(store.get("k") == json(3));
+  REQUIRE(records_of(store, "k").size() == 5);
 }
 
 TEST_CASE("increment: missing is 0, a non-integer or an overflow is an error", "[store]") {

@@ -32,6 +32,7 @@
 // retried as if nothing happened.
 #pragma once
 
+#include <lockdb/detail/json_fn.hpp>
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>
 
@@ -126,9 +127,12 @@ nlohmann::json json_update(const std::filesystem::path& path,
 // Locked read-modify-write of a JSON file: lock, read and parse (a missing file starts as `{}`),
 // apply `fn`, write the result back atomically (as atomic_write, keeping the file's permission
 // bits; written with 2-space indent and a final newline), unlock. Returns the new document.
-// `fn` either mutates its argument, `void fn(nlohmann::json&)`, or returns the new document,
-// `nlohmann::json fn(nlohmann::json)` (the old document is moved in). Any other signature does
-// not compile. `fn` runs with the lock held: keep it short, and do not touch `path` from it.
+// `fn` either mutates its argument and returns void, taking `nlohmann::json&` (or `auto&`), or
+// returns the new document, `nlohmann::json fn(nlohmann::json)` (the old document is moved in;
+// `const nlohmann::json&` or `nlohmann::json&` work too). Any other signature does not compile,
+// a void fn taking the document by value, `const&` or `auto&&` included: its edits would go to a
+// copy.
+// `fn` runs with the lock held: keep it short, and do not touch `path` from it.
 // THROWS (besides the common errors):
 //   Error{corrupt}           the file is empty or does not parse; names the file, line, column
 //                            and cause. The file is untouched and `fn` is not called.
@@ -140,9 +144,12 @@ nlohmann::json atomic_json_update(const std::filesystem::path& path, Fn&& fn,
                                   std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
                                   Durability durability = Durability::none) {
   using nlohmann::json;
+  constexpr detail::JsonFnKind kind = detail::json_fn_kind<Fn>;
+  static_assert(kind != detail::JsonFnKind::edits_a_copy,
+                "atomic_json_update: a fn that returns void must take nlohmann::json& (or auto&); "
+                "taking the document by value, const& or auto&& it would edit a copy");
   auto apply = [&fn](json& doc) {
-    if constexpr (std::is_invocable_v<Fn&, json&> &&
-                  std::is_void_v<std::invoke_result_t<Fn&, json&>>) {
+    if constexpr (kind != detail::JsonFnKind::other) {  // returns void: edits (asserted above)
       std::invoke(fn, doc);
     } else if constexpr (std::is_invocable_v<Fn&, json&&>) {
       static_assert(std::is_same_v<std::remove_cvref_t<std::invoke_result_t<Fn&, json&&>>, json>,

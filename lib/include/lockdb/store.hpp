@@ -19,6 +19,7 @@
 // another thread is inside a call on the same Store is not supported.
 #pragma once
 
+#include <lockdb/detail/json_fn.hpp>
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>
 
@@ -108,16 +109,21 @@ class Store {
   // lock_timeout), Error{corrupt} (the current key file does not parse: nothing is written),
   // Error{io|permission} (full disk, read-only store: the old value stays, no temp file stays).
   std::string put(const std::string& key, const nlohmann::json& value);  // returns the version
-  // fn sees null for a missing key; it may mutate its json& or return the new json.
+  // fn sees null for a missing key; it either mutates its argument and returns void, taking
+  // `nlohmann::json&` (or `auto&`), or returns the new value (taking `const nlohmann::json&`,
+  // `nlohmann::json&` or a json by value). Any other signature does not compile, a void fn taking
+  // the value by value, `const&` or `auto&&` included: its edits would go to a copy.
   nlohmann::json update(const std::string& key, const std::function<void(nlohmann::json&)>& fn);
   nlohmann::json update(const std::string& key,
                         const std::function<nlohmann::json(const nlohmann::json&)>& fn);
-  // Any other callable (a lambda): one taking json& and returning nothing edits in place; one
-  // returning a value gives the new value. (A lambda taking const json& would fit both
+  // Any other callable (a lambda), by the rule above. (A lambda taking const json& would fit both
   // std::function overloads above; this one picks by its return type.)
   template <class Fn>
   requires std::is_invocable_v<Fn&, nlohmann::json&> nlohmann::json update(const std::string& key,
                                                                            Fn&& fn) {
+    static_assert(detail::json_fn_kind<Fn> != detail::JsonFnKind::edits_a_copy,
+                  "update(key, fn): a fn that returns void must take nlohmann::json& (or auto&); "
+                  "taking the value by value, const& or auto&& it would edit a copy");
     using Result = std::invoke_result_t<Fn&, nlohmann::json&>;
     if constexpr (std::is_void_v<Result>) {
       return update_with(key, [&fn](nlohmann::json& v) { fn(v); });
