@@ -319,24 +319,31 @@ TEST_CASE("update: fn sees null for a missing key, may edit in place or return",
     v["n"] = v["n"].get<int>() + 1;
     return v;
   }) == json{{"n", 3}});
-  // The std::function overloads of the contract.
+  // Generic lambdas: auto& edits in place (its body does not compile for a const json), a
+  // const auto& one returns the new value.
+  REQUIRE(store.update("k", [](auto& v) { v["n"] = v["n"].template get<int>() + 1; }) ==
+          json{{"n", 4}});
+  REQUIRE(store.update("k", [](const auto& v) {
+    return json{{"n", v["n"]}, {"m", 0}};
+  }) == json{{"n", 4}, {"m", 0}});
+  // std::function objects.
   std::function<void(json&)> edit = [](json& v) { v["edited"] = true; };
   std::function<json(const json&)> replace = [](const json& v) { return v["n"]; };
-  REQUIRE(store.update("k", edit) == json{{"n", 3}, {"edited", true}});
-  REQUIRE(store.update("k", replace) == json(3));
-  REQUIRE(store.get("k") == json(3));
+  REQUIRE(store.update("k", edit) == json{{"n", 4}, {"m", 0}, {"edited", true}});
+  REQUIRE(store.update("k", replace) == json(4));
+  REQUIRE(store.get("k") == json(4));
   // (A void fn taking the value by value, const& or auto&& does not compile:
   // tests/compile_fail_update_fn.cpp.)
   auto records = records_of(store, "k");
-  REQUIRE(records.size() == 5);
+  REQUIRE(records.size() == 7);
   for (const auto& r : records) REQUIRE(r.op == "update");
   require_chained(records);
 
   // An exception from fn writes nothing.
   REQUIRE_THROWS_AS(store.update("k", [](json&) { throw std::runtime_error("no"); }),
                     std::runtime_error);
-  REQUIRE(store.get("k") == json(3));
-  REQUIRE(records_of(store, "k").size() == 5);
+  REQUIRE(store.get("k") == json(4));
+  REQUIRE(records_of(store, "k").size() == 7);
 }
 
 TEST_CASE("increment: missing is 0, a non-integer or an overflow is an error", "[store]") {

@@ -572,14 +572,6 @@ json Store::update_with(const std::string& key, const std::function<void(json&)>
       .value;
 }
 
-json Store::update(const std::string& key, const std::function<void(json&)>& fn) {
-  return update_with(key, fn);
-}
-
-json Store::update(const std::string& key, const std::function<json(const json&)>& fn) {
-  return update_with(key, [&fn](json& v) { v = fn(std::as_const(v)); });
-}
-
 std::int64_t Store::increment(const std::string& key, std::int64_t delta) {
   std::int64_t result = 0;
   impl_->write_one(key, "increment", [&](const Impl::KeyPaths& p, const Impl::Current& cur) {

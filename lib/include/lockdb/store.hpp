@@ -113,11 +113,10 @@ class Store {
   // `nlohmann::json&` (or `auto&`), or returns the new value (taking `const nlohmann::json&`,
   // `nlohmann::json&` or a json by value). Any other signature does not compile, a void fn taking
   // the value by value, `const&` or `auto&&` included: its edits would go to a copy.
-  nlohmann::json update(const std::string& key, const std::function<void(nlohmann::json&)>& fn);
-  nlohmann::json update(const std::string& key,
-                        const std::function<nlohmann::json(const nlohmann::json&)>& fn);
-  // Any other callable (a lambda), by the rule above. (A lambda taking const json& would fit both
-  // std::function overloads above; this one picks by its return type.)
+  // Any callable: a lambda (generic ones too), a function, a std::function. (There are no
+  // std::function overloads: to see whether a generic lambda converts to a
+  // std::function<json(const json&)> the compiler instantiates its body with a const json, a
+  // hard error for one that edits its json&.)
   template <class Fn>
   requires std::is_invocable_v<Fn&, nlohmann::json&> nlohmann::json update(const std::string& key,
                                                                            Fn&& fn) {
