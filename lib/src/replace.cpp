@@ -192,8 +192,8 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
                /*fsync_dir=*/true);
 }
 
-StagedReplace::StagedReplace(std::string target, std::string_view data,
-                             Durability durability, const ReplaceOptions& options)
+StagedReplace::StagedReplace(std::string target, std::string_view data, Durability durability,
+                             const ReplaceOptions& options)
     : target_(std::move(target)),
       durability_(durability),
       context_(options.context),
