@@ -18,23 +18,6 @@ std::string compose(const std::string& context, const std::filesystem::path& pat
   return msg;
 }
 
-Errc errc_for_errno(int err) {
-  switch (err) {
-    case EACCES:
-    case EPERM:
-    case EROFS: return Errc::permission;
-    case ENOENT: return Errc::not_found;
-    case ENOLCK:
-    case EOPNOTSUPP: return Errc::lock_unsupported;
-    case EISDIR:
-    case ENOTDIR:
-    case ELOOP:
-    case ENAMETOOLONG:
-    case EINVAL: return Errc::invalid_argument;
-    default: return Errc::io;
-  }
-}
-
 }  // namespace
 
 const char* errc_name(Errc code) noexcept {
@@ -115,6 +98,23 @@ AlreadyRunning::AlreadyRunning(std::string name, std::filesystem::path lock_path
       holder_(std::move(holder)) {}
 
 namespace os {
+Errc errc_for_errno(int err) noexcept {
+  switch (err) {
+    case EACCES:
+    case EPERM:
+    case EROFS: return Errc::permission;
+    case ENOENT: return Errc::not_found;
+    case ENOLCK:
+    case EOPNOTSUPP: return Errc::lock_unsupported;
+    case EISDIR:
+    case ENOTDIR:
+    case ELOOP:
+    case ENAMETOOLONG:
+    case EINVAL: return Errc::invalid_argument;
+    default: return Errc::io;
+  }
+}
+
 [[noreturn]] void throw_errno(std::string context, const std::filesystem::path& path, int err) {
   throw Error(errc_for_errno(err), std::move(context), path, err);
 }

@@ -445,7 +445,7 @@ void LogWriter::append(std::string_view record_line) {
   }
   if (impl_->durability != Durability::none) {
     if (auto s = os::fsync(written->fd); !s.ok()) {
-      throw LogSyncError(Errc::io,
+      throw LogSyncError(os::errc_for_errno(s.err),
                          "cannot fsync log segment (the record is in the log but may not "
                          "survive power loss)",
                          written->path, s.err);

@@ -175,6 +175,8 @@ std::optional<long> lock_holder_pid(dev_t dev, ino_t ino) noexcept;
 std::optional<LockHolder> flock_holder(dev_t dev, ino_t ino);
 
 std::string error_text(int err);  // strerror
+// The Errc fitting errno `err` (EACCES, EPERM, EROFS: permission; ENOENT: not_found; ...: io).
+Errc errc_for_errno(int err) noexcept;
 // Throws the lockdb::Error (or subclass) fitting errno `err`: "context: path: cause".
 [[noreturn]] void throw_errno(std::string context, const std::filesystem::path& path, int err);
 

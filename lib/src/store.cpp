@@ -373,19 +373,11 @@ void Store::Impl::replace_file(const KeyPaths& p, std::string_view bytes) const 
   stage_file(p, bytes).commit();
 }
 
-void Store::Impl::remove_file(const KeyPaths& p) const {
+std::optional<Error> Store::Impl::remove_file(const KeyPaths& p, const char* done) const {
   if (auto s = os::unlink(p.file); !s.ok()) {
     os::throw_errno(context(p.key) + ": cannot remove the key file", p.file, s.err);
   }
-  if (options.durability == Durability::full) {
-    const std::string key_dir(p.dir());
-    if (auto s = os::fsync_dir(key_dir); !s.ok()) {
-      os::throw_errno(context(p.key) +
-                          ": cannot fsync the directory (the key is erased but the erase may "
-                          "not survive power loss)",
-                      key_dir, s.err);
-    }
-  }
+  return sync_key_dir(p, done);
 }
 
 void Store::Impl::append_record(const KeyPaths& p, std::string_view op, const json* value,
@@ -408,8 +400,8 @@ void Store::Impl::append_record(const KeyPaths& p, std::string_view op, const js
 void Store::Impl::restore(const KeyPaths& p, const Current& before) const {
   if (before.exists) {
     replace_file(p, before.bytes);
-  } else {
-    remove_file(p);
+  } else if (auto not_durable = remove_file(p, "the key is erased")) {
+    throw *not_durable;
   }
 }
 
@@ -417,7 +409,7 @@ std::optional<Error> Store::Impl::sync_key_dir(const KeyPaths& p, const char* do
   if (options.durability != Durability::full) return std::nullopt;
   const std::string key_dir(p.dir());
   if (auto s = os::fsync_dir(key_dir); !s.ok()) {
-    return Error(Errc::io,
+    return Error(os::errc_for_errno(s.err),
                  context(p.key) + ": cannot fsync the key's directory (" + done +
                      ", but may not survive power loss)",
                  key_dir, s.err);
@@ -428,15 +420,13 @@ std::optional<Error> Store::Impl::sync_key_dir(const KeyPaths& p, const char* do
 void Store::Impl::log_change(const KeyPaths& p, const Current& before, std::string_view op,
                              const json* value, const std::optional<std::string>& prev,
                              const std::optional<std::string>& version, std::string_view file_bytes,
-                             std::optional<Error>& not_durable) {
+                             const char* done, std::optional<Error>& not_durable) {
   try {
     append_record(p, op, value, prev, version, file_bytes);
   } catch (const detail::LogSyncError& e) {
     if (!not_durable) {
       not_durable = Error(e.code(),
-                          context(p.key) + ": " +
-                              (value != nullptr ? "the new value is in place and logged"
-                                                : "the key is erased and the erase logged") +
+                          context(p.key) + ": " + done +
                               ", but the log cannot be fsynced: the change may not survive "
                               "power loss",
                           e.path(), e.sys_errno());
@@ -484,18 +474,17 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
   // may not survive power loss, so that the log and the store agree.
   std::optional<Error> not_durable;
   if (d.action == Decision::Action::write) {
+    const char* done = "the new value is in place and logged";
     const std::string bytes = render(p, d.value);
     out.version = format::version_of(bytes);
     stage_file(p, bytes).commit(/*fsync_dir=*/false);
-    not_durable = sync_key_dir(p, "the new value is in place and logged");
-    log_change(p, cur, op, &d.value, prev, out.version, bytes, not_durable);
+    not_durable = sync_key_dir(p, done);
+    log_change(p, cur, op, &d.value, prev, out.version, bytes, done, not_durable);
     out.value = std::move(d.value);
   } else {
-    if (auto s = os::unlink(p.file); !s.ok()) {
-      os::throw_errno(context(p.key) + ": cannot remove the key file", p.file, s.err);
-    }
-    not_durable = sync_key_dir(p, "the key is erased and the erase logged");
-    log_change(p, cur, op, nullptr, prev, std::nullopt, {}, not_durable);
+    const char* done = "the key is erased and the erase logged";
+    not_durable = remove_file(p, done);
+    log_change(p, cur, op, nullptr, prev, std::nullopt, {}, done, not_durable);
   }
   if (not_durable) throw *not_durable;
   return out;
@@ -704,7 +693,8 @@ std::map<std::string, json> Store::update_many(
     if (impl_->options.durability == Durability::full) {
       for (const auto& d : dirs) {
         if (auto s = os::fsync_dir(d); !s.ok() && !not_durable) {
-          not_durable = Error(Errc::io, "update_many: cannot fsync a key's directory", d, s.err);
+          not_durable = Error(os::errc_for_errno(s.err),
+                              "update_many: cannot fsync a key's directory", d, s.err);
         }
       }
     }
@@ -740,7 +730,7 @@ std::map<std::string, json> Store::update_many(
                 {}, std::string(e.what()));
   }
   if (not_durable) {
-    throw Error(Errc::io,
+    throw Error(not_durable->code(),
                 "update_many: all " + std::to_string(changes.size()) +
                     " changed keys are in place and logged, but an fsync failed: they may not "
                     "survive power loss",

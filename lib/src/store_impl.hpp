@@ -67,8 +67,9 @@ struct Store::Impl {
   // Makes the key file hold `bytes` (temp + rename), creating the key's directory if needed.
   void replace_file(const KeyPaths& p, std::string_view bytes) const;
   detail::StagedReplace stage_file(const KeyPaths& p, std::string_view bytes) const;
-  // Removes the key file (and fsyncs its directory for Durability::full).
-  void remove_file(const KeyPaths& p) const;
+  // Removes the key file and, for Durability::full, fsyncs its directory: a failed fsync is
+  // returned (as sync_key_dir), not thrown, for the erase is done.
+  std::optional<Error> remove_file(const KeyPaths& p, const char* done) const;
   // Appends one record. REQUIRES: the key's lock held. THROWS what LogWriter::append throws.
   // `file_bytes`: the key file's text when it holds `value`; reused as the record's value when
   // it is one line (a scalar or an empty container), which saves serialising the value again.
@@ -81,11 +82,12 @@ struct Store::Impl {
   std::optional<Error> sync_key_dir(const KeyPaths& p, const char* done) const;
   // append_record for a change in place: a failed append takes the change back (throws
   // undo_after_log_failure's error); a failed fsync of the log after a whole append sets
-  // `not_durable` (unless already set) and returns: the record is in the log.
+  // `not_durable` (unless already set; `done` says what is in place) and returns: the record
+  // is in the log.
   void log_change(const KeyPaths& p, const Current& before, std::string_view op,
                   const nlohmann::json* value, const std::optional<std::string>& prev,
                   const std::optional<std::string>& version, std::string_view file_bytes,
-                  std::optional<Error>& not_durable);
+                  const char* done, std::optional<Error>& not_durable);
   // Puts `before` back: its bytes into the key file, or removes the file if it did not exist.
   void restore(const KeyPaths& p, const Current& before) const;
   // After append_record failed: puts `before` back into the key file. Returns an error to throw:
