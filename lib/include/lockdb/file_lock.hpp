@@ -19,6 +19,7 @@
 // holder releases; a timed wait is cut off by a per-thread timer signal (see file_lock.cpp).
 #pragma once
 
+#include <lockdb/config.hpp>
 #include <lockdb/error.hpp>
 
 #include <chrono>

@@ -19,6 +19,7 @@
 // another thread is inside a call on the same Store is not supported.
 #pragma once
 
+#include <lockdb/config.hpp>
 #include <lockdb/detail/json_fn.hpp>
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>
