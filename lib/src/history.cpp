@@ -37,7 +37,7 @@ class Matcher {
     } else if (q.key_prefix && !q.key_prefix->empty()) {
       needle_ = reader::key_needle(*q.key_prefix, /*closed=*/false);
     } else if (q.op) {
-      needle_ = "\"" + std::string(fmt::kFieldOp) + "\":\"";
+      needle_.append("\"").append(fmt::kFieldOp).append("\":\"");
       detail::escape_json(*q.op, needle_);
       needle_ += '"';
     }
