@@ -13,7 +13,7 @@
 
 #include <algorithm>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "log_reader.hpp"
 #include "os.hpp"
@@ -38,7 +38,7 @@ class Matcher {
       needle_ = reader::key_needle(*q.key_prefix, /*closed=*/false);
     } else if (q.op) {
       needle_.append("\"").append(fmt::kFieldOp).append("\":\"");
-      detail::escape_json(*q.op, needle_);
+      detail::json_io::append_escaped(needle_, *q.op);
       needle_ += '"';
     }
   }

@@ -49,7 +49,7 @@
 
 #include <fcntl.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "os.hpp"
 #include "util.hpp"
@@ -360,7 +360,7 @@ std::string render_record(const RecordFields& f) {
   static const std::string host_field = [] {
     std::string s = ",\"" + std::string(fmt::kFieldHost) + "\":\"";
     const std::string& host = os::hostname();
-    escape_json(fmt::valid_utf8(host) ? std::string_view(host) : "localhost", s);
+    json_io::append_escaped(s, fmt::valid_utf8(host) ? std::string_view(host) : "localhost");
     return s + "\"";
   }();
 
@@ -371,11 +371,11 @@ std::string render_record(const RecordFields& f) {
   out += "\",\"";
   out += fmt::kFieldKey;
   out += "\":\"";
-  escape_json(f.key, out);
+  json_io::append_escaped(out, f.key);
   out += "\",\"";
   out += fmt::kFieldOp;
   out += "\":\"";
-  escape_json(f.op, out);
+  json_io::append_escaped(out, f.op);
   out += '"';
   auto string_or_null = [&out](const char* name, const std::optional<std::string_view>& v) {
     out += ",\"";
@@ -383,7 +383,7 @@ std::string render_record(const RecordFields& f) {
     out += "\":";
     if (v) {
       out += '"';
-      escape_json(*v, out);
+      json_io::append_escaped(out, *v);
       out += '"';
     } else {
       out += "null";
@@ -408,8 +408,8 @@ std::string render_record(const RecordFields& f) {
       out += f.value_json;
     } else {
       try {
-        append_json(out, *f.value, -1);
-      } catch (const nlohmann::json::exception& e) {
+        json_io::append(out, *f.value, -1);
+      } catch (const json_io::ValueError& e) {
         throw Error(Errc::invalid_argument, "cannot log a record", {},
                     std::string("the value is not valid JSON text: ") + e.what());
       }

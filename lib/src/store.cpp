@@ -32,7 +32,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "os.hpp"
 #include "store_format.hpp"
 #include "store_impl.hpp"
@@ -54,7 +54,12 @@ struct Marker {
 };
 
 Marker parse_marker(const fs::path& path, const std::string& text) {
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  json doc;
+  try {
+    doc = detail::json_io::parse(text);
+  } catch (const json::parse_error&) {
+    doc = json::value_t::discarded;
+  }
   if (doc.is_discarded() || !doc.is_object()) {
     throw Error(Errc::corrupt, "not a lockdb store", path, "the marker file does not parse");
   }
@@ -325,7 +330,7 @@ Store::Impl::Current Store::Impl::read_current(const KeyPaths& p, bool with_vers
 
 json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
   try {
-    return detail::parse_json(cur.bytes);
+    return detail::json_io::parse(cur.bytes);
   } catch (const json::exception& e) {
     throw Error(Errc::corrupt, context(p.key) + ": the key file does not parse", p.file,
                 std::string(e.what()) + " (nothing was written; repair() moves it aside)");
@@ -333,7 +338,7 @@ json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
 }
 
 void Store::Impl::check_parses(const KeyPaths& p, const Current& cur) const {
-  if (!detail::accepts_json(cur.bytes)) (void)parse(p, cur);  // parse() throws the detailed error
+  if (!detail::json_io::accepts(cur.bytes)) (void)parse(p, cur);  // parse() throws the detailed error
 }
 
 std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
@@ -341,8 +346,8 @@ std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
     throw Error(Errc::invalid_argument, context(p.key), {}, "the value is a discarded json");
   }
   try {
-    return detail::dump_json(value, 2);
-  } catch (const json::exception& e) {
+    return detail::json_io::dump(value, 2);
+  } catch (const detail::json_io::ValueError& e) {
     throw Error(Errc::invalid_argument, context(p.key) + ": the value cannot be stored", {},
                 e.what());
   }

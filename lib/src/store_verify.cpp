@@ -40,7 +40,7 @@
 
 #include <sys/stat.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "log_reader.hpp"
 #include "os.hpp"
@@ -121,7 +121,7 @@ class Checker {
       auto it = log_.find(key);
       std::optional<std::string> logged = it == log_.end() ? std::nullopt : it->second.version;
       auto cur = read(key);
-      if (!cur.exists || !detail::accepts_json(cur.bytes) || logged != cur.version)
+      if (!cur.exists || !detail::json_io::accepts(cur.bytes) || logged != cur.version)
         suspects_.insert(key);
     }
     for (const auto& key : suspects_) confirm(key);
@@ -158,7 +158,12 @@ class Checker {
     std::ifstream in(segments.front(), std::ios::binary);
     std::string header;
     if (!std::getline(in, header)) return std::nullopt;
-    json doc = json::parse(header, nullptr, /*allow_exceptions=*/false);
+    json doc;
+    try {
+      doc = detail::json_io::parse(header);
+    } catch (const json::parse_error&) {
+      return std::nullopt;
+    }
     if (!doc.is_object() || !doc.contains(detail::log_format::kHeaderCompacted))
       return std::nullopt;
     auto number = doc.find(detail::log_format::kHeaderSegment);
@@ -361,7 +366,11 @@ class Checker {
     const bool had_gaps = !log_[key].gaps.empty();
     std::optional<json> value;
     if (cur.exists) {
-      value = json::parse(cur.bytes, nullptr, /*allow_exceptions=*/false);
+      try {
+        value = detail::json_io::parse(cur.bytes);
+      } catch (const json::parse_error&) {
+        value = json(json::value_t::discarded);
+      }
       if (value->is_discarded()) {
         corrupt(p, cur, logged);
         return;
