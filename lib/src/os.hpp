@@ -66,6 +66,8 @@ class PathRef {
 
 // open(2) with EINTR retry; O_CLOEXEC is always added.
 Result<int> open(PathRef path, int flags, unsigned mode = 0666) noexcept;
+// fcntl(F_DUPFD_CLOEXEC): a second descriptor of the same open file.
+Result<int> dup(int fd) noexcept;
 // close(2), not retried (the descriptor is gone either way).
 void close(int fd) noexcept;
 Status write_all(int fd, std::string_view data) noexcept;
@@ -150,6 +152,31 @@ Status touch(const std::filesystem::path& path) noexcept;
 // A store is walked from its directory's descriptor, never by joining path strings: what is
 // planted inside it (a symbolic link, a hard link, a FIFO) must not lead a write outside it.
 
+// An owned descriptor, closed on destruction. Move-only.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const noexcept { return fd_; }
+  int release() noexcept {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
 // openat(2) of `rel` (plain names joined by '/', no "." or "..") beneath the directory `dir_fd`,
 // following no symbolic link in any component and never resolving outside `dir_fd`: openat2(2)
 // with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS where the kernel has it (Linux >= 5.6), else one
@@ -161,6 +188,10 @@ Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned m
 // `rel` beneath `dir_fd` that is a symbolic link, or (before the last) not a directory, as the
 // prefix of `rel` naming it; empty when there is none. Never follows a link.
 std::string first_non_directory(int dir_fd, std::string_view rel) noexcept;
+// mkdir -p of `rel` beneath `dir_fd`, one component at a time, following no link: existing
+// directories are fine; ELOOP where a component is a symbolic link, ENOTDIR where it is not a
+// directory. Faults: Op::mkdir.
+Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode = 0777) noexcept;
 // mkdirat(2); EEXIST as it comes. Faults: Op::mkdir.
 Status mkdir_at(int dir_fd, PathRef name, unsigned mode = 0777) noexcept;
 // renameat(2), renameat2(2) RENAME_EXCHANGE / RENAME_NOREPLACE. Faults: Op::rename.

@@ -247,6 +247,12 @@ Result<int> open(PathRef path, int flags, unsigned mode) noexcept {
   }
 }
 
+Result<int> dup(int fd) noexcept {
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return {-1, last_error()};
+  return {copy, 0};
+}
+
 void close(int fd) noexcept {
   if (fd >= 0) ::close(fd);
 }
@@ -717,6 +723,40 @@ std::string first_non_directory(int dir_fd, std::string_view rel) noexcept {
   } catch (...) {
     return {};
   }
+}
+
+void Fd::reset(int fd) noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode) noexcept {
+  if (injected(Op::mkdir)) return {errno};
+  Fd parent;  // the directory made or found for the previous component
+  try {
+    std::string name;
+    while (!rel.empty()) {
+      const auto slash = rel.find('/');
+      name.assign(rel.substr(0, slash));
+      rel.remove_prefix(slash == std::string_view::npos ? rel.size() : slash + 1);
+      if (name.empty()) continue;
+      if (name == "." || name == "..") return {EXDEV};
+      const int at = parent.get() >= 0 ? parent.get() : dir_fd;
+      if (::mkdirat(at, name.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) {
+        return {last_error()};
+      }
+      auto next = open_components(at, name, O_RDONLY | O_DIRECTORY, 0);
+      if (!next.ok()) {
+        if (next.err != ENOTDIR) return {next.err};
+        auto st = lstat_at(at, name.c_str());
+        return {st.ok() && S_ISLNK(st.value.mode) ? ELOOP : ENOTDIR};
+      }
+      parent.reset(next.value);
+    }
+  } catch (...) {
+    return {ENOMEM};
+  }
+  return {};
 }
 
 Status mkdir_at(int dir_fd, PathRef name, unsigned mode) noexcept {
