@@ -457,6 +457,8 @@ LogWriter::LogWriter(std::filesystem::path log_dir, int log_dir_fd, std::uint64_
     auto d = os::dup(log_dir_fd);
     if (!d.ok()) os::throw_errno("cannot open the log directory", log_dir, d.err);
     impl_->dir_fd.reset(d.value);
+  } else if (auto d = os::open(log_dir, O_RDONLY | O_DIRECTORY); d.ok()) {
+    impl_->dir_fd.reset(d.value);  // else made and opened by the first append
   }
   impl_->dir = std::move(log_dir);
   impl_->lock_path = impl_->dir / fmt::kLockFile;
