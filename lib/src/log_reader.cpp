@@ -248,15 +248,21 @@ std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir, Segments
       SegmentFile s;
       s.number = n;
       s.path = log_dir / name;
-      auto fd = os::open(s.path, O_RDONLY);
+      // A link planted at a segment is not followed, a FIFO does not block the open.
+      auto fd = os::open(s.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
       if (!fd.ok()) {
         if (fd.err == ENOENT) {  // removed by a compaction since the listing
           highest_missing = n;
           continue;
         }
+        if (fd.err == ELOOP) {
+          throw Error(Errc::invalid_argument, "cannot open log segment", s.path,
+                      "it is a symbolic link (refused, not followed)");
+        }
         os::throw_errno("cannot open log segment", s.path, fd.err);
       }
       s.fd = fd.value;
+      os::require_plain_file(s.fd, "cannot read log segment", s.path, /*one_link=*/false);
       read_header(s);
       segs.push_back(std::move(s));
     }
@@ -330,7 +336,7 @@ ScanResult scan(const SegmentFile& seg, std::uint64_t start, std::uint64_t limit
 
 bool wait_for_appends(const std::filesystem::path& log_dir) noexcept {
   try {
-    auto fd = os::open(log_dir / fmt::kLockFile, O_RDONLY);
+    auto fd = os::open(log_dir / fmt::kLockFile, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     if (!fd.ok()) return false;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     const bool had = os::flock_until(fd.value, /*shared=*/false, deadline).ok();

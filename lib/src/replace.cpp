@@ -43,6 +43,14 @@ std::string_view file_name(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
+// Where the OS calls name a file: relative to `dir_fd` by its name alone, else by its path.
+int base_of(int dir_fd) { return dir_fd >= 0 ? dir_fd : AT_FDCWD; }
+const char* at_name(const std::string& path, int dir_fd) {
+  if (dir_fd < 0) return path.c_str();
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? path.c_str() : path.c_str() + slash + 1;
+}
+
 // The two halves of a replace, on strings the caller keeps: `target`, the file to replace, and
 // `temp`, the temp file's path. StagedReplace keeps its own; atomic_replace borrows the caller's
 // path and a per-thread buffer, so a replace allocates nothing for either.
@@ -65,12 +73,15 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
     prefix = options.temp_prefix;
   }
   std::optional<unsigned> mode = options.mode;
+  const int dir_fd = options.dir_fd;
   if (!mode && options.keep_mode) {
-    if (auto st = os::stat(target); st.ok()) mode = st.value.mode & 07777;
+    auto st = dir_fd < 0 ? os::stat(target) : os::lstat_at(dir_fd, at_name(target, dir_fd));
+    if (st.ok()) mode = st.value.mode & 07777;
   }
   // Created with the wanted bits, so the new content is never readable by more than the old
   // was; only where the umask (or a default ACL) took some away does fchmod put them back.
-  auto fd = os::create_temp(dir, prefix, &temp, mode ? *mode : 0666, os::TempName::process_id);
+  auto fd = os::create_temp_at(base_of(dir_fd), dir, prefix, &temp, mode ? *mode : 0666,
+                               os::TempName::process_id);
   if (!fd.ok()) {  // create_temp left `temp` empty
     os::throw_errno(with_context(options.context, "cannot create a temp file in"),
                     std::filesystem::path(dir), fd.err);
@@ -91,7 +102,7 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
   }
   os::close(fd.value);
   if (!s.ok()) {
-    (void)os::unlink(temp);
+    (void)os::unlink_at(base_of(dir_fd), at_name(temp, dir_fd));
     const std::string name(file_name(temp));
     temp.clear();
     os::throw_errno(with_context(options.context, std::string(step) + " " + name + " for"), target,
@@ -101,17 +112,20 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
 
 // Whether `path`, whose unlink failed with `unlink_err`, is a directory: Linux says EISDIR,
 // POSIX allows EPERM, so anything else is asked of lstat.
-bool is_directory(const std::string& path, int unlink_err) {
+bool is_directory(const std::string& path, int dir_fd, int unlink_err) {
   if (unlink_err == EISDIR) return true;
-  auto st = os::lstat(path);
+  auto st = os::lstat_at(base_of(dir_fd), at_name(path, dir_fd));
   return st.ok() && S_ISDIR(st.value.mode);
 }
 
 // After a swap moved the directory at `target` to `temp` (and the new file to `target`), swaps
 // them back. Throws Error when that fails too, naming both places; `temp` is then empty, so that
 // nothing removes the directory's new name.
-void swap_back_directory(const std::string& target, std::string& temp, std::string_view context) {
-  if (auto s = os::rename_exchange(temp, target); !s.ok()) {
+void swap_back_directory(const std::string& target, std::string& temp, int dir_fd,
+                         std::string_view context) {
+  if (auto s = os::rename_exchange_at(base_of(dir_fd), at_name(temp, dir_fd),
+                                      at_name(target, dir_fd));
+      !s.ok()) {
     const std::string moved_to = temp;
     temp.clear();
     os::throw_errno(with_context(context,
@@ -127,22 +141,24 @@ void swap_back_directory(const std::string& target, std::string& temp, std::stri
 // empty afterwards. Throws Error; a temp file that was not put in place is removed. A directory
 // at `target` fails with EISDIR either way: rename refuses it, a swap is undone.
 void put_in_place(const std::string& target, std::string& temp, Durability durability, bool swap_in,
-                  std::string_view context, bool fsync_dir) {
+                  std::string_view context, bool fsync_dir, int dir_fd) {
+  const int base = base_of(dir_fd);
   auto fail = [&](const char* what, int err) {
-    (void)os::unlink(temp);
+    (void)os::unlink_at(base, at_name(temp, dir_fd));
     const std::string name(file_name(temp));
     temp.clear();
     os::throw_errno(with_context(context, std::string(what) + " " + name + " for"), target, err);
   };
   if (swap_in) {
-    auto s = os::rename_exchange(temp, target);
+    auto s = os::rename_exchange_at(base, at_name(temp, dir_fd), at_name(target, dir_fd));
     if (s.ok()) {
       // `temp` now names the old entry. If it cannot be removed it stays an orphaned temp file
       // (the new content is in place either way). Unless it is a directory: rename refuses to
       // replace one (EISDIR), a swap does not, so the swap is undone and the call fails as
       // rename would. Only a failed unlink costs more system calls.
-      if (auto u = os::unlink(temp); !u.ok() && is_directory(temp, u.err)) {
-        swap_back_directory(target, temp, context);
+      if (auto u = os::unlink_at(base, at_name(temp, dir_fd));
+          !u.ok() && is_directory(temp, dir_fd, u.err)) {
+        swap_back_directory(target, temp, dir_fd, context);
         fail("cannot swap into place", EISDIR);
       }
       temp.clear();
@@ -152,11 +168,13 @@ void put_in_place(const std::string& target, std::string& temp, Durability durab
       fail("cannot swap into place", s.err);
     }
   }
-  if (auto s = os::rename(temp, target); !s.ok()) fail("cannot rename into place", s.err);
+  if (auto s = os::rename_at(base, at_name(temp, dir_fd), base, at_name(target, dir_fd)); !s.ok()) {
+    fail("cannot rename into place", s.err);
+  }
   temp.clear();
   if (durability == Durability::full && fsync_dir) {
     const std::string dir(dir_of(target));
-    if (auto d = os::fsync_dir(dir); !d.ok()) {
+    if (auto d = dir_fd >= 0 ? os::fsync(dir_fd) : os::fsync_dir(dir); !d.ok()) {
       os::throw_errno(with_context(context,
                                    "cannot fsync the directory (the new content is in place but "
                                    "may not survive power loss)"),
@@ -189,7 +207,7 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
   write_temp(target.native(), data, durability, options, temp);
   put_in_place(target.native(), temp, durability, options.swap_in && durability == Durability::none,
                options.context,
-               /*fsync_dir=*/true);
+               /*fsync_dir=*/true, options.dir_fd);
 }
 
 StagedReplace::StagedReplace(std::string target, std::string_view data, Durability durability,
@@ -197,12 +215,20 @@ StagedReplace::StagedReplace(std::string target, std::string_view data, Durabili
     : target_(std::move(target)),
       durability_(durability),
       context_(options.context),
-      swap_in_(options.swap_in && durability == Durability::none) {
-  write_temp(target_, data, durability, options, temp_);
+      swap_in_(options.swap_in && durability == Durability::none),
+      dir_fd_(options.dir_fd),
+      owns_dir_fd_(options.owns_dir_fd) {
+  try {
+    write_temp(target_, data, durability, options, temp_);
+  } catch (...) {
+    if (owns_dir_fd_) os::close(dir_fd_);
+    throw;
+  }
 }
 
 StagedReplace::~StagedReplace() {
-  if (!temp_.empty()) (void)os::unlink(temp_);
+  if (!temp_.empty()) (void)os::unlink_at(base_of(dir_fd_), at_name(temp_, dir_fd_));
+  if (owns_dir_fd_) os::close(dir_fd_);
 }
 
 StagedReplace::StagedReplace(StagedReplace&& other) noexcept
@@ -210,10 +236,12 @@ StagedReplace::StagedReplace(StagedReplace&& other) noexcept
       temp_(std::exchange(other.temp_, {})),
       durability_(other.durability_),
       context_(std::move(other.context_)),
-      swap_in_(other.swap_in_) {}
+      swap_in_(other.swap_in_),
+      dir_fd_(other.dir_fd_),
+      owns_dir_fd_(std::exchange(other.owns_dir_fd_, false)) {}
 
 void StagedReplace::commit(bool fsync_dir) {
-  put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir);
+  put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir, dir_fd_);
 }
 
 }  // namespace detail

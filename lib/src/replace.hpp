@@ -45,6 +45,13 @@ struct ReplaceOptions {
   // as the rename does. Falls back to rename where the target does not exist or the filesystem
   // cannot swap.
   bool swap_in = false;
+  // The target's directory, open (borrowed; REQUIRES: open until the replace is done, commit()
+  // for StagedReplace): the temp file is created, renamed and removed by name in it and the
+  // directory fsynced through it, so that no symbolic link on the target's path (a planted one
+  // in a store) is followed. -1: by the target's path, as atomic_write does.
+  int dir_fd = -1;
+  // StagedReplace only: it closes dir_fd when destroyed (also when its constructor throws).
+  bool owns_dir_fd = false;
 };
 
 // Whether swap_in pays on a filesystem (os::fs_magic): where a rename over an existing file
@@ -83,6 +90,8 @@ class StagedReplace {
   Durability durability_;
   std::string context_;
   bool swap_in_ = false;
+  int dir_fd_ = -1;  // ReplaceOptions::dir_fd
+  bool owns_dir_fd_ = false;
 };
 
 }  // namespace lockdb::detail
