@@ -8,9 +8,11 @@
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Build: cmake g++ make; libraries: nlohmann-json3-dev rapidjson-dev libcli11-dev;
-# tests: catch2 python3 python3-filelock jq; benchmarks: libsqlite3-dev liblmdb-dev.
+# tests: catch2 python3 python3-filelock jq; benchmarks: libsqlite3-dev liblmdb-dev;
+# the etcd backend: libcurl4-openssl-dev, and etcd itself for its tests and demo.
 PACKAGES := cmake g++ make nlohmann-json3-dev rapidjson-dev libcli11-dev catch2 \
-            python3 python3-filelock jq libsqlite3-dev liblmdb-dev
+            python3 python3-filelock jq libsqlite3-dev liblmdb-dev \
+            libcurl4-openssl-dev etcd-server etcd-client
 
 .PHONY: deps build demo test test-dev test-asan test-tsan bench clean
 

@@ -3,6 +3,7 @@
 
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>
+#include <lockdb/etcd.hpp>
 #include <lockdb/file_lock.hpp>
 #include <lockdb/files.hpp>
 #include <lockdb/guards.hpp>
