@@ -130,12 +130,19 @@ std::string prefix_end(std::string prefix) {
 std::int64_t int_field(const json& object, const char* name) {
   auto it = object.find(name);
   if (it == object.end()) return 0;
+  if (it->is_number_unsigned()) return static_cast<std::int64_t>(it->get<std::uint64_t>());
   if (it->is_number_integer()) return it->get<std::int64_t>();
   if (it->is_string()) {
+    // Member ids are unsigned 64-bit: kept as their bit pattern.
     const auto& s = it->get_ref<const std::string&>();
-    std::int64_t v = 0;
+    if (!s.empty() && s.front() == '-') {
+      std::int64_t v = 0;
+      std::from_chars(s.data(), s.data() + s.size(), v);
+      return v;
+    }
+    std::uint64_t v = 0;
     std::from_chars(s.data(), s.data() + s.size(), v);
-    return v;
+    return static_cast<std::int64_t>(v);
   }
   return 0;
 }
