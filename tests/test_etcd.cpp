@@ -463,3 +463,35 @@ TEST_CASE("both backends: keys with every character the directory store accepts"
     REQUIRE(code_of([&] { store.put("\xff", 1); }) == lockdb::Errc::invalid_argument);
   }
 }
+
+#ifdef LOCKDB_CLI
+TEST_CASE("etcd: the lockdb command works on an etcd location, locks lists lease holders",
+          "[etcd][cli]") {
+  REQUIRE_ETCD();
+  const std::string location = lockdb::test::shared_etcd().fresh_location();
+  auto cli = [](std::vector<std::string> args) {
+    args.insert(args.begin(), LOCKDB_CLI);
+    return lockdb::test::run(args);
+  };
+  REQUIRE(cli({"put", "--create", location, "a", "{\"x\":1}"}).code == 0);
+  REQUIRE(cli({"incr", location, "c"}).out == "1\n");
+  REQUIRE(cli({"incr", location, "c"}).out == "2\n");
+  REQUIRE(cli({"keys", location}).out == "a\nc\n");
+  auto log = cli({"log", location, "--json"});
+  REQUIRE(log.code == 0);
+  REQUIRE(std::count(log.out.begin(), log.out.end(), '\n') == 3);
+  REQUIRE(cli({"verify", location}).code == 0);
+
+  Child holder(helper({"etcd-lock-hold", location, "nightly", "5"}));
+  REQUIRE(holder.expect_line("LOCKED"));
+  auto locks = cli({"locks", location, "--json"});
+  REQUIRE(locks.code == 0);
+  auto line = json::parse(locks.out);
+  REQUIRE(line["lock"] == "lock/nightly");
+  REQUIRE(line["state"] == "held");
+  REQUIRE(line["holder"]["pid"] == holder.pid());
+  holder.write_line("go");
+  REQUIRE(holder.wait() == 0);
+  REQUIRE(cli({"locks", location, "--json"}).out.empty());
+}
+#endif
