@@ -73,11 +73,11 @@ long raw_increments(const std::string& endpoint, const std::string& prefix, cons
       return;
     }
     mod = field_after(answer, "mod_revision", kvs);
-    value = std::atoll(etcd::base64_decode(answer.substr(
-                                               answer.find("\"value\":\"", kvs) + 9,
-                                               answer.find('"', answer.find("\"value\":\"", kvs) + 9) -
-                                                   answer.find("\"value\":\"", kvs) - 9))
-                           .c_str());
+    value = std::atoll(
+        etcd::base64_decode(answer.substr(answer.find("\"value\":\"", kvs) + 9,
+                                          answer.find('"', answer.find("\"value\":\"", kvs) + 9) -
+                                              answer.find("\"value\":\"", kvs) - 9))
+            .c_str());
   };
   long done = 0;
   long long value = 0, mod = 0;

@@ -495,3 +495,14 @@ TEST_CASE("etcd: the lockdb command works on an etcd location, locks lists lease
   REQUIRE(cli({"locks", location, "--json"}).out.empty());
 }
 #endif
+
+#ifdef LOCKDB_EXAMPLE_ETCD_COUNTERS
+TEST_CASE("example: etcd_counters on the three-member cluster it starts", "[etcd][examples]") {
+  REQUIRE_ETCD();
+  auto r = lockdb::test::run({LOCKDB_EXAMPLE_ETCD_COUNTERS, "", "3", "4"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Catch::Contains("jobs_done = 12 (expected 12)") &&
+                          Catch::Contains("12 records, 12 chained"));
+}
+#endif
