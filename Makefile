@@ -57,6 +57,7 @@ bench: build
 	./build/dev/bench/bench_store
 	./build/dev/bench/bench_history
 	./build/dev/bench/bench_cli
+	./build/dev/bench/bench_etcd
 
 clean:
 	rm -rf build

@@ -484,7 +484,8 @@ class EtcdStore final : public StoreBackend {
       }
       const auto waited = Clock::now() - start;
       if (waited >= options_.lock_timeout) {
-        throw Timeout(context(key), fs::path(loc_.text + "/k/" + key),
+        throw Timeout(context(key) + ": every transaction lost to another writer",
+                      fs::path(loc_.text + "/k/" + key),
                       std::chrono::duration_cast<std::chrono::nanoseconds>(waited), std::nullopt);
       }
       // Lost the race: the failure branch read the key as it is now.
