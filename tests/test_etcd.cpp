@@ -13,6 +13,7 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "etcd_cluster.hpp"
@@ -284,6 +285,29 @@ TEST_CASE("etcd: verify finds a value written around the store, repair logs it",
   REQUIRE(store.get("k") == 7);
   REQUIRE_FALSE(store.contains("bad"));
   REQUIRE(records_of(etcd.location(prefix), "k").back().op == "repair");
+}
+
+TEST_CASE("etcd: a forked child keeps using its parent's Store", "[etcd]") {
+  REQUIRE_ETCD();
+  Store store(lockdb::test::shared_etcd().fresh_location());
+  store.put("n", 0);  // the parent's connection is open now
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int code = 0;
+    try {
+      for (int i = 0; i < 50; ++i) store.increment("n");
+    } catch (...) {
+      code = 1;
+    }
+    ::_exit(code);
+  }
+  for (int i = 0; i < 50; ++i) store.increment("n");
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(store.get("n") == 100);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 // The etcd JSON-gateway client (etcd_client.hpp has the contract).
 #include "etcd_client.hpp"
 
+#include "os.hpp"
+
 #include <lockdb/error.hpp>
 
 #include <curl/curl.h>
@@ -224,7 +226,9 @@ struct Client::Answer {
 };
 
 Client::Client(std::vector<std::string> endpoints, milliseconds timeout)
-    : endpoints_(std::move(endpoints)), timeout_(std::max(timeout, milliseconds(50))) {
+    : endpoints_(std::move(endpoints)),
+      timeout_(std::max(timeout, milliseconds(50))),
+      pool_pid_(os::cached_pid()) {
   std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
@@ -235,6 +239,12 @@ Client::~Client() {
 Client::Handle* Client::take_handle() {
   {
     std::lock_guard<std::mutex> guard(pool_mu_);
+    if (pool_pid_ != os::cached_pid()) {
+      // A forked child: the pooled connections are its parent's too; close its copies.
+      for (Handle* h : pool_) delete h;
+      pool_.clear();
+      pool_pid_ = os::cached_pid();
+    }
     if (!pool_.empty()) {
       Handle* h = pool_.back();
       pool_.pop_back();

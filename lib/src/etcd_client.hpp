@@ -12,7 +12,8 @@
 // Errors: every failure is a lockdb::Error naming the endpoint and the cause: unreachable
 // (Errc::io), no quorum / no leader (Errc::io), request too large (Errc::invalid_argument),
 // auth refused (Errc::permission). Every call is bounded by the client's timeout (watch: by its
-// own). Thread-safe: one client may serve any number of threads.
+// own). Thread-safe: one client may serve any number of threads. Fork: a child may keep using
+// its parent's client (it opens its own connections); not while another thread is in a call.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -135,6 +136,7 @@ class Client {
   std::atomic<std::size_t> preferred_{0};     // the endpoint that answered last
   std::mutex pool_mu_;
   std::vector<Handle*> pool_;  // idle handles, guarded by pool_mu_
+  long pool_pid_;              // the process the pool's connections belong to, guarded by pool_mu_
 };
 
 }  // namespace lockdb::detail::etcd
