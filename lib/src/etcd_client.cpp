@@ -344,6 +344,15 @@ json Client::call(std::string_view path, const json& body, bool resendable) {
       continue;
     }
     std::string cause;
+    // etcd answers a request over its size limit (1.5 MiB by default) and closes the connection,
+    // which a client still sending the body sees as a send or receive failure.
+    if ((a.transport == CURLE_SEND_ERROR || a.transport == CURLE_RECV_ERROR) &&
+        text.size() > (3u << 19)) {
+      throw Error(Errc::invalid_argument, "etcd " + endpoint, {},
+                  "request too large (" + std::to_string(text.size()) +
+                      " bytes of JSON; etcd's default limit is 1.5 MiB): " +
+                      curl_easy_strerror(a.transport));
+    }
     if (a.transport == CURLE_OPERATION_TIMEDOUT) {
       cause = diagnose_timeout(endpoint);
     } else if (a.transport == CURLE_COULDNT_CONNECT) {
