@@ -11,9 +11,11 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Build: cmake g++ make; libraries: nlohmann-json3-dev rapidjson-dev libcli11-dev;
 # tests: catch2 python3 python3-filelock jq clang-format; benchmarks: libsqlite3-dev liblmdb-dev
-# (make tidy adds clang-tidy).
+# (make tidy adds clang-tidy); the etcd backend: libcurl4-openssl-dev, and etcd itself for its
+# tests and demo.
 PACKAGES := cmake g++ make nlohmann-json3-dev rapidjson-dev libcli11-dev catch2 \
-            python3 python3-filelock jq clang-format libsqlite3-dev liblmdb-dev
+            python3 python3-filelock jq clang-format libsqlite3-dev liblmdb-dev \
+            libcurl4-openssl-dev etcd-server etcd-client
 # The sources clang-format checks (and clang-tidy, those under lib/src).
 SOURCES = $(shell git ls-files 'lib/*.cpp' 'lib/*.hpp' 'tools/*.cpp' 'tools/*.hpp' \
             'tests/*.cpp' 'tests/*.hpp' 'examples/*.cpp' 'examples/*.hpp' 'bench/*.cpp' \
@@ -70,6 +72,7 @@ bench: build
 	./build/dev/bench/bench_store
 	./build/dev/bench/bench_history
 	./build/dev/bench/bench_cli
+	./build/dev/bench/bench_etcd
 
 clean:
 	rm -rf build

@@ -4,6 +4,7 @@
 // Linux and names the holding pid. A soft lock is a marker file holding its holder's record
 // (SoftFileLock); it is held while the marker exists, and stale when its holder is gone
 // (SoftFileLock::is_stale, with the default lease for markers of other hosts).
+#include <lockdb/etcd.hpp>
 #include <lockdb/file_lock.hpp>
 
 #include <algorithm>
@@ -63,8 +64,24 @@ std::string pad(const std::string& s, std::size_t width) {
   return s.size() >= width ? s : s + std::string(width - s.size(), ' ');
 }
 
+// On etcd: the lease-held lock keys under the store's prefix (etcd.hpp), all held.
+std::vector<LockInfo> etcd_lock_infos(const std::string& location) {
+  std::vector<LockInfo> locks;
+  for (auto& l : etcd_locks(location)) {
+    LockInfo info;
+    info.path = location + "/lock/" + l.name;
+    info.name = "lock/" + l.name;
+    info.kind = "lease";
+    info.state = "held";
+    info.holder = std::move(l.holder);
+    locks.push_back(std::move(info));
+  }
+  return locks;
+}
+
 int run_locks(const LocksArgs& a, const Settings& settings) {
   Store store = open_store(a.store);
+  const bool on_etcd = a.store.rfind("etcd://", 0) == 0;
   std::map<std::filesystem::path, std::string> key_of_lock;
   for (const auto& key : store.keys()) {
     auto lock = store.file_path(key);
@@ -74,6 +91,7 @@ int run_locks(const LocksArgs& a, const Settings& settings) {
   auto files = store.lock_files();
   std::sort(files.begin(), files.end());
   std::vector<LockInfo> locks;
+  if (on_etcd) locks = etcd_lock_infos(a.store);
   for (const auto& path : files) {
     LockInfo info = inspect(path);
     info.name = relative_name(store.dir(), path);
@@ -120,8 +138,10 @@ void add_lock_commands(CLI::App& app, Commands& commands) {
   auto* command = commands.add(
       app, "locks", "List the store's locks, free or held, and who holds them (stale flagged)",
       "  lockdb locks ./state\n"
-      "  lockdb locks ./state --json | jq -c 'select(.state != \"free\")'\n");
-  command->add_option("STORE_DIR", a->store, "The store directory")->required();
+      "  lockdb locks ./state --json | jq -c 'select(.state != \"free\")'\n"
+      "  lockdb locks etcd://10.0.0.1:2379,10.0.0.2:2379/myapp   (lease locks on etcd)\n");
+  command->add_option("STORE_DIR", a->store, "The store directory, or etcd://host:port/prefix")
+      ->required();
   commands.on_run(command, [a, &settings] { return run_locks(*a, settings); });
 }
 

@@ -17,6 +17,7 @@
 #include "log_format.hpp"
 #include "log_reader.hpp"
 #include "os.hpp"
+#include "store_backend.hpp"
 #include "store_format.hpp"
 
 namespace lockdb {
@@ -185,7 +186,9 @@ std::optional<std::pair<std::size_t, std::uint64_t>> resolve(
 
 }  // namespace
 
-History::History(std::filesystem::path store_dir) : dir_(std::move(store_dir)) {
+History::History(std::filesystem::path store_dir)
+    : dir_(std::move(store_dir)), backend_(detail::open_history_backend(dir_)) {
+  if (backend_) return;
   const auto marker = dir_ / kMarkerFile;
   if (auto st = os::stat(marker); !st.ok()) {
     if (st.err == ENOENT || st.err == ENOTDIR) {
@@ -198,6 +201,7 @@ History::History(std::filesystem::path store_dir) : dir_(std::move(store_dir)) {
 
 std::size_t History::for_each(const Query& query,
                               const std::function<bool(const Record&)>& fn) const {
+  if (backend_) return backend_->for_each(query, fn);
   return reader::for_each_record(dir_, query, fn, {});
 }
 
@@ -258,11 +262,13 @@ std::optional<nlohmann::json> History::value_at(const std::string& key,
 
 std::vector<std::filesystem::path> History::segments() const {
   std::vector<std::filesystem::path> out;
+  if (backend_) return out;
   for (const auto& s : reader::snapshot(dir_ / kLogDir)) out.push_back(s.path);
   return out;
 }
 
 LogPosition History::end() const {
+  if (backend_) return backend_->end();
   const auto segs = reader::snapshot(dir_ / kLogDir, reader::Segments::newest);
   if (segs.empty()) return LogPosition{};
   const auto& s = segs.back();
@@ -272,6 +278,7 @@ LogPosition History::end() const {
 LogPosition History::read_from(LogPosition from, const Query& query,
                                const std::function<void(const Record&)>& fn) const {
   if (query.limit && *query.limit == 0) return from;
+  if (backend_) return backend_->read_from(from, query, fn);
   // Only the segments from `from` on: a compacted segment that replaced `from`'s has a number at
   // least as high, so it is among them.
   const auto segs = reader::snapshot(dir_ / kLogDir, reader::Segments::all, from.segment);

@@ -31,6 +31,7 @@
 #include "log_reader.hpp"
 #include "log_writer.hpp"
 #include "os.hpp"
+#include "store_backend.hpp"
 #include "store_format.hpp"
 
 namespace lockdb {
@@ -272,6 +273,7 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
 }  // namespace
 
 std::size_t History::compact_keep_last(std::size_t keep_last) {
+  if (backend_) return backend_->compact_keep_last(keep_last);
   Rule rule;
   rule.keep_last = keep_last;
   rule.text = "keep_last " + std::to_string(keep_last);
@@ -279,6 +281,7 @@ std::size_t History::compact_keep_last(std::size_t keep_last) {
 }
 
 std::size_t History::compact_before(std::chrono::system_clock::time_point before) {
+  if (backend_) return backend_->compact_before(before);
   Rule rule;
   rule.before = before;
   rule.text = "before " + fmt::format_time(before);

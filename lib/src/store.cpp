@@ -34,6 +34,7 @@
 
 #include "json_io.hpp"
 #include "os.hpp"
+#include "store_backend.hpp"
 #include "store_format.hpp"
 #include "store_impl.hpp"
 #include "util.hpp"
@@ -561,16 +562,27 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
 // Store
 
 Store::Store(fs::path dir, StoreOptions options)
-    : impl_(std::make_unique<Impl>(std::move(dir), options)) {}
+    : backend_(detail::open_store_backend(dir, options)),
+      impl_(backend_ ? nullptr : std::make_unique<Impl>(std::move(dir), options)) {}
 
 Store::~Store() = default;
 
-const fs::path& Store::dir() const noexcept { return impl_->dir; }
-const StoreOptions& Store::options() const noexcept { return impl_->options; }
+const fs::path& Store::dir() const noexcept {
+  if (backend_) return backend_->location();
+  return impl_->dir;
+}
+const StoreOptions& Store::options() const noexcept {
+  if (backend_) return backend_->options();
+  return impl_->options;
+}
 
-fs::path Store::file_path(const std::string& key) const { return impl_->paths(key).file; }
+fs::path Store::file_path(const std::string& key) const {
+  if (backend_) return backend_->file_path(key);
+  return impl_->paths(key).file;
+}
 
 std::optional<Entry> Store::entry(const std::string& key) const {
+  if (backend_) return backend_->entry(key);
   const auto paths = impl_->cached_paths(key);
   const auto& p = *paths;
   auto cur = impl_->read_current(p);
@@ -579,6 +591,7 @@ std::optional<Entry> Store::entry(const std::string& key) const {
 }
 
 std::optional<json> Store::get(const std::string& key) const {
+  if (backend_) return backend_->get(key);
   const auto paths = impl_->cached_paths(key);
   const auto& p = *paths;
   auto cur = impl_->read_current(p, /*with_version=*/false);
@@ -587,6 +600,7 @@ std::optional<json> Store::get(const std::string& key) const {
 }
 
 bool Store::contains(const std::string& key) const {
+  if (backend_) return backend_->contains(key);
   const auto paths = impl_->cached_paths(key);
   const auto& p = *paths;
   // By name beneath keys/, following no link: O_PATH opens a link at the key file itself.
@@ -603,6 +617,7 @@ bool Store::contains(const std::string& key) const {
 }
 
 std::vector<std::string> Store::keys() const {
+  if (backend_) return backend_->keys();
   std::vector<std::string> out;
   impl_->walk_keys([&](const Impl::WalkEntry& e) {
     if (!e.is_file || e.depth == 0 || !format::is_key_file_name(e.name)) return;
@@ -615,6 +630,7 @@ std::vector<std::string> Store::keys() const {
 }
 
 std::string Store::put(const std::string& key, const json& value) {
+  if (backend_) return backend_->put(key, value);
   return impl_
       ->write_one(key, "put",
                   [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
@@ -625,6 +641,7 @@ std::string Store::put(const std::string& key, const json& value) {
 }
 
 json Store::update_with(const std::string& key, const std::function<void(json&)>& fn) {
+  if (backend_) return backend_->update(key, fn);
   return impl_
       ->write_one(key, "update",
                   [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
@@ -636,6 +653,7 @@ json Store::update_with(const std::string& key, const std::function<void(json&)>
 }
 
 std::int64_t Store::increment(const std::string& key, std::int64_t delta) {
+  if (backend_) return backend_->increment(key, delta);
   std::int64_t result = 0;
   impl_->write_one(key, "increment", [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
     std::int64_t before = 0;
@@ -667,6 +685,7 @@ std::int64_t Store::increment(const std::string& key, std::int64_t delta) {
 }
 
 bool Store::erase(const std::string& key) {
+  if (backend_) return backend_->erase(key);
   return impl_
       ->write_one(key, "erase",
                   [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
@@ -679,6 +698,7 @@ bool Store::erase(const std::string& key) {
 
 bool Store::compare_and_put(const std::string& key,
                             const std::optional<std::string>& expected_version, const json& value) {
+  if (backend_) return backend_->compare_and_put(key, expected_version, value);
   return impl_
       ->write_one(
           key, "cas",
@@ -696,6 +716,7 @@ bool Store::compare_and_put(const std::string& key,
 std::map<std::string, json> Store::update_many(
     const std::vector<std::string>& keys,
     const std::function<void(std::map<std::string, json>&)>& fn) {
+  if (backend_) return backend_->update_many(keys, fn);
   // Validate everything first; then lock in one global order (by lock file: with stripes two
   // keys may share one), which makes concurrent update_many calls deadlock-free.
   std::map<std::string, Impl::KeyPaths> requested;
@@ -811,6 +832,7 @@ std::map<std::string, json> Store::update_many(
 }
 
 std::vector<fs::path> Store::lock_files() const {
+  if (backend_) return backend_->lock_files();
   std::vector<fs::path> out;
   if (impl_->options.lock_stripes != 0) {
     for (std::size_t i = 0; i < impl_->options.lock_stripes; ++i) {

@@ -45,6 +45,7 @@
 #include "log_reader.hpp"
 #include "os.hpp"
 #include "soft_marker.hpp"
+#include "store_backend.hpp"
 #include "store_format.hpp"
 #include "store_impl.hpp"
 #include "util.hpp"
@@ -517,8 +518,14 @@ class Checker {
 
 }  // namespace
 
-std::vector<Finding> Store::verify() const { return Checker(*impl_, /*fix=*/false).run(); }
+std::vector<Finding> Store::verify() const {
+  if (backend_) return backend_->verify();
+  return Checker(*impl_, /*fix=*/false).run();
+}
 
-std::vector<Finding> Store::repair() { return Checker(*impl_, /*fix=*/true).run(); }
+std::vector<Finding> Store::repair() {
+  if (backend_) return backend_->repair();
+  return Checker(*impl_, /*fix=*/true).run();
+}
 
 }  // namespace lockdb

@@ -30,11 +30,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace lockdb {
+
+namespace detail {
+class HistoryBackend;
+}  // namespace detail
 
 struct Record {
   std::chrono::system_clock::time_point time;
@@ -75,6 +80,10 @@ struct LogPosition {
 class History {
  public:
   // Reads the log of the store in `store_dir`. THROWS Error{not_found} when there is no store.
+  // `store_dir` may be an etcd location ("etcd://...", store.hpp): the same queries over the
+  // store's audit records in etcd. There a Record's `segment` is the etcd revision that wrote
+  // it (offset 0), a LogPosition's `segment` is the revision to read from, read_from() waits up
+  // to a second on an etcd watch when nothing is new, and segments() is empty.
   explicit History(std::filesystem::path store_dir);
 
   // Calls fn for each matching record in log order until fn returns false. Returns the number
@@ -113,6 +122,7 @@ class History {
 
  private:
   std::filesystem::path dir_;  // constant after construction
+  std::shared_ptr<detail::HistoryBackend> backend_;  // set for an etcd location, else null
 };
 
 }  // namespace lockdb

@@ -4,6 +4,7 @@
 #include <lockdb/config.hpp>
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>
+#include <lockdb/etcd.hpp>
 #include <lockdb/file_lock.hpp>
 #include <lockdb/files.hpp>
 #include <lockdb/guards.hpp>

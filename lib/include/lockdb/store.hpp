@@ -40,6 +40,10 @@
 
 namespace lockdb {
 
+namespace detail {
+class StoreBackend;
+}  // namespace detail
+
 struct StoreOptions {
   // What a write survives once it returns (see durability.hpp); `file` counts as `full` minus
   // the directory fsync. Default: none (see the README for why).
@@ -56,6 +60,10 @@ struct StoreOptions {
   // Lock files a Store object keeps open between writes (least recently used ones are closed
   // beyond this), so a hot key costs no open/close per write and descriptors stay bounded.
   std::size_t max_open_locks = 64;
+  // etcd stores only: every request to etcd is bounded by this (a write's retries as a whole by
+  // lock_timeout). On etcd, durability, lock_stripes, log_segment_bytes and max_open_locks are
+  // ignored: durability is etcd's (raft + fsync).
+  std::chrono::nanoseconds request_timeout = std::chrono::seconds(5);
 };
 
 // A value with its version token.
@@ -85,7 +93,11 @@ const char* finding_kind_name(Finding::Kind kind) noexcept;  // "corrupt_key_fil
 
 class Store {
  public:
-  // Opens the store in `dir`, creating it (and `dir`) when options.create is set.
+  // Opens the store in `dir`, creating it (and `dir`) when options.create is set. `dir` may also
+  // be an etcd location, "etcd://host:port[,host:port...]/prefix" (README "etcd backend"): the
+  // same interface on an etcd v3 cluster; errors then name the endpoint and the cause
+  // (unreachable, no quorum: Error{io}; request too large: Error{invalid_argument}; auth
+  // refused: Error{permission}), and every call is bounded by request_timeout.
   // THROWS Error{not_found} (no store and create=false), Error{corrupt} (a directory that is not
   // a lockdb store: it has files but no marker, or a marker that does not parse),
   // Error{version} (a newer format), Error{permission|io}. Never waits for a lock held by others.
@@ -173,7 +185,8 @@ class Store {
   nlohmann::json update_with(const std::string& key,
                              const std::function<void(nlohmann::json&)>& fn);
 
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<detail::StoreBackend> backend_;  // set for an etcd location, else null
+  std::unique_ptr<Impl> impl_;                     // set for a directory
 };
 
 }  // namespace lockdb
