@@ -114,7 +114,10 @@ struct Fixture {
 // Error{invalid_argument} naming `planted`; returns the put's outcome.
 Outcome exercise(const fs::path& db, const fs::path& planted) {
   std::vector<std::pair<const char*, std::function<void(Store&)>>> ops = {
-      {"put", [](Store& s) { (void)s.put("k", json{{"v", 2}}); }},
+      {"put",
+       [](Store& s) {
+         (void)s.put("k", json{{"v", 2}});
+       }},
       {"get", [](Store& s) { (void)s.get("k"); }},
       {"contains", [](Store& s) { (void)s.contains("k"); }},
       {"increment", [](Store& s) { (void)s.increment("n", 1); }},
@@ -307,7 +310,8 @@ TEST_CASE("a FIFO planted in a store never blocks and is refused", "[hostile]") 
     Outcome put = exercise(f.db, at);
     INFO(put.what);
     REQUIRE(put.threw);
-    REQUIRE_THAT(put.what, Catch::Contains(at.string() + ": it is not a regular file (it is a FIFO)"));
+    REQUIRE_THAT(put.what,
+                 Catch::Contains(at.string() + ": it is not a regular file (it is a FIFO)"));
     require_reported(f.db, at);
   }
 }
@@ -433,7 +437,8 @@ TEST_CASE("a symlink planted by another user in a sticky directory gives the sym
   ::close(fds[1]);
   std::string got;
   char buf[512];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+    got.append(buf, static_cast<std::size_t>(n));
   ::close(fds[0]);
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
