@@ -10,9 +10,10 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Build: cmake g++ make; libraries: nlohmann-json3-dev rapidjson-dev libcli11-dev;
 # tests: catch2 python3 python3-filelock jq; benchmarks: libsqlite3-dev liblmdb-dev.
 PACKAGES := cmake g++ make nlohmann-json3-dev rapidjson-dev libcli11-dev catch2 \
-            python3 python3-filelock jq libsqlite3-dev liblmdb-dev
+            python3 python3-filelock jq libsqlite3-dev liblmdb-dev \
+            clang libclang-rt-14-dev libfuzzer-14-dev
 
-.PHONY: deps build demo test test-dev test-asan test-tsan bench clean
+.PHONY: deps build demo test test-dev test-asan test-tsan bench clean fuzz
 
 deps:
 	@missing=""; \
@@ -58,3 +59,13 @@ bench: build
 
 clean:
 	rm -rf build
+
+# ---- fuzzing (fuzz/): each libFuzzer target for FUZZ_SECONDS, new inputs kept in build/fuzz ----
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	cmake -S fuzz -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build/fuzz -j $(JOBS)
+	for t in key_file log_line cli_value key_codec; do \
+	  mkdir -p build/fuzz/found/$$t && \
+	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/found/$$t fuzz/corpus/$$t || exit 1; \
+	done
