@@ -15,13 +15,14 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # tests and demo.
 PACKAGES := cmake g++ make nlohmann-json3-dev rapidjson-dev libcli11-dev catch2 \
             python3 python3-filelock jq clang-format libsqlite3-dev liblmdb-dev \
-            libcurl4-openssl-dev etcd-server etcd-client
+            libcurl4-openssl-dev etcd-server etcd-client \
+            clang libclang-rt-14-dev libfuzzer-14-dev
 # The sources clang-format checks (and clang-tidy, those under lib/src).
 SOURCES = $(shell git ls-files 'lib/*.cpp' 'lib/*.hpp' 'tools/*.cpp' 'tools/*.hpp' \
             'tests/*.cpp' 'tests/*.hpp' 'examples/*.cpp' 'examples/*.hpp' 'bench/*.cpp' \
             'bench/*.hpp' 2>/dev/null || find lib tools tests examples bench -name '*.[ch]pp')
 
-.PHONY: deps build demo test test-dev test-asan test-tsan format-check tidy bench clean
+.PHONY: deps build demo test test-dev test-asan test-tsan format-check tidy bench clean fuzz
 
 deps:
 	@missing=""; \
@@ -76,3 +77,13 @@ bench: build
 
 clean:
 	rm -rf build
+
+# ---- fuzzing (fuzz/): each libFuzzer target for FUZZ_SECONDS, new inputs kept in build/fuzz ----
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	cmake -S fuzz -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build/fuzz -j $(JOBS)
+	for t in key_file log_line cli_value key_codec; do \
+	  mkdir -p build/fuzz/found/$$t && \
+	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/found/$$t fuzz/corpus/$$t || exit 1; \
+	done

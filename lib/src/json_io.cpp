@@ -114,6 +114,10 @@ bool accepts(std::string_view text) {
   return json::sax_parse(text, &checker);
 }
 
+void check(const json& value) {
+  if (std::string p = problem(value); !p.empty()) throw ValueError(p);
+}
+
 void append(std::string& out, const json& value, int indent) {
   if (std::string p = problem(value); !p.empty()) throw ValueError(p);
   try {

@@ -43,6 +43,9 @@ class ValueError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Throws ValueError when `value` is beyond the limits above (without recursing: any depth).
+void check(const nlohmann::json& value);
+
 // Appends value.dump(indent) (nlohmann's text, strict UTF-8) to `out`, after checking the value
 // within the limits above. Throws ValueError (then `out` is as it was).
 void append(std::string& out, const nlohmann::json& value, int indent);

@@ -629,7 +629,22 @@ std::vector<std::string> Store::keys() const {
   return out;
 }
 
+namespace {
+
+// Refuses a value beyond json_io's limits before anything copies it (a copy recurses per level).
+void check_value(const std::string& key, const json& value) {
+  try {
+    detail::json_io::check(value);
+  } catch (const detail::json_io::ValueError& e) {
+    throw Error(Errc::invalid_argument, "key " + format::quote_key(key) + ": the value cannot be stored", {},
+                e.what());
+  }
+}
+
+}  // namespace
+
 std::string Store::put(const std::string& key, const json& value) {
+  check_value(key, value);
   if (backend_) return backend_->put(key, value);
   return impl_
       ->write_one(key, "put",
@@ -698,6 +713,7 @@ bool Store::erase(const std::string& key) {
 
 bool Store::compare_and_put(const std::string& key,
                             const std::optional<std::string>& expected_version, const json& value) {
+  check_value(key, value);
   if (backend_) return backend_->compare_and_put(key, expected_version, value);
   return impl_
       ->write_one(

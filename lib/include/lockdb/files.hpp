@@ -137,7 +137,9 @@ nlohmann::json json_update(const std::filesystem::path& path,
 // THROWS (besides the common errors):
 //   Error{corrupt}           the file is empty or does not parse; names the file, line, column
 //                            and cause. The file is untouched and `fn` is not called.
-//   Error{invalid_argument}  the new document holds a string that is not valid UTF-8
+//   Error{corrupt}           also: the file nests deeper than 512 levels
+//   Error{invalid_argument}  the new document holds a string that is not valid UTF-8, nests
+//                            deeper than 512 levels, or holds a NaN, infinity or binary value
 //   whatever `fn` throws     passed through unchanged; the file is untouched
 // Blocks up to `lock_timeout` for the lock, then for `fn` and the I/O.
 template <class Fn>
@@ -181,7 +183,8 @@ void locked_append(const std::filesystem::path& path, std::string_view line,
                    Durability durability = Durability::none);
 
 // locked_append() of `record` rendered as compact JSON on one line (UTF-8 kept as is, like the
-// seed's ensure_ascii=False). THROWS Error{invalid_argument} for a string that is not UTF-8.
+// seed's ensure_ascii=False). THROWS Error{invalid_argument} for a string that is not UTF-8, a
+// record nested deeper than 512 levels, a NaN, infinity or binary value (nothing is written).
 void locked_append_json(const std::filesystem::path& path, const nlohmann::json& record,
                         std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
                         Durability durability = Durability::none);

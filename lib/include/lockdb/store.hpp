@@ -119,8 +119,10 @@ class Store {
   std::filesystem::path file_path(const std::string& key) const;  // the key's file (may not exist)
 
   // ---- writes: locked read-modify-write + one log record each ----
-  // Every write THROWS Error{invalid_argument} (invalid key), Timeout (key lock not had within
-  // lock_timeout), Error{corrupt} (the current key file does not parse: nothing is written),
+  // Every write THROWS Error{invalid_argument} (invalid key; a value nested deeper than 512
+  // levels or holding a NaN, an infinity or a binary value: nothing is written), Timeout (key
+  // lock not had within lock_timeout), Error{corrupt} (the current key file does not parse or
+  // nests deeper than 512 levels: nothing is written),
   // Error{io|permission} (full disk, read-only store: the old value stays, no temp file stays).
   std::string put(const std::string& key, const nlohmann::json& value);  // returns the version
   // fn sees null for a missing key; it either mutates its argument and returns void, taking
