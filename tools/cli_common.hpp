@@ -10,6 +10,7 @@
 #include <lockdb/error.hpp>
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
+#include <lockdb/time.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -72,17 +73,15 @@ std::string relative_name(const std::filesystem::path& store_dir,
 
 // ---- times ----
 
-using TimePoint = std::chrono::system_clock::time_point;
+using TimePoint = SystemTime;  // times and durations: <lockdb/time.hpp>
 
-// "2026-11-30T18:00:00.123456Z" (RFC 3339, UTC, microseconds), the log's own form.
-std::string format_time(TimePoint t);
-// RFC 3339 ("2026-11-30T18:00:00Z", with optional fraction and "+01:00" offsets, or a date
-// "2026-11-30" meaning its midnight UTC; years 1678 to 2261, what system_clock can hold), "now",
-// or a relative form counted back from `now`:
-// a whole number and a unit: s, m, h, d, w ("10m", "2h", "3d"). nullopt when it is none of them.
-std::optional<TimePoint> parse_time(std::string_view text, TimePoint now);
-// A duration for --timeout: "500ms", "10s", "2m", "1h", or a number of seconds ("0.5").
-std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
+// A TIME argument: RFC 3339 ("2026-11-30T18:00:00Z", a space for the T, a fraction, an offset),
+// a date alone ("2026-11-30", its midnight UTC), epoch seconds ("1764525600"), "now", or a time
+// ago counted back from `now`: a whole number and s, m, h, d or w ("10m", "2h", "3d", also
+// "3d ago"). nullopt when it is none of them.
+std::optional<TimePoint> parse_time_arg(std::string_view text, TimePoint now);
+// The accepted forms, for error messages.
+extern const char* const kTimeForms;
 
 // CLI11 validators for TIME and DURATION arguments (usage error, exit 2, naming the option).
 CLI::Validator time_validator();

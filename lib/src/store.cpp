@@ -21,6 +21,7 @@
 // seed's Python helpers, an editor). A hash needs no cooperation from them, yet their change
 // shows: the next logged record's "prev" differs from the record before it.
 #include <lockdb/store.hpp>
+#include <lockdb/time.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -129,7 +130,7 @@ void create_marker(const fs::path& dir, std::size_t lock_stripes) {
   json doc = {{format::kFieldFormat, format::kFormatName},
               {format::kFieldVersion, format::kStoreFormatVersion},
               {format::kFieldLockStripes, lock_stripes},
-              {format::kFieldCreated, util::format_utc(std::chrono::system_clock::now())}};
+              {format::kFieldCreated, format_time(std::chrono::system_clock::now())}};
   const std::string text = doc.dump(2) + "\n";
   fs::path temp;
   auto fd = os::create_temp(dir, "." + std::string(format::kMarkerFile) + ".", &temp, 0666);

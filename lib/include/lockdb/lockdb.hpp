@@ -8,3 +8,4 @@
 #include <lockdb/guards.hpp>
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
+#include <lockdb/time.hpp>
