@@ -541,9 +541,10 @@ std::vector<std::string> Store::keys() const {
   return out;
 }
 
-std::string Store::put(const std::string& key, const json& value) {
+std::string Store::put(const std::string& key, const json& value, std::string_view op) {
+  check_op_name(op);
   return impl_
-      ->write_one(key, "put",
+      ->write_one(key, op,
                   [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
                     if (cur.exists) impl_->check_parses(p, cur);
                     return Impl::Decision{Impl::Decision::Action::write, value};
@@ -605,10 +606,12 @@ bool Store::erase(const std::string& key) {
 }
 
 bool Store::compare_and_put(const std::string& key,
-                            const std::optional<std::string>& expected_version, const json& value) {
+                            const std::optional<std::string>& expected_version, const json& value,
+                            std::string_view op) {
+  check_op_name(op);
   return impl_
       ->write_one(
-          key, "cas",
+          key, op,
           [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
             // A corrupt file is an error whatever is expected (as for every write).
             if (cur.exists) impl_->check_parses(p, cur);
