@@ -28,13 +28,94 @@ void Commands::on_run(CLI::App* command, std::function<int()> run) {
   actions.emplace_back(command, std::move(run));
 }
 
+CLI::Option* add_count(CLI::App* command, const std::string& name,
+                       std::optional<std::size_t>& target, const std::string& help) {
+  return command
+      ->add_option_function<std::string>(
+          name,
+          [&target, name](const std::string& text) {
+            std::uint64_t n = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (text.empty() || text[0] < '0' || text[0] > '9' || ec != std::errc() ||
+                end != text.data() + text.size() || n > SIZE_MAX) {
+              throw CLI::ValidationError(name, "not a count: \"" + text +
+                                                   "\" (a whole number, 0 or more)");
+            }
+            target = static_cast<std::size_t>(n);
+          },
+          help)
+      ->type_name("N");
+}
+
+std::optional<std::int64_t> parse_int64(std::string_view text) {
+  std::int64_t n = 0;
+  const std::string_view digits = text.starts_with('-') ? text.substr(1) : text;
+  if (digits.empty() || digits[0] < '0' || digits[0] > '9') return std::nullopt;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return n;
+}
+
 // ---- the store ----
 
-Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds lock_timeout) {
+void throw_not_a_store(const std::string& dir, const std::string& why) {
+  throw Error(Errc::not_found, dir, {},
+              "not a lockdb store: " + why + " ('lockdb init " + dir +
+                  "' creates one in a new or empty directory)");
+}
+
+namespace {
+
+// The one check every command makes before it opens a store.
+void require_store_dir(const std::string& dir) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(dir, ec);
+  if (status.type() == std::filesystem::file_type::not_found) {
+    throw_not_a_store(dir, "there is no such directory");
+  }
+  if (!ec && status.type() != std::filesystem::file_type::directory) {
+    throw_not_a_store(dir, "it is not a directory");
+  }
+}
+
+}  // namespace
+
+Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds lock_timeout,
+                 Durability durability) {
+  if (!create) {
+    require_store_dir(dir);
+  } else if (std::error_code ec; std::filesystem::is_directory(dir, ec) &&
+                                 !std::filesystem::is_empty(dir, ec)) {
+    open_store(dir);  // a directory with other things in it does not become a store
+  }
   StoreOptions options;
   options.create = create;
   options.lock_timeout = lock_timeout;
-  return Store(dir, options);
+  options.durability = durability;
+  try {
+    return Store(dir, options);
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found && !create) {
+      throw_not_a_store(dir, "the directory has no store marker");
+    }
+    throw;
+  }
+}
+
+Durability to_durability(const std::string& name) {
+  if (name == "full") return Durability::full;
+  if (name == "file") return Durability::file;
+  return Durability::none;
+}
+
+History open_history(const std::string& dir) {
+  require_store_dir(dir);
+  try {
+    return History(dir);
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found) throw_not_a_store(dir, "the directory has no store marker");
+    throw;
+  }
 }
 
 std::string relative_name(const std::filesystem::path& store_dir,
@@ -139,6 +220,13 @@ std::string dump(const nlohmann::json& value) {
 
 std::string quote(std::string_view s) { return dump(nlohmann::json(std::string(s))); }
 
+std::string show_key(std::string_view key) {
+  const bool plain = !key.starts_with('"') && std::none_of(key.begin(), key.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  return plain ? std::string(key) : quote(key);
+}
+
 std::string shorten(std::string_view s, std::size_t width) {
   if (s.size() <= width) return std::string(s);
   return std::string(s.substr(0, width > 3 ? width - 3 : 0)) + "...";
@@ -200,7 +288,7 @@ std::string record_line(const Record& r, const Style& style) {
   line += "  ";
   line += who(r);
   line += "  ";
-  line += style.bold(r.key);
+  line += style.bold(show_key(r.key));
   line += "  ";
   line += r.value ? dump(*r.value) : std::string("-");
   return line;

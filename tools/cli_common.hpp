@@ -59,13 +59,34 @@ void add_lock_commands(CLI::App& app, Commands& commands);     // cmd_locks.cpp
 void add_check_commands(CLI::App& app, Commands& commands);    // cmd_check.cpp
 void add_stats_commands(CLI::App& app, Commands& commands);    // cmd_stats.cpp
 void add_compact_commands(CLI::App& app, Commands& commands);  // cmd_compact.cpp
+void add_data_commands(CLI::App& app, Commands& commands);     // cmd_data.cpp
+
+// A count option (--limit N, --top N, ...): a whole decimal number, 0 or more; anything else
+// (negative, hex, spaces, beyond 64 bits) is a usage error naming the option.
+CLI::Option* add_count(CLI::App* command, const std::string& name,
+                       std::optional<std::size_t>& target, const std::string& help);
+// A whole decimal number in std::int64_t ("-5", "42"; no '+', hex, spaces). nullopt otherwise.
+std::optional<std::int64_t> parse_int64(std::string_view text);
 
 // ---- the store ----
 
-// Opens an existing store (create=false unless asked). THROWS what Store's constructor throws:
-// Error{not_found} for a missing store, Error{corrupt} for a directory that is not one.
+// Opens an existing store (create=false unless asked). A missing directory, a file, or a
+// directory without a store is Error{not_found} "DIR: not a lockdb store: why (...'lockdb init')",
+// the same for every command; other errors are what Store's constructor throws.
 Store open_store(const std::string& dir, bool create = false,
-                 std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30));
+                 std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30),
+                 Durability durability = Durability::none);
+// "none", "file", "full" (the --durability values). REQUIRES: one of them.
+Durability to_durability(const std::string& name);
+// A value argument: JSON text, or with `as_string` any text as a JSON string; "-" reads stdin.
+// THROWS Error{invalid_argument} ("context: bad JSON argument: cause") for bad JSON.
+nlohmann::json value_argument(const std::string& context, const std::string& text,
+                              bool as_string);  // cmd_values.cpp
+std::string read_stdin();                       // cmd_values.cpp
+// The store's log, with the same errors as open_store for a missing store.
+History open_history(const std::string& dir);
+// The error for "DIR holds no store": exit 1, one shape for every command.
+[[noreturn]] void throw_not_a_store(const std::string& dir, const std::string& why);
 
 // The store-relative name of `path` ("counter.json.lock"), or the path itself when outside.
 std::string relative_name(const std::filesystem::path& store_dir,
@@ -118,6 +139,9 @@ class Style {
 // Compact JSON text; invalid UTF-8 is replaced rather than failing the whole output.
 std::string dump(const nlohmann::json& value);
 std::string quote(std::string_view s);  // a JSON string literal
+// A key for human output: as it is, or as a JSON string literal when it holds a control
+// character or starts with '"', so that one key is always one line.
+std::string show_key(std::string_view key);
 // Cuts `s` to at most `width` characters (bytes), ending in "..." when cut.
 std::string shorten(std::string_view s, std::size_t width);
 

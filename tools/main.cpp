@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
   add_check_commands(app, commands);
   add_stats_commands(app, commands);
   add_compact_commands(app, commands);
+  add_data_commands(app, commands);
 
   // "lockdb frobnicate ...": name the unknown command rather than CLI11's generic complaint.
   if (argc > 1 && argv[1][0] != '-') {
