@@ -23,11 +23,11 @@ struct DataArgs {
   std::string durability = "none";
   std::string timeout = "30s";
   std::string prefix;
-  bool absent = false;      // cas --absent
-  bool as_string = false;   // cas --string
-  bool if_absent = false;   // import --if-absent
-  bool overwrite = false;   // import --overwrite
-  bool shared = false;      // run --shared
+  bool absent = false;     // cas --absent
+  bool as_string = false;  // cas --string
+  bool if_absent = false;  // import --if-absent
+  bool overwrite = false;  // import --overwrite
+  bool shared = false;     // run --shared
 };
 
 void add_write_options(CLI::App* command, DataArgs& a) {
@@ -123,8 +123,11 @@ int run_export(const DataArgs& a, const Settings&) {
   for (const auto& key : store.keys(a.prefix)) {
     auto entry = store.entry(key);
     if (!entry) continue;  // erased since it was listed
-    out_line(
-        JsonObject().str("key", key).value("value", entry->value).str("version", entry->version).text());
+    out_line(JsonObject()
+                 .str("key", key)
+                 .value("value", entry->value)
+                 .str("version", entry->version)
+                 .text());
   }
   return 0;
 }
@@ -171,11 +174,11 @@ int run_import(const DataArgs& a, const Settings& settings) {
   if (!a.if_absent && !a.overwrite) {  // the default: refuse to replace anything
     for (const auto& line : lines) {
       if (store.contains(line.key)) {
-        throw Error(Errc::conflict,
-                    "import: <stdin> line " + std::to_string(line.number) + ": key " +
-                        quote(line.key),
-                    store.file_path(line.key),
-                    "exists (nothing was imported; use --overwrite or --if-absent)");
+        throw Error(
+            Errc::conflict,
+            "import: <stdin> line " + std::to_string(line.number) + ": key " + quote(line.key),
+            store.file_path(line.key),
+            "exists (nothing was imported; use --overwrite or --if-absent)");
       }
     }
   }
@@ -233,7 +236,8 @@ int run_child(const std::vector<std::string>& argv, const std::string& file) {
     return 127;
   }
   // Like a shell waiting for a foreground job: Ctrl-C goes to the command, which decides.
-  struct sigaction ignore {}, old_int{}, old_quit{};
+  struct sigaction ignore {
+  }, old_int{}, old_quit{};
   ignore.sa_handler = SIG_IGN;
   ::sigaction(SIGINT, &ignore, &old_int);
   ::sigaction(SIGQUIT, &ignore, &old_quit);
@@ -249,9 +253,19 @@ int run_run(const DataArgs& a, const Settings& settings) {
   Store store = open_store(a.store, false, to_duration(a.timeout));
   const std::string file = store.file_path(a.key).string();
   int status = 0;
-  const bool changed = store.with_key_locked(
-      a.key, a.shared ? Store::LockMode::shared : Store::LockMode::exclusive,
-      [&] { status = run_child(a.args, file); }, "run");
+  bool changed = false;
+  try {
+    changed = store.with_key_locked(
+        a.key, a.shared ? Store::LockMode::shared : Store::LockMode::exclusive,
+        [&] { status = run_child(a.args, file); }, "run");
+  } catch (const Error& e) {
+    if (e.code() != Errc::corrupt) throw;
+    throw Error(Errc::corrupt, "run " + quote(a.key), file,
+                "the command (exit status " + std::to_string(status) +
+                    ") left the file not valid JSON, so the change is not logged; fix the file, "
+                    "or run 'lockdb repair " +
+                    a.store + "' to move it aside");
+  }
   if (settings.json) {
     std::fflush(stdout);
     std::fprintf(stderr, "%s\n",
@@ -272,10 +286,10 @@ void add_data_commands(CLI::App& app, Commands& commands) {
   const Settings& settings = commands.settings;
   {
     auto a = std::make_shared<DataArgs>();
-    auto* command = commands.add(
-        app, "init", "Create a store in a new or empty directory",
-        "  lockdb init ./state\n"
-        "  lockdb init ./state --stripes 64     # 64 lock files shared by all keys\n");
+    auto* command =
+        commands.add(app, "init", "Create a store in a new or empty directory",
+                     "  lockdb init ./state\n"
+                     "  lockdb init ./state --stripes 64     # 64 lock files shared by all keys\n");
     command->add_option("STORE_DIR", a->store, "The directory (made when missing)")->required();
     add_count(command, "--stripes", a->stripes,
               "Lock stripes, fixed at creation (0: one lock file per key, the default)");
@@ -301,10 +315,10 @@ void add_data_commands(CLI::App& app, Commands& commands) {
   }
   {
     auto a = std::make_shared<DataArgs>();
-    auto* command = commands.add(
-        app, "export", "Print every key as a JSON line {\"key\",\"value\",\"version\"}",
-        "  lockdb export ./state > dump.jsonl\n"
-        "  lockdb export ./state --prefix job/ | jq -c .value\n");
+    auto* command = commands.add(app, "export",
+                                 "Print every key as a JSON line {\"key\",\"value\",\"version\"}",
+                                 "  lockdb export ./state > dump.jsonl\n"
+                                 "  lockdb export ./state --prefix job/ | jq -c .value\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("--prefix", a->prefix, "Only keys that start with PREFIX")
         ->type_name("PREFIX");
@@ -327,16 +341,15 @@ void add_data_commands(CLI::App& app, Commands& commands) {
   {
     auto a = std::make_shared<DataArgs>();
     auto* command = commands.add(
-        app, "run",
-        "Run a command while holding KEY's lock (like flock(1)); exits with its status",
-        "  lockdb run ./state config -- sh -c 'jq \".n += 1\" \"$LOCKDB_FILE\" > \"$LOCKDB_FILE.new\""
+        app, "run", "Run a command while holding KEY's lock (like flock(1)); exits with its status",
+        "  lockdb run ./state config -- sh -c 'jq \".n += 1\" \"$LOCKDB_FILE\" > "
+        "\"$LOCKDB_FILE.new\""
         " && mv \"$LOCKDB_FILE.new\" \"$LOCKDB_FILE\"'\n"
         "  lockdb run ./state config --shared -- cat '$LOCKDB_FILE'\n"
         "  lockdb run ./state deploy --timeout 0 -- ./deploy.sh   # exit 4 if someone holds it\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("KEY", a->key, "The key")->required();
-    command->add_option("COMMAND", a->args, "The command and its arguments (after --)")
-        ->required();
+    command->add_option("COMMAND", a->args, "The command and its arguments (after --)")->required();
     command->add_flag("--shared", a->shared,
                       "A shared (reader) lock: writers wait, other readers do not; nothing is "
                       "logged");

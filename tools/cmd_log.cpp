@@ -199,6 +199,11 @@ int run_log(const LogArgs& a, const Settings& settings) {
     for (const auto& r : kept) print(r);
   }
   if (!a.follow) return 0;
+  if (!a.quiet) {
+    flush_out();
+    std::fprintf(stderr, "lockdb: following the log of %s (Ctrl-C to stop)\n", a.store.c_str());
+    std::fflush(stderr);
+  }
   std::size_t follow_printed = counted ? printed : 0;
   return follow_from(
       history, a.store, end, query, [](const Record&) { return true; },
@@ -355,6 +360,8 @@ void add_log_commands(CLI::App& app, Commands& commands) {
                       "Keep printing records as they are appended (from now on; the past too "
                       "with --from-start, --since or --last), until interrupted");
     command->add_flag("--from-start", a->from_start, "With --follow: print the whole log first");
+    command->add_flag("--quiet,-q", a->quiet,
+                      "With --follow: no \"following\" line on stderr once it is in place");
     commands.on_run(command, [a, &settings] { return run_log(*a, settings); });
   }
   {
