@@ -3,11 +3,12 @@
 
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <optional>
 #include <string>
 
 #include <stdlib.h>  // mkdtemp
+
+#include <lockdb/time.hpp>
 
 namespace example {
 
@@ -25,21 +26,8 @@ inline std::optional<std::string> store_dir(int argc, char** argv, const std::st
 
 // UTC with microseconds: "2026-11-30T18:00:00.123456Z", or only "18:00:00.123456".
 inline std::string utc(std::chrono::system_clock::time_point t, bool with_date = true) {
-  const auto us =
-      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[48];
-  if (with_date) {
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<long>(us % 1000000));
-  } else {
-    std::snprintf(buf, sizeof buf, "%02d:%02d:%02d.%06ld", tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<long>(us % 1000000));
-  }
-  return buf;
+  const std::string text = lockdb::format_time(t);
+  return with_date ? text : text.substr(11, 15);
 }
 
 }  // namespace example

@@ -13,7 +13,9 @@
 #include <csignal>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <pty.h>
@@ -158,7 +160,7 @@ TEST_CASE("version flag, help with examples, and a missing command", "[cli]") {
   }
   auto log_help = cli({"log", "--help"});
   CHECK(log_help.code == 0);
-  CHECK(log_help.out.find("lockdb log ./state --follow --since now") != std::string::npos);
+  CHECK(log_help.out.find("lockdb log ./state --follow --last 10") != std::string::npos);
   CHECK(log_help.out.find("--json") != std::string::npos);
 
   auto none = cli({});
@@ -223,22 +225,40 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
   lockdb::StoreOptions no_create;
   no_create.create = false;
 
-  SECTION("a missing store: 1") {
-    const fs::path missing = dir / "missing";
-    const std::string err = error_line([&] { lockdb::Store s(missing, no_create); });
-    require_failure(cli({"get", missing.string(), "config"}), 1, err);
-    require_failure(cli({"keys", missing.string()}), 1, err);
-    require_failure(cli({"put", missing.string(), "k", "1"}), 1, err);
+  SECTION("a missing store: 1, the same line for every command, saying how to make one") {
+    const std::string missing = (dir / "missing").string();
+    const std::string err = "lockdb: " + missing +
+                            ": not a lockdb store: there is no such directory ('lockdb init " +
+                            missing + "' creates one in a new or empty directory)\n";
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"get", missing, "config"}, {"keys", missing}, {"put", missing, "k", "1"},
+             {"log", missing}, {"history", missing, "k"}, {"verify", missing},
+             {"stats", missing}, {"compact", missing, "--keep-last", "1"}, {"export", missing},
+             {"import", missing}, {"watch", missing, "k"}, {"run", missing, "k", "true"},
+             {"cas", missing, "k", "--absent", "1"}, {"locks", missing}}) {
+      INFO(args[0]);
+      require_failure(cli(args), 1, err);
+    }
     CHECK_FALSE(fs::exists(missing));
-    require_failure(cli({"log", missing.string()}), 1,
-                    error_line([&] { lockdb::History h(missing); }));
   }
-  SECTION("a directory that is not a store: 1") {
-    const fs::path other = dir / "other";
+  SECTION("a directory that is not a store: 1, the same line for every command") {
+    const std::string other = (dir / "other").string();
     fs::create_directories(other);
-    lockdb::test::write_text(other / "notes.txt", "hello");
-    require_failure(cli({"keys", other.string()}), 1,
-                    error_line([&] { lockdb::Store s(other, no_create); }));
+    lockdb::test::write_text(fs::path(other) / "notes.txt", "hello");
+    const std::string err = "lockdb: " + other +
+                            ": not a lockdb store: the directory has no store marker ('lockdb "
+                            "init " + other + "' creates one in a new or empty directory)\n";
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"keys", other}, {"log", other}, {"put", other, "k", "1"},
+             {"put", "--create", other, "k", "1"}, {"repair", other}, {"rebuild", other, "x"}}) {
+      INFO(args[0]);
+      require_failure(cli(args), 1, err);
+    }
+    require_failure(cli({"init", other}), 2,
+                    "lockdb: init: " + other +
+                        ": the directory is not empty and holds no lockdb store; give a new or "
+                        "empty directory\n");
+    CHECK(lockdb::test::read_text(fs::path(other) / "notes.txt") == "hello");
   }
   SECTION("an unknown key: 1") {
     require_failure(
@@ -260,9 +280,18 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
     lockdb::test::write_text(file, "{\"a\": ");
     const std::string err = error_line([&] { lockdb::Store(store, no_create).get("config"); });
     CHECK(err.find(file.string()) != std::string::npos);
-    require_failure(cli({"get", store.string(), "config"}), 6, err);
-    require_failure(cli({"put", store.string(), "config", "2"}), 6,
-                    error_line([&] { lockdb::Store(store, no_create).put("config", 2); }));
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"get", store.string(), "config"}, {"put", store.string(), "config", "2"}}) {
+      const auto r = cli(args);
+      CHECK(r.code == 6);
+      CHECK(r.out.empty());
+      CHECK(lines(r.err).size() == 1);
+      CHECK(r.err.find(file.string() + ": parse error at line 1") != std::string::npos);
+      // No library internals: what to run instead.
+      CHECK(r.err.find("json.exception") == std::string::npos);
+      CHECK(r.err.find("repair()") == std::string::npos);
+      CHECK(r.err.find("'lockdb repair' moves it aside") != std::string::npos);
+    }
     CHECK(lockdb::test::read_text(file) == "{\"a\": ");
   }
   SECTION("a bad JSON argument: 2, and the value stays") {
@@ -280,39 +309,46 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
     CHECK(cli({"get", store.string(), "config", "--json"}).out.find(R"("value":{"a":1})") !=
           std::string::npos);
   }
-  SECTION("a bad time: 2") {
-    require_failure(cli({"log", store.string(), "--since", "yesterday"}), 2,
-                    "lockdb: --since: not a time: \"yesterday\" (use RFC 3339 like "
-                    "2026-11-30T18:00:00Z, or 10m, 2h, 3d ago, or now) (see 'lockdb log "
-                    "--help')\n");
-    require_failure(cli({"get", store.string(), "config", "--at", "2026-13-01T00:00:00Z"}), 2,
-                    "lockdb: --at: not a time: \"2026-13-01T00:00:00Z\" (use RFC 3339 like "
-                    "2026-11-30T18:00:00Z, or 10m, 2h, 3d ago, or now) (see 'lockdb get "
-                    "--help')\n");
-    require_failure(cli({"compact", store.string(), "--before", "10 minutes"}), 2,
-                    "lockdb: --before: not a time: \"10 minutes\" (use RFC 3339 like "
-                    "2026-11-30T18:00:00Z, or 10m, 2h, 3d ago, or now) (see 'lockdb compact "
-                    "--help')\n");
+  SECTION("a bad time: 2, showing the accepted forms") {
+    const std::string forms =
+        " (use RFC 3339 like 2026-11-30T18:00:00Z or '2026-11-30 18:00:00+01:00', a date like "
+        "2026-11-30, epoch seconds like 1764525600, a time ago like 10m, 2h, 3d, or now)";
+    for (const auto& [option, command, bad] : std::vector<std::tuple<std::string, std::string,
+                                                                     std::string>>{
+             {"--since", "log", "yesterday"}, {"--until", "log", "2026-02-31"},
+             {"--since", "log", "9999-12-31"}, {"--since", "log", "2026-11-30T18:00: 0Z"},
+             {"--since", "log", "-5m"}, {"--since", "log", "99999999999999999999"},
+             {"--at", "get", "2026-13-01T00:00:00Z"}, {"--before", "compact", "10 minutes"}}) {
+      INFO(bad);
+      std::vector<std::string> args{command, store.string()};
+      if (command == "get") args.push_back("config");
+      args.push_back(option);
+      args.push_back(bad);
+      require_failure(cli(args), 2,
+                      "lockdb: " + option + ": not a time: \"" + bad + "\"" + forms + " (see 'lockdb " +
+                          command + " --help')\n");
+    }
   }
   SECTION("usage errors: 2") {
     require_failure(cli({"frobnicate", store.string()}), 2,
                     "lockdb: unknown command \"frobnicate\" (commands: get, put, incr, del, keys, "
-                    "path, log, history, locks, verify, repair, stats, compact, rebuild; see "
-                    "'lockdb --help')\n");
+                    "path, log, history, watch, locks, verify, repair, stats, compact, rebuild, "
+                    "init, cas, export, import, run; see 'lockdb --help')\n");
     require_failure(cli({"get", store.string()}), 2,
                     "lockdb: KEY is required (see 'lockdb get --help')\n");
     require_failure(cli({"incr", store.string(), "jobs", "many"}), 2,
-                    "lockdb: Could not convert: N = many (see 'lockdb incr --help')\n");
+                    "lockdb: incr \"jobs\": N is not a whole number from -9223372036854775808 to "
+                    "9223372036854775807: \"many\"\n");
     require_failure(cli({"log", store.string(), "--op", "smash"}), 2,
                     "lockdb: --op: smash not in {put,update,increment,erase,cas,update_many,"
-                    "repair} (see 'lockdb log --help')\n");
+                    "repair,import,run} (see 'lockdb log --help')\n");
     require_failure(cli({"compact", store.string()}), 2,
                     "lockdb: compact: give --keep-last N or --before TIME\n");
     require_failure(cli({"compact", store.string(), "--keep-last", "1", "--before", "1h"}), 2,
                     "lockdb: --keep-last excludes --before (see 'lockdb compact --help')\n");
     require_failure(cli({"put", store.string(), "k", "1", "--timeout", "soon"}), 2,
-                    "lockdb: --timeout: not a duration: \"soon\" (use 500ms, 10s, 2m, or seconds "
-                    "like 0.5) (see 'lockdb put --help')\n");
+                    "lockdb: --timeout: not a duration: \"soon\" (use 500ms, 10s, 2m, 1h, or "
+                    "seconds like 0.5) (see 'lockdb put --help')\n");
   }
   SECTION("a key lock held by another process: 4, naming the key, the lock and its holder") {
     fs::path lock = key_file(store, "config");
@@ -473,7 +509,7 @@ TEST_CASE("log --follow prints appends made after it started, across segment rot
   TempDir dir;
   const fs::path store = dir / "store";
   write_store(store, {"put", "a", "1", "put", "b", "2"});
-  Child follow({LOCKDB_CLI, "log", store.string(), "--follow", "--json"});
+  Child follow({LOCKDB_CLI, "log", store.string(), "--follow", "--from-start", "--json"});
   // The records already there come first: once they are read, the command is following.
   auto line = follow.read_line();
   REQUIRE(line);
@@ -500,15 +536,16 @@ TEST_CASE("log --follow prints appends made after it started, across segment rot
   line = follow.read_line();
   REQUIRE(line);
   CHECK(json::parse(*line)["op"] == "erase");
-  follow.kill(SIGTERM);
-  CHECK(follow.wait() == 128 + SIGTERM);
+  follow.kill(SIGTERM);  // ends it cleanly
+  CHECK(follow.wait() == 0);
 }
 
 TEST_CASE("log --follow --limit stops once it has printed N records", "[cli]") {
   TempDir dir;
   const fs::path store = dir / "store";
   write_store(store, {"put", "a", "1"});
-  Child follow({LOCKDB_CLI, "log", store.string(), "--follow", "--key", "c", "--limit", "3"});
+  Child follow({LOCKDB_CLI, "log", store.string(), "--follow", "--from-start", "--key", "c",
+               "--limit", "3"});
   Child writer(
       {lockdb::test::helper_path(), "cli-write", store.string(), "0", "put-range", "c", "1", "5"});
   REQUIRE(writer.expect_line("DONE"));
@@ -779,4 +816,370 @@ TEST_CASE("progress shows on a terminal only, colours follow --color and NO_COLO
   CHECK(never.out.find('\033') == std::string::npos);
   auto json_out = run_on_terminal({LOCKDB_CLI, "log", store.string(), "--json"}, {});
   CHECK(json_out.out.find('\033') == std::string::npos);
+}
+
+TEST_CASE("get -r, several keys, --version; put --string and stdin; keys glob and escaping",
+          "[cli]") {
+  TempDir dir;
+  const std::string store = (dir / "store").string();
+  REQUIRE(cli({"init", store}).code == 0);
+  REQUIRE(cli({"put", store, "greeting", "--string", "hello world"}).code == 0);
+  CHECK(cli({"get", store, "greeting"}).out == "\"hello world\"\n");
+  CHECK(cli({"get", store, "greeting", "-r"}).out == "hello world\n");
+  REQUIRE(cli({"put", store, "host", "--string", "-"}, "vm-1\n").code == 0);
+  CHECK(cli({"get", store, "host", "--raw"}).out == "vm-1\n");
+  REQUIRE(cli({"put", store, "cfg", "-"}, "{\"n\": 1}").code == 0);
+  CHECK(cli({"get", store, "cfg", "greeting", "host"}).out ==
+        "{\"n\":1}\n\"hello world\"\n\"vm-1\"\n");
+  CHECK(cli({"get", store, "cfg", "greeting", "host", "-r"}).out ==
+        "{\"n\":1}\nhello world\nvm-1\n");
+  CHECK(cli({"get", store, "cfg", "greeting", "--json"}).out ==
+        "{\"cfg\":{\"n\":1},\"greeting\":\"hello world\"}\n");
+  // A missing key among several: nothing printed, exit 1.
+  auto missing = cli({"get", store, "cfg", "nope"});
+  CHECK(missing.code == 1);
+  CHECK(missing.out.empty());
+  const std::string version = json::parse(cli({"get", store, "cfg", "--json"}).out)["version"];
+  CHECK(cli({"get", store, "cfg", "--version"}).out ==
+        "{\n  \"n\": 1\n}\nversion " + version + "\n");
+  // A bad JSON argument points at --string.
+  require_failure(cli({"put", store, "x", "hello"}), 2,
+                  "lockdb: put \"x\": bad JSON argument: parse error at line 1, column 1: syntax "
+                  "error while parsing value - "
+                  "invalid literal; last read: 'h' (for a plain string use --string)\n");
+
+  REQUIRE(cli({"put", store, "job/1", "1"}).code == 0);
+  REQUIRE(cli({"put", store, "job/2.done", "2"}).code == 0);
+  REQUIRE(cli({"put", store, "jobs", "3"}).code == 0);
+  REQUIRE(cli({"put", store, "job/odd\nname", "4"}).code == 0);
+  CHECK(cli({"keys", store, "--prefix", "job/"}).out == "job/1\njob/2.done\n\"job/odd\\nname\"\n");
+  CHECK(cli({"keys", store, "job/*.done"}).out == "job/2.done\n");
+  CHECK(cli({"keys", store, "job?"}).out == "jobs\n");
+  CHECK(cli({"keys", store, "--prefix", "job/", "--json"}).out ==
+        "{\"key\":\"job/1\"}\n{\"key\":\"job/2.done\"}\n{\"key\":\"job/odd\\nname\"}\n");
+  // One line per record in the log too.
+  auto log = cli({"log", store, "--key", "job/odd\nname"});
+  CHECK(lines(log.out).size() == 1);
+  CHECK(log.out.find("\"job/odd\\nname\"  4") != std::string::npos);
+}
+
+TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives", "[cli]") {
+  TempDir dir;
+  const std::string store = (dir / "store").string();
+  REQUIRE(cli({"init", store}).code == 0);
+  REQUIRE(cli({"incr", store, "n", "5"}).out == "5\n");
+  CHECK(cli({"incr", store, "n", "-7"}).out == "-2\n");
+  for (const char* bad : {"99999999999999999999", "-9223372036854775809", "0x10", " 5", "5 ",
+                          "+5", "1e3", "5.0", ""}) {
+    INFO(bad);
+    require_failure(cli({"incr", store, "n", bad}), 2,
+                    std::string("lockdb: incr \"n\": N is not a whole number from "
+                                "-9223372036854775808 to 9223372036854775807: \"") +
+                        bad + "\"\n");
+  }
+  CHECK(cli({"get", store, "n"}).out == "-2\n");
+  CHECK(json_lines(cli({"log", store, "--json"}).out).size() == 2);  // nothing else logged
+  for (const auto& [command, option] : std::vector<std::pair<std::string, std::string>>{
+           {"log", "--limit"}, {"log", "--last"}, {"history", "--limit"}, {"stats", "--top"},
+           {"compact", "--keep-last"}, {"watch", "--count"}, {"init", "--stripes"}}) {
+    for (const char* bad : {"-1", "0x3", " 2", "18446744073709551616", "two"}) {
+      INFO(command << " " << option << " " << bad);
+      std::vector<std::string> args{command, store};
+      if (command == "history" || command == "watch") args.push_back("n");
+      args.push_back(option);
+      args.push_back(bad);
+      require_failure(cli(args), 2,
+                      "lockdb: " + option + ": not a count: \"" + bad +
+                          "\" (a whole number, 0 or more) (see 'lockdb " + command + " --help')\n");
+    }
+  }
+}
+
+TEST_CASE("init makes a store once; cas writes only on the expected version, else exits 11",
+          "[cli]") {
+  TempDir dir;
+  const std::string store = (dir / "store").string();
+  auto made = cli({"init", store, "--stripes", "8", "--json"});
+  CHECK(made.code == 0);
+  CHECK(json::parse(made.out)["created"] == true);
+  CHECK(json::parse(made.out)["lock_stripes"] == 8);
+  auto again = cli({"init", store, "--json"});
+  CHECK(again.code == 0);
+  CHECK(json::parse(again.out)["created"] == false);
+
+  auto first = cli({"cas", store, "leader", "--absent", "--string", "host-a", "--json"});
+  REQUIRE(first.code == 0);
+  const std::string v1 = json::parse(first.out)["version"];
+  require_failure(cli({"cas", store, "leader", "--absent", "--string", "host-b"}), 11,
+                  "lockdb: cas \"leader\": " + key_file(store, "leader").string() +
+                      ": not written: the key exists (version " + v1 + ")\n");
+  auto second = cli({"cas", store, "leader", v1, "\"host-c\"", "--json"});
+  REQUIRE(second.code == 0);
+  const std::string v2 = json::parse(second.out)["version"];
+  // The lost race: someone wrote since v1 was read.
+  require_failure(cli({"cas", store, "leader", v1, "\"host-d\""}), 11,
+                  "lockdb: cas \"leader\": " + key_file(store, "leader").string() +
+                      ": not written: the key's version is " + v2 + ", not " + v1 + "\n");
+  require_failure(cli({"cas", store, "other", v1, "1"}), 11,
+                  "lockdb: cas \"other\": " + key_file(store, "other").string() +
+                      ": not written: the key does not exist\n");
+  CHECK(cli({"get", store, "leader", "-r"}).out == "host-c\n");
+  const auto ops = json_lines(cli({"log", store, "--json"}).out);
+  REQUIRE(ops.size() == 2);
+  CHECK(ops[0]["op"] == "cas");
+  CHECK(ops[1]["op"] == "cas");
+  CHECK(cli({"verify", store}).code == 0);
+}
+
+TEST_CASE("log --last, --reverse, --since forms; history --limit and --last", "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put-range", "k", "1", "5"});
+  auto values = [](const std::string& out) {
+    std::vector<int> v;
+    for (const auto& r : json_lines(out)) v.push_back(r["value"]["n"]);
+    return v;
+  };
+  CHECK(values(cli({"log", store.string(), "--last", "2", "--json"}).out) ==
+        std::vector<int>{4, 5});
+  CHECK(values(cli({"log", store.string(), "--reverse", "--json"}).out) ==
+        std::vector<int>{5, 4, 3, 2, 1});
+  CHECK(values(cli({"log", store.string(), "--reverse", "--limit", "2", "--json"}).out) ==
+        std::vector<int>{5, 4});
+  CHECK(values(cli({"log", store.string(), "--limit", "2", "--json"}).out) ==
+        std::vector<int>{1, 2});
+  CHECK(values(cli({"history", store.string(), "k", "--limit", "2", "--json"}).out) ==
+        std::vector<int>{1, 2});
+  CHECK(values(cli({"history", store.string(), "k", "--last", "2", "--json"}).out) ==
+        std::vector<int>{4, 5});
+  // --since forms: RFC 3339 with T or a space, a date, epoch seconds, a time ago.
+  const auto recs = json_lines(cli({"log", store.string(), "--json"}).out);
+  std::string t3 = recs[2]["time"];
+  CHECK(values(cli({"log", store.string(), "--since", t3, "--json"}).out) ==
+        std::vector<int>{3, 4, 5});
+  std::string spaced = t3;
+  spaced[10] = ' ';
+  CHECK(values(cli({"log", store.string(), "--since", spaced, "--json"}).out) ==
+        std::vector<int>{3, 4, 5});
+  CHECK(values(cli({"log", store.string(), "--until", t3, "--json"}).out) ==
+        std::vector<int>{1, 2});
+  CHECK(values(cli({"log", store.string(), "--since", "1h", "--json"}).out).size() == 5);
+  CHECK(values(cli({"log", store.string(), "--since", "3d ago", "--json"}).out).size() == 5);
+  CHECK(values(cli({"log", store.string(), "--since", "2000-01-01", "--json"}).out).size() == 5);
+  CHECK(values(cli({"log", store.string(), "--since", "946684800", "--json"}).out).size() == 5);
+  CHECK(cli({"log", store.string(), "--since", "4102444800"}).out.empty());  // 2100
+  CHECK(cli({"log", store.string(), "--since", "2100-01-01"}).out.empty());
+}
+
+TEST_CASE("get --at before the compaction horizon names the earliest time it can answer for",
+          "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put-range", "k", "1", "4"});
+  const auto recs = json_lines(cli({"log", store.string(), "--json"}).out);
+  REQUIRE(recs.size() == 4);
+  const std::string t1 = recs[0]["time"], t3 = recs[2]["time"];
+  CHECK(cli({"get", store.string(), "k", "--at", t1}).out == "{\n  \"n\": 1\n}\n");
+  REQUIRE(cli({"compact", store.string(), "--keep-last", "2"}).code == 0);
+  require_failure(cli({"get", store.string(), "k", "--at", t1}), 1,
+                  "lockdb: get \"k\" --at " + t1 + ": " + (store / "log").string() +
+                      ": the log was compacted and does not reach back that far; the earliest "
+                      "time it can answer for this key is " + t3 + "\n");
+  CHECK(cli({"get", store.string(), "k", "--at", t3}).out == "{\n  \"n\": 3\n}\n");
+}
+
+TEST_CASE("compact that would drop nothing leaves the log byte for byte", "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put", "a", "1", "put", "b", "2"});
+  auto snapshot = [&] {
+    std::map<std::string, std::string> files;
+    for (const auto& e : fs::directory_iterator(store / "log")) {
+      if (e.path().extension() == ".jsonl")
+        files[e.path().filename().string()] = lockdb::test::read_text(e.path());
+    }
+    return files;
+  };
+  const auto before = snapshot();
+  for (int i = 0; i < 3; ++i) {
+    auto r = cli({"compact", store.string(), "--keep-last", "5"});
+    CHECK(r.code == 0);
+    CHECK(r.out.rfind("dropped 0 records", 0) == 0);
+    CHECK(snapshot() == before);
+  }
+  CHECK(cli({"compact", store.string(), "--before", "2000-01-01"}).code == 0);
+  CHECK(snapshot() == before);
+}
+
+TEST_CASE("export and import round-trip; a bad line stops the import with its number", "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put", "a", "1", "put", "job/x", R"({"s":"t\nu"})", "put", "job/y", "null",
+                      "put", "s", "\"str\""});
+  auto dump = cli({"export", store.string()});
+  REQUIRE(dump.code == 0);
+  const auto rows = json_lines(dump.out);
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[1]["key"] == "job/x");
+  CHECK(rows[1]["value"] == json{{"s", "t\nu"}});
+  CHECK(rows[1]["version"].is_string());
+  CHECK(json_lines(cli({"export", store.string(), "--prefix", "job/"}).out).size() == 2);
+
+  const std::string copy = (dir / "copy").string();
+  REQUIRE(cli({"init", copy}).code == 0);
+  auto imported = cli({"import", copy}, dump.out);
+  CHECK(imported.code == 0);
+  CHECK(imported.out == "imported 4 keys\n");
+  CHECK(cli({"export", copy}).out == dump.out);
+  for (const auto& r : json_lines(cli({"log", copy, "--json"}).out)) CHECK(r["op"] == "import");
+  CHECK(cli({"verify", copy}).code == 0);
+
+  // Existing keys: refused unless told what to do.
+  auto again = cli({"import", copy}, dump.out);
+  CHECK(again.code == 11);
+  CHECK(again.err.find("line 1: key \"a\"") != std::string::npos);
+  CHECK(cli({"import", copy, "--if-absent"}, dump.out).out ==
+        "imported 0 keys, skipped 4 that existed\n");
+  CHECK(cli({"import", copy, "--overwrite"}, "{\"key\":\"a\",\"value\":2}\n").code == 0);
+  CHECK(cli({"get", copy, "a"}).out == "2\n");
+
+  // A bad line: nothing of the input is written.
+  const std::string fresh = (dir / "fresh").string();
+  REQUIRE(cli({"init", fresh}).code == 0);
+  require_failure(cli({"import", fresh}, "{\"key\":\"a\",\"value\":1}\n\n{\"key\":\"b\",\"value\"\n"),
+                  2, "lockdb: import: <stdin> line 3: not a JSON line (nothing was imported)\n");
+  require_failure(cli({"import", fresh}, "{\"key\":\"a\",\"value\":1}\n{\"value\":1}\n"), 2,
+                  "lockdb: import: <stdin> line 2: no \"key\" string (nothing was imported)\n");
+  require_failure(cli({"import", fresh}, "[1]\n"), 2,
+                  "lockdb: import: <stdin> line 1: not a JSON object (nothing was imported)\n");
+  CHECK(cli({"keys", fresh}).out.empty());
+  CHECK(cli({"log", fresh}).out.empty());
+}
+
+TEST_CASE("run holds the key's lock for a command, logs its change, exits with its status",
+          "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put", "n", "41"});
+  const std::string file = key_file(store, "n").string();
+  // A locked read-modify-write with shell tools.
+  auto r = cli({"run", store.string(), "n", "--", "sh", "-c",
+                "test \"$LOCKDB_FILE\" = '" + file +
+                    "' && echo $(( $(cat \"$LOCKDB_FILE\") + 1 )) > \"$LOCKDB_FILE.new\" && "
+                    "mv \"$LOCKDB_FILE.new\" \"$LOCKDB_FILE\" && echo done"});
+  CHECK(r.code == 0);
+  CHECK(r.out == "done\n");
+  CHECK(cli({"get", store.string(), "n"}).out == "42\n");
+  auto recs = json_lines(cli({"log", store.string(), "--json"}).out);
+  REQUIRE(recs.size() == 2);
+  CHECK(recs[1]["op"] == "run");
+  CHECK(recs[1]["value"] == 42);
+  CHECK(recs[1]["prev"] == recs[0]["version"]);
+  CHECK(cli({"verify", store.string()}).code == 0);
+
+  // A failing command: its status, and its change is still logged.
+  CHECK(cli({"run", store.string(), "n", "--", "sh", "-c", "echo 7 > \"$LOCKDB_FILE\"; exit 3"})
+            .code == 3);
+  CHECK(json_lines(cli({"log", store.string(), "--json"}).out).back()["value"] == 7);
+  CHECK(cli({"verify", store.string()}).code == 0);
+  // No change: nothing logged. A command that does not exist: 127.
+  CHECK(cli({"run", store.string(), "n", "--", "true"}).code == 0);
+  CHECK(json_lines(cli({"log", store.string(), "--json"}).out).size() == 3);
+  auto none = cli({"run", store.string(), "n", "--", "/nonexistent/cmd"});
+  CHECK(none.code == 127);
+  CHECK(none.err == "lockdb: run: /nonexistent/cmd: command not found\n");
+  // A command that removes the file: an erase.
+  CHECK(cli({"run", store.string(), "n", "--", "sh", "-c", "rm \"$LOCKDB_FILE\""}).code == 0);
+  CHECK(cli({"get", store.string(), "n"}).code == 1);
+  CHECK(json_lines(cli({"log", store.string(), "--json"}).out).back()["op"] == "run");
+  CHECK(cli({"verify", store.string()}).code == 0);
+
+  // Another process holds the key: exit 4 after the timeout, the command never ran.
+  fs::path lock = key_file(store, "n");
+  lock += ".lock";
+  Child holder({lockdb::test::helper_path(), "hold", "hard", lock.string()});
+  REQUIRE(holder.expect_line("LOCKED"));
+  const fs::path marker = dir / "ran";
+  auto timed_out = cli({"run", store.string(), "n", "--timeout", "100ms", "--", "touch",
+                        marker.string()});
+  CHECK(timed_out.code == 4);
+  CHECK(timed_out.out.empty());
+  CHECK(timed_out.err.rfind("lockdb: key \"n\": lock not acquired within 100 ms: " +
+                                lock.string() + ": held by pid " + std::to_string(holder.pid()),
+                            0) == 0);
+  CHECK_FALSE(fs::exists(marker));
+  auto shared = cli({"run", store.string(), "n", "--shared", "--timeout", "0", "--", "true"});
+  CHECK(shared.code == 4);
+  holder.write_line("go");
+  REQUIRE(holder.expect_line("RELEASED"));
+  CHECK(cli({"run", store.string(), "n", "--shared", "--", "true"}).code == 0);
+}
+
+TEST_CASE("watch prints each change of its keys once, in order, from when it started", "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put", "a", "0", "put", "b", "0"});  // before the watch: not printed
+  // stderr joins stdout so that the "watching" line is the hand-shake.
+  Child watch({"/bin/sh", "-c", "exec \"$0\" watch \"$1\" a b --count 5 --json 2>&1", LOCKDB_CLI,
+               store.string()});
+  REQUIRE(watch.expect_line("lockdb: watching 2 keys in " + store.string() + " (Ctrl-C to stop)"));
+  const long writer = write_store(
+      store, {"put", "a", "1", "put", "other", "1", "incr", "b", "1", "put-range", "a", "2", "3",
+              "del", "b", "put", "a", "99"});
+  std::vector<json> got;
+  while (auto line = watch.read_line()) got.push_back(json::parse(*line));
+  CHECK(watch.wait() == 0);
+  REQUIRE(got.size() == 5);
+  const std::vector<std::pair<std::string, json>> want{
+      {"a", 1}, {"b", 1}, {"a", {{"n", 2}}}, {"a", {{"n", 3}}}, {"b", nullptr}};
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    INFO(got[i].dump());
+    CHECK(got[i]["key"] == want[i].first);
+    CHECK(got[i].value("value", json()) == want[i].second);
+    CHECK(got[i]["pid"] == writer);
+  }
+
+  // --prefix, and a signal ends it cleanly with what it printed flushed.
+  Child by_prefix({"/bin/sh", "-c", "exec \"$0\" watch \"$1\" --prefix job/ 2>&1", LOCKDB_CLI,
+                   store.string()});
+  REQUIRE(by_prefix.expect_line("lockdb: watching keys starting with \"job/\" in " +
+                                store.string() + " (Ctrl-C to stop)"));
+  write_store(store, {"put", "jobx", "1", "put", "job/1", "7"});
+  auto line = by_prefix.read_line();
+  REQUIRE(line);
+  CHECK(line->find("  put  ") != std::string::npos);
+  CHECK(line->find("  job/1  7") != std::string::npos);
+  by_prefix.kill(SIGTERM);
+  CHECK(by_prefix.wait() == 0);
+  CHECK_FALSE(by_prefix.read_line());
+
+  // --since shows the past first; --count 0 returns at once.
+  auto past = cli({"watch", store.string(), "a", "--since", "1h", "--count", "2", "-q", "--json"});
+  CHECK(past.code == 0);
+  CHECK(past.err.empty());
+  const auto first = json_lines(past.out);
+  REQUIRE(first.size() == 2);
+  CHECK(first[0]["value"] == 0);
+  CHECK(first[1]["value"] == 1);
+  require_failure(cli({"watch", store.string()}), 2,
+                  "lockdb: watch: give KEY... or --prefix PREFIX\n");
+}
+
+TEST_CASE("log --follow starts at the end unless asked for the past", "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put", "old", "1"});
+  Child follow({"/bin/sh", "-c", "exec \"$0\" log \"$1\" --follow --limit 1 --json 2>&1",
+               LOCKDB_CLI, store.string()});
+  REQUIRE(follow.expect_line("lockdb: following the log of " + store.string() +
+                             " (Ctrl-C to stop)"));
+  write_store(store, {"put", "new", "2"});
+  auto line = follow.read_line();
+  REQUIRE(line);
+  CHECK(json::parse(*line)["key"] == "new");
+  CHECK(follow.wait() == 0);
+  CHECK(json_lines(cli({"log", store.string(), "--follow", "--last", "1", "--limit", "1",
+                        "--json"})
+                       .out)
+            .size() == 1);
 }

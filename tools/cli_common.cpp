@@ -28,13 +28,94 @@ void Commands::on_run(CLI::App* command, std::function<int()> run) {
   actions.emplace_back(command, std::move(run));
 }
 
+CLI::Option* add_count(CLI::App* command, const std::string& name,
+                       std::optional<std::size_t>& target, const std::string& help) {
+  return command
+      ->add_option_function<std::string>(
+          name,
+          [&target, name](const std::string& text) {
+            std::uint64_t n = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (text.empty() || text[0] < '0' || text[0] > '9' || ec != std::errc() ||
+                end != text.data() + text.size() || n > SIZE_MAX) {
+              throw CLI::ValidationError(name, "not a count: \"" + text +
+                                                   "\" (a whole number, 0 or more)");
+            }
+            target = static_cast<std::size_t>(n);
+          },
+          help)
+      ->type_name("N");
+}
+
+std::optional<std::int64_t> parse_int64(std::string_view text) {
+  std::int64_t n = 0;
+  const std::string_view digits = text.starts_with('-') ? text.substr(1) : text;
+  if (digits.empty() || digits[0] < '0' || digits[0] > '9') return std::nullopt;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return n;
+}
+
 // ---- the store ----
 
-Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds lock_timeout) {
+void throw_not_a_store(const std::string& dir, const std::string& why) {
+  throw Error(Errc::not_found, dir, {},
+              "not a lockdb store: " + why + " ('lockdb init " + dir +
+                  "' creates one in a new or empty directory)");
+}
+
+namespace {
+
+// The one check every command makes before it opens a store.
+void require_store_dir(const std::string& dir) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(dir, ec);
+  if (status.type() == std::filesystem::file_type::not_found) {
+    throw_not_a_store(dir, "there is no such directory");
+  }
+  if (!ec && status.type() != std::filesystem::file_type::directory) {
+    throw_not_a_store(dir, "it is not a directory");
+  }
+}
+
+}  // namespace
+
+Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds lock_timeout,
+                 Durability durability) {
+  if (!create) {
+    require_store_dir(dir);
+  } else if (std::error_code ec; std::filesystem::is_directory(dir, ec) &&
+                                 !std::filesystem::is_empty(dir, ec)) {
+    open_store(dir);  // a directory with other things in it does not become a store
+  }
   StoreOptions options;
   options.create = create;
   options.lock_timeout = lock_timeout;
-  return Store(dir, options);
+  options.durability = durability;
+  try {
+    return Store(dir, options);
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found && !create) {
+      throw_not_a_store(dir, "the directory has no store marker");
+    }
+    throw;
+  }
+}
+
+Durability to_durability(const std::string& name) {
+  if (name == "full") return Durability::full;
+  if (name == "file") return Durability::file;
+  return Durability::none;
+}
+
+History open_history(const std::string& dir) {
+  require_store_dir(dir);
+  try {
+    return History(dir);
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found) throw_not_a_store(dir, "the directory has no store marker");
+    throw;
+  }
 }
 
 std::string relative_name(const std::filesystem::path& store_dir,
@@ -46,134 +127,35 @@ std::string relative_name(const std::filesystem::path& store_dir,
 
 // ---- times ----
 
-namespace {
+const char* const kTimeForms =
+    "use RFC 3339 like 2026-11-30T18:00:00Z or '2026-11-30 18:00:00+01:00', a date like "
+    "2026-11-30, epoch seconds like 1764525600, a time ago like 10m, 2h, 3d, or now";
 
-bool take_digits(std::string_view& s, std::size_t n, int& value) {
-  if (s.size() < n) return false;
-  value = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-    value = value * 10 + (s[i] - '0');
-  }
-  s.remove_prefix(n);
-  return true;
-}
-
-bool take_char(std::string_view& s, std::string_view allowed) {
-  if (s.empty() || allowed.find(s.front()) == std::string_view::npos) return false;
-  s.remove_prefix(1);
-  return true;
-}
-
-std::optional<TimePoint> parse_rfc3339(std::string_view s) {
-  using namespace std::chrono;
-  int year, month, day;
-  if (!take_digits(s, 4, year) || !take_char(s, "-") || !take_digits(s, 2, month) ||
-      !take_char(s, "-") || !take_digits(s, 2, day))
-    return std::nullopt;
-  year_month_day date{std::chrono::year(year), std::chrono::month(static_cast<unsigned>(month)),
-                      std::chrono::day(static_cast<unsigned>(day))};
-  // system_clock counts nanoseconds here: it reaches from 1677 to 2262.
-  if (!date.ok() || year < 1678 || year > 2261) return std::nullopt;
-  TimePoint t = sys_days(date);
-  if (s.empty()) return t;  // a full-date alone: its midnight UTC
-  int hour, minute, second;
-  if (!take_char(s, "Tt ") || !take_digits(s, 2, hour) || !take_char(s, ":") ||
-      !take_digits(s, 2, minute) || !take_char(s, ":") || !take_digits(s, 2, second))
-    return std::nullopt;
-  if (hour > 23 || minute > 59 || second > 60) return std::nullopt;
-  t += hours(hour) + minutes(minute) + seconds(second);
-  if (take_char(s, ".")) {
-    std::int64_t scale = 100'000'000, nanos = 0;
-    std::size_t n = 0;
-    while (n < s.size() && std::isdigit(static_cast<unsigned char>(s[n]))) {
-      nanos += (s[n] - '0') * scale;
-      scale /= 10;
-      ++n;
-    }
-    if (n == 0) return std::nullopt;
-    s.remove_prefix(n);
-    t += duration_cast<system_clock::duration>(nanoseconds(nanos));
-  }
-  if (take_char(s, "Zz")) return s.empty() ? std::optional(t) : std::nullopt;
-  if (s.empty()) return std::nullopt;  // RFC 3339 requires an offset
-  const bool east = s.front() == '+';
-  int off_hour, off_minute;
-  if (!take_char(s, "+-") || !take_digits(s, 2, off_hour) || !take_char(s, ":") ||
-      !take_digits(s, 2, off_minute) || !s.empty() || off_hour > 23 || off_minute > 59)
-    return std::nullopt;
-  const auto offset = hours(off_hour) + minutes(off_minute);
-  return east ? t - offset : t + offset;
-}
-
-// "10m" -> 10 minutes; also "500ms" when allow_ms. nullopt when not a number and a unit.
-std::optional<std::chrono::nanoseconds> parse_count_unit(std::string_view s, bool allow_ms) {
-  using namespace std::chrono;
-  std::int64_t n = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-  if (ec != std::errc() || end == s.data() || n < 0) return std::nullopt;
-  const std::string_view unit(end, static_cast<std::size_t>(s.data() + s.size() - end));
-  nanoseconds per;
-  if (unit == "ms" && allow_ms)
-    per = milliseconds(1);
-  else if (unit == "s")
-    per = seconds(1);
-  else if (unit == "m")
-    per = minutes(1);
-  else if (unit == "h")
-    per = hours(1);
-  else if (unit == "d")
-    per = hours(24);
-  else if (unit == "w")
-    per = hours(24 * 7);
-  else
-    return std::nullopt;
-  // Bound to ~100 years so that the arithmetic cannot overflow.
-  if (n > hours(24 * 366 * 100) / per) return std::nullopt;
-  return per * n;
-}
-
-}  // namespace
-
-std::string format_time(TimePoint t) {
-  using namespace std::chrono;
-  const auto us = floor<microseconds>(t);
-  const auto day = floor<days>(us);
-  const year_month_day date{day};
-  const hh_mm_ss<microseconds> clock{us - day};
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", int(date.year()),
-                unsigned(date.month()), unsigned(date.day()), int(clock.hours().count()),
-                int(clock.minutes().count()), int(clock.seconds().count()),
-                static_cast<long long>(clock.subseconds().count()));
-  return buf;
-}
-
-std::optional<TimePoint> parse_time(std::string_view text, TimePoint now) {
+std::optional<TimePoint> parse_time_arg(std::string_view text, TimePoint now) {
   if (text == "now") return now;
-  if (auto t = parse_rfc3339(text)) return t;
-  if (auto d = parse_count_unit(text, false))
-    return now - std::chrono::duration_cast<std::chrono::system_clock::duration>(*d);
-  return std::nullopt;
-}
-
-std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
-  if (auto d = parse_count_unit(text, true)) return d;
-  // A plain number of seconds, possibly fractional.
-  double seconds = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(seconds) ||
-      seconds < 0 || seconds > 1e9)
-    return std::nullopt;
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(seconds * 1e9));
+  if (auto t = parse_time(text)) return t;
+  if (auto t = parse_date(text)) return t;
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos) {
+    std::int64_t secs = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), secs);
+    constexpr std::int64_t kMaxSeconds =
+        std::chrono::duration_cast<std::chrono::seconds>(TimePoint::duration::max()).count();
+    if (ec != std::errc() || secs >= kMaxSeconds) return std::nullopt;
+    return TimePoint(std::chrono::seconds(secs));
+  }
+  if (text.ends_with(" ago")) text.remove_suffix(4);
+  // A time ago needs its unit: a bare number is epoch seconds, above.
+  if (text.empty() || text.back() < 'a' || text.back() > 'z') return std::nullopt;
+  auto ago = parse_duration(text);
+  if (!ago) return std::nullopt;
+  return add_saturating(now, -*ago);
 }
 
 CLI::Validator time_validator() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        if (parse_time(text, std::chrono::system_clock::now())) return {};
-        return "not a time: \"" + text +
-               "\" (use RFC 3339 like 2026-11-30T18:00:00Z, or 10m, 2h, 3d ago, or now)";
+        if (parse_time_arg(text, std::chrono::system_clock::now())) return {};
+        return "not a time: \"" + text + "\" (" + kTimeForms + ")";
       },
       "");
 }
@@ -182,14 +164,14 @@ CLI::Validator duration_validator() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
         if (parse_duration(text)) return {};
-        return "not a duration: \"" + text + "\" (use 500ms, 10s, 2m, or seconds like 0.5)";
+        return "not a duration: \"" + text + "\" (use 500ms, 10s, 2m, 1h, or seconds like 0.5)";
       },
       "");
 }
 
 TimePoint to_time(const std::string& text) {
-  auto t = parse_time(text, std::chrono::system_clock::now());
-  if (!t) throw Error(Errc::invalid_argument, "not a time: \"" + text + "\"");
+  auto t = parse_time_arg(text, std::chrono::system_clock::now());
+  if (!t) throw Error(Errc::invalid_argument, "not a time: \"" + text + "\" (" + kTimeForms + ")");
   return *t;
 }
 
@@ -237,6 +219,13 @@ std::string dump(const nlohmann::json& value) {
 }
 
 std::string quote(std::string_view s) { return dump(nlohmann::json(std::string(s))); }
+
+std::string show_key(std::string_view key) {
+  const bool plain = !key.starts_with('"') && std::none_of(key.begin(), key.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  return plain ? std::string(key) : quote(key);
+}
 
 std::string shorten(std::string_view s, std::size_t width) {
   if (s.size() <= width) return std::string(s);
@@ -299,7 +288,7 @@ std::string record_line(const Record& r, const Style& style) {
   line += "  ";
   line += who(r);
   line += "  ";
-  line += style.bold(r.key);
+  line += style.bold(show_key(r.key));
   line += "  ";
   line += r.value ? dump(*r.value) : std::string("-");
   return line;

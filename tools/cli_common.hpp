@@ -10,6 +10,7 @@
 #include <lockdb/error.hpp>
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
+#include <lockdb/time.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -58,13 +59,34 @@ void add_lock_commands(CLI::App& app, Commands& commands);     // cmd_locks.cpp
 void add_check_commands(CLI::App& app, Commands& commands);    // cmd_check.cpp
 void add_stats_commands(CLI::App& app, Commands& commands);    // cmd_stats.cpp
 void add_compact_commands(CLI::App& app, Commands& commands);  // cmd_compact.cpp
+void add_data_commands(CLI::App& app, Commands& commands);     // cmd_data.cpp
+
+// A count option (--limit N, --top N, ...): a whole decimal number, 0 or more; anything else
+// (negative, hex, spaces, beyond 64 bits) is a usage error naming the option.
+CLI::Option* add_count(CLI::App* command, const std::string& name,
+                       std::optional<std::size_t>& target, const std::string& help);
+// A whole decimal number in std::int64_t ("-5", "42"; no '+', hex, spaces). nullopt otherwise.
+std::optional<std::int64_t> parse_int64(std::string_view text);
 
 // ---- the store ----
 
-// Opens an existing store (create=false unless asked). THROWS what Store's constructor throws:
-// Error{not_found} for a missing store, Error{corrupt} for a directory that is not one.
+// Opens an existing store (create=false unless asked). A missing directory, a file, or a
+// directory without a store is Error{not_found} "DIR: not a lockdb store: why (...'lockdb init')",
+// the same for every command; other errors are what Store's constructor throws.
 Store open_store(const std::string& dir, bool create = false,
-                 std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30));
+                 std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30),
+                 Durability durability = Durability::none);
+// "none", "file", "full" (the --durability values). REQUIRES: one of them.
+Durability to_durability(const std::string& name);
+// A value argument: JSON text, or with `as_string` any text as a JSON string; "-" reads stdin.
+// THROWS Error{invalid_argument} ("context: bad JSON argument: cause") for bad JSON.
+nlohmann::json value_argument(const std::string& context, const std::string& text,
+                              bool as_string);  // cmd_values.cpp
+std::string read_stdin();                       // cmd_values.cpp
+// The store's log, with the same errors as open_store for a missing store.
+History open_history(const std::string& dir);
+// The error for "DIR holds no store": exit 1, one shape for every command.
+[[noreturn]] void throw_not_a_store(const std::string& dir, const std::string& why);
 
 // The store-relative name of `path` ("counter.json.lock"), or the path itself when outside.
 std::string relative_name(const std::filesystem::path& store_dir,
@@ -72,17 +94,15 @@ std::string relative_name(const std::filesystem::path& store_dir,
 
 // ---- times ----
 
-using TimePoint = std::chrono::system_clock::time_point;
+using TimePoint = SystemTime;  // times and durations: <lockdb/time.hpp>
 
-// "2026-11-30T18:00:00.123456Z" (RFC 3339, UTC, microseconds), the log's own form.
-std::string format_time(TimePoint t);
-// RFC 3339 ("2026-11-30T18:00:00Z", with optional fraction and "+01:00" offsets, or a date
-// "2026-11-30" meaning its midnight UTC; years 1678 to 2261, what system_clock can hold), "now",
-// or a relative form counted back from `now`:
-// a whole number and a unit: s, m, h, d, w ("10m", "2h", "3d"). nullopt when it is none of them.
-std::optional<TimePoint> parse_time(std::string_view text, TimePoint now);
-// A duration for --timeout: "500ms", "10s", "2m", "1h", or a number of seconds ("0.5").
-std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
+// A TIME argument: RFC 3339 ("2026-11-30T18:00:00Z", a space for the T, a fraction, an offset),
+// a date alone ("2026-11-30", its midnight UTC), epoch seconds ("1764525600"), "now", or a time
+// ago counted back from `now`: a whole number and s, m, h, d or w ("10m", "2h", "3d", also
+// "3d ago"). nullopt when it is none of them.
+std::optional<TimePoint> parse_time_arg(std::string_view text, TimePoint now);
+// The accepted forms, for error messages.
+extern const char* const kTimeForms;
 
 // CLI11 validators for TIME and DURATION arguments (usage error, exit 2, naming the option).
 CLI::Validator time_validator();
@@ -119,6 +139,9 @@ class Style {
 // Compact JSON text; invalid UTF-8 is replaced rather than failing the whole output.
 std::string dump(const nlohmann::json& value);
 std::string quote(std::string_view s);  // a JSON string literal
+// A key for human output: as it is, or as a JSON string literal when it holds a control
+// character or starts with '"', so that one key is always one line.
+std::string show_key(std::string_view key);
 // Cuts `s` to at most `width` characters (bytes), ending in "..." when cut.
 std::string shorten(std::string_view s, std::size_t width);
 

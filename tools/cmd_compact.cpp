@@ -27,7 +27,7 @@ int run_compact(const CompactArgs& a, const Settings& settings) {
   if (!a.keep_last && a.before.empty()) {
     throw Error(Errc::invalid_argument, "compact", {}, "give --keep-last N or --before TIME");
   }
-  History history(a.store);
+  History history = open_history(a.store);
   const std::uint64_t bytes_before = log_bytes(history);
   std::size_t dropped = 0;
   {
@@ -51,7 +51,7 @@ int run_compact(const CompactArgs& a, const Settings& settings) {
 }
 
 int run_rebuild(const CompactArgs& a, const Settings& settings) {
-  History history(a.store);
+  History history = open_history(a.store);
   {
     Progress progress("rebuilding store");
     history.rebuild(a.target);
@@ -82,8 +82,7 @@ void add_compact_commands(CLI::App& app, Commands& commands) {
         "  lockdb compact ./state --keep-last 100\n"
         "  lockdb compact ./state --before 30d\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
-    auto* keep = command->add_option("--keep-last", a->keep_last, "Keep each key's last N records")
-                     ->type_name("N");
+    auto* keep = add_count(command, "--keep-last", a->keep_last, "Keep each key's last N records");
     auto* before = command->add_option("--before", a->before, "Drop the records before TIME")
                        ->check(time_validator())
                        ->type_name("TIME");

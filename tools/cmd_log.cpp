@@ -1,10 +1,17 @@
 // Commands on the change log: log (with --follow) and history.
+#include <algorithm>
 #include <memory>
 #include <set>
+
+#include <csignal>
+#include <deque>
+
+#include <signal.h>
 
 #ifdef __linux__
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #endif
 
@@ -13,28 +20,70 @@
 namespace lockdb::cli {
 namespace {
 
-const std::vector<std::string> kOps = {"put", "update",      "increment", "erase",
-                                       "cas", "update_many", "repair"};
+const std::vector<std::string> kOps = {"put", "update",      "increment", "erase", "cas",
+                                       "update_many", "repair", "import",    "run"};
 
 struct LogArgs {
   std::string store;
   std::string key;
+  std::vector<std::string> keys;  // watch KEY...
   std::string prefix;
   std::string since;
   std::string until;
   std::string op;
-  std::size_t limit = 0;
-  bool has_limit = false;
+  std::optional<std::size_t> limit;  // the first N (log, history); watch --count
+  std::optional<std::size_t> last;   // the newest N, oldest first
+  bool reverse = false;
   bool follow = false;
+  bool from_start = false;
+  bool quiet = false;
 };
 
-// Wakes `log --follow` when the log directory changes: inotify on Linux, with a one-second
-// re-check as a safety net (a network filesystem may not report writes of other hosts);
-// elsewhere a 200 ms poll.
+// SIGINT and SIGTERM end --follow and watch cleanly: what was printed is flushed, exit 0.
+volatile std::sig_atomic_t g_stop = 0;
+
+void on_stop_signal(int) { g_stop = 1; }
+
+void catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;  // no SA_RESTART: a blocked poll() returns at once
+  ::sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+// Filesystems where inotify does not see other hosts' writes (or any): network and FUSE
+// filesystems (NFS, SMB/CIFS, 9p, Ceph, AFS, FUSE such as sshfs). There --follow and watch poll.
+bool inotify_blind(const std::filesystem::path& dir) {
+#ifdef __linux__
+  struct statfs st {};
+  if (::statfs(dir.c_str(), &st) != 0) return true;
+  switch (static_cast<unsigned long>(st.f_type)) {
+    case 0x6969UL:      // NFS
+    case 0xFF534D42UL:  // CIFS
+    case 0xFE534D42UL:  // SMB2
+    case 0x517BUL:      // SMB
+    case 0x01021997UL:  // 9p (v9fs)
+    case 0x00C36400UL:  // Ceph
+    case 0x5346414FUL:  // AFS
+    case 0x65735546UL:  // FUSE
+      return true;
+    default: return false;
+  }
+#else
+  (void)dir;
+  return true;
+#endif
+}
+
+// Wakes `log --follow` and `watch` when the log directory changes: inotify on Linux, with a
+// one-second re-check as a safety net; a 200 ms poll where inotify is unavailable or blind
+// (inotify_blind above, or no inotify instance left).
 class LogWatcher {
  public:
   explicit LogWatcher(const std::filesystem::path& log_dir) {
 #ifdef __linux__
+    if (inotify_blind(log_dir)) return;
     fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (fd_ >= 0 && ::inotify_add_watch(fd_, log_dir.c_str(),
                                         IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
@@ -77,57 +126,134 @@ bool before(const Record& r, const LogPosition& end) {
   return r.segment < end.segment || (r.segment == end.segment && r.offset < end.offset);
 }
 
+// Prints records as log --follow and watch do, from `position` on, until --limit/--count
+// records were printed or a signal came. `keep(r)`: whether a record is one of those asked for.
+int follow_from(const History& history, const std::string& store, LogPosition position,
+                const Query& query, const std::function<bool(const Record&)>& keep,
+                std::optional<std::size_t> limit, std::size_t printed,
+                const std::function<void(const Record&)>& print, LogWatcher& watcher) {
+  Query rest = query;
+  rest.limit.reset();  // counted here across calls
+  (void)store;
+  for (;;) {
+    if ((limit && printed >= *limit) || g_stop) break;
+    flush_out();
+    watcher.wait();
+    if (g_stop) break;
+    position = history.read_from(position, rest, [&](const Record& r) {
+      if ((!limit || printed < *limit) && keep(r)) {
+        print(r);
+        ++printed;
+      }
+    });
+  }
+  flush_out();
+  return 0;
+}
+
 int run_log(const LogArgs& a, const Settings& settings) {
+  if (a.reverse && a.follow) {
+    throw Error(Errc::invalid_argument, "log", {}, "--reverse cannot follow");
+  }
   Query query;
   if (!a.key.empty()) query.key = a.key;
   if (!a.prefix.empty()) query.key_prefix = a.prefix;
   if (!a.since.empty()) query.since = to_time(a.since);
   if (!a.until.empty()) query.until = to_time(a.until);
   if (!a.op.empty()) query.op = a.op;
-  if (a.has_limit) query.limit = a.limit;
-  if (a.has_limit && a.limit == 0) return 0;
+  const bool counted = !a.last && !a.reverse;  // the first N can stop the scan early
+  if (a.limit && counted) query.limit = a.limit;
+  if (a.limit && *a.limit == 0) return 0;
 
-  History history(a.store);
+  History history = open_history(a.store);
   const Style style(settings);
   std::size_t printed = 0;
   auto print = [&](const Record& r) {
     out_line(settings.json ? record_json(r) : record_line(r, style));
     ++printed;
   };
-
-  if (!a.follow) {
+  if (a.follow) catch_stop_signals();
+  // Follow: watch first so that no change after end() goes unnoticed.
+  std::optional<LogWatcher> watcher;
+  if (a.follow) watcher.emplace(std::filesystem::path(a.store) / "log");
+  const LogPosition end = history.end();
+  // The past: all of it (or the newest N, or reversed); with --follow only when asked.
+  const bool past = !a.follow || a.from_start || !a.since.empty() || a.last;
+  if (past) {
+    std::deque<Record> kept;  // --last / --reverse
     Progress progress("reading log", history);
     history.for_each(query, [&](const Record& r) {
+      if (a.follow && !before(r, end)) return false;
       progress.seen(r);
-      print(r);
+      if (counted) {
+        print(r);
+        return true;
+      }
+      kept.push_back(r);
+      if (a.last && kept.size() > *a.last) kept.pop_front();
       return true;
     });
-    return 0;
+    progress.finish();
+    if (a.reverse) std::reverse(kept.begin(), kept.end());
+    if (a.limit && kept.size() > *a.limit) kept.resize(*a.limit);
+    for (const auto& r : kept) print(r);
   }
-
-  // Follow: watch first so that no change after end() goes unnoticed; print what is there up to
-  // end(), then everything appended from end() on, across segment rotation.
-  LogWatcher watcher(std::filesystem::path(a.store) / "log");
-  LogPosition position = history.end();
-  {
-    Progress progress("reading log", history);
-    history.for_each(query, [&](const Record& r) {
-      if (!before(r, position)) return false;
-      progress.seen(r);
-      print(r);
-      return true;
-    });
-  }
-  Query rest = query;
-  rest.limit.reset();  // counted here across calls
-  for (;;) {
-    if (a.has_limit && printed >= a.limit) return 0;
+  if (!a.follow) return 0;
+  if (!a.quiet) {
     flush_out();
-    watcher.wait();
-    position = history.read_from(position, rest, [&](const Record& r) {
-      if (!a.has_limit || printed < a.limit) print(r);
+    std::fprintf(stderr, "lockdb: following the log of %s (Ctrl-C to stop)\n", a.store.c_str());
+    std::fflush(stderr);
+  }
+  std::size_t follow_printed = counted ? printed : 0;
+  return follow_from(
+      history, a.store, end, query, [](const Record&) { return true; },
+      counted ? a.limit : std::nullopt, follow_printed, [&](const Record& r) { print(r); },
+      *watcher);
+}
+
+int run_watch(const LogArgs& a, const Settings& settings) {
+  if (a.keys.empty() && a.prefix.empty()) {
+    throw Error(Errc::invalid_argument, "watch", {}, "give KEY... or --prefix PREFIX");
+  }
+  if (!a.keys.empty() && !a.prefix.empty()) {
+    throw Error(Errc::invalid_argument, "watch", {}, "give KEY... or --prefix, not both");
+  }
+  History history = open_history(a.store);
+  const Style style(settings);
+  Query query;
+  if (a.keys.size() == 1) query.key = a.keys[0];
+  if (!a.prefix.empty()) query.key_prefix = a.prefix;
+  if (!a.since.empty()) query.since = to_time(a.since);
+  const std::set<std::string> wanted(a.keys.begin(), a.keys.end());
+  auto keep = [&](const Record& r) { return wanted.empty() || wanted.count(r.key) != 0; };
+  std::size_t printed = 0;
+  auto print = [&](const Record& r) {
+    out_line(settings.json ? record_json(r) : record_line(r, style));
+  };
+  catch_stop_signals();
+  LogWatcher watcher(std::filesystem::path(a.store) / "log");
+  const LogPosition end = history.end();
+  if (!a.since.empty()) {  // the past only when asked
+    history.for_each(query, [&](const Record& r) {
+      if (!before(r, end) || (a.limit && printed >= *a.limit)) return false;
+      if (keep(r)) {
+        print(r);
+        ++printed;
+      }
+      return true;
     });
   }
+  if (!a.quiet) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "lockdb: watching %s in %s (Ctrl-C to stop)\n",
+                 a.prefix.empty()
+                     ? (a.keys.size() == 1 ? quote(a.keys[0]).c_str()
+                                           : (std::to_string(a.keys.size()) + " keys").c_str())
+                     : ("keys starting with " + quote(a.prefix)).c_str(),
+                 a.store.c_str());
+    std::fflush(stderr);
+  }
+  return follow_from(history, a.store, end, query, keep, a.limit, printed, print, watcher);
 }
 
 // The change a record made, in a few words: the value, or for an object replacing an object,
@@ -161,26 +287,35 @@ std::string change_text(const Record& r, const std::optional<nlohmann::json>& pr
 }
 
 int run_history(const LogArgs& a, const Settings& settings) {
-  History history(a.store);
+  History history = open_history(a.store);
   const Style style(settings);
   Query query;
   query.key = a.key;
   bool any = false;
   std::optional<nlohmann::json> previous;
+  struct Line {
+    Record record;
+    std::optional<nlohmann::json> previous;
+  };
+  std::deque<Line> shown;
   {
     Progress progress("reading log", history);
     history.for_each(query, [&](const Record& r) {
       progress.seen(r);
       any = true;
-      if (settings.json) {
-        out_line(record_json(r));
-      } else {
-        out_line(style.dim(format_time(r.time)) + "  " + style.op(r.op, 11) + "  " + who(r) + "  " +
-                 change_text(r, previous));
-      }
+      if (!a.limit || shown.size() < *a.limit) shown.push_back({r, previous});
+      if (a.last && shown.size() > *a.last) shown.pop_front();
       previous = r.value;
-      return true;
+      return a.last || !a.limit || shown.size() < *a.limit;
     });
+  }
+  for (const auto& [r, before_r] : shown) {
+    if (settings.json) {
+      out_line(record_json(r));
+    } else {
+      out_line(style.dim(format_time(r.time)) + "  " + style.op(r.op, 11) + "  " + who(r) + "  " +
+               change_text(r, before_r));
+    }
   }
   if (!any) {
     throw Error(Errc::not_found, "history " + quote(a.key), std::filesystem::path(a.store) / "log",
@@ -200,7 +335,11 @@ void add_log_commands(CLI::App& app, Commands& commands) {
         "  lockdb log ./state\n"
         "  lockdb log ./state --key config --since 2h\n"
         "  lockdb log ./state --op erase --since 2026-11-30 --until 2026-12-01\n"
-        "  lockdb log ./state --follow --since now\n"
+        "  lockdb log ./state --since '2026-11-30 18:00:00Z' --until 1764525600\n"
+        "  lockdb log ./state --last 20                  # the newest 20, oldest first\n"
+        "  lockdb log ./state --reverse --limit 5        # the newest 5, newest first\n"
+        "  lockdb log ./state --follow                   # changes from now on\n"
+        "  lockdb log ./state --follow --last 10         # like tail -n 10 -f\n"
         "  lockdb log ./state --key jobs --json | jq -c '{time, value}'\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("--key", a->key, "Only records of KEY")->type_name("KEY");
@@ -214,17 +353,15 @@ void add_log_commands(CLI::App& app, Commands& commands) {
         ->type_name("TIME");
     command->add_option("--op", a->op, "Only records of this operation")
         ->check(CLI::IsMember(kOps));
-    command
-        ->add_option_function<std::size_t>(
-            "--limit",
-            [a](std::size_t n) {
-              a->limit = n;
-              a->has_limit = true;
-            },
-            "Stop after N records")
-        ->type_name("N");
+    add_count(command, "--limit", a->limit, "Stop after N records");
+    add_count(command, "--last", a->last, "Only the newest N records (printed oldest first)");
+    command->add_flag("--reverse", a->reverse, "Newest first");
     command->add_flag("--follow,-f", a->follow,
-                      "Keep printing records as they are appended, until interrupted");
+                      "Keep printing records as they are appended (from now on; the past too "
+                      "with --from-start, --since or --last), until interrupted");
+    command->add_flag("--from-start", a->from_start, "With --follow: print the whole log first");
+    command->add_flag("--quiet,-q", a->quiet,
+                      "With --follow: no \"following\" line on stderr once it is in place");
     commands.on_run(command, [a, &settings] { return run_log(*a, settings); });
   }
   {
@@ -232,10 +369,37 @@ void add_log_commands(CLI::App& app, Commands& commands) {
     auto* command =
         commands.add(app, "history", "One line per change of a key: time, op, who, what changed",
                      "  lockdb history ./state config\n"
+                     "  lockdb history ./state config --last 5\n"
                      "  lockdb history ./state config --json | jq -c '[.time, .pid, .value]'\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("KEY", a->key, "The key")->required();
+    add_count(command, "--limit", a->limit, "Only the first N changes");
+    add_count(command, "--last", a->last, "Only the newest N changes (printed oldest first)");
     commands.on_run(command, [a, &settings] { return run_history(*a, settings); });
+  }
+  {
+    auto a = std::make_shared<LogArgs>();
+    auto* command = commands.add(
+        app, "watch", "Print each change of some keys as it happens (until --count or Ctrl-C)",
+        "  lockdb watch ./state config\n"
+        "  lockdb watch ./state --prefix job/ --json\n"
+        "  lockdb watch ./state leader --count 1       # wait for the next change, then exit\n"
+        "  lockdb watch ./state config --since 1h      # the last hour's changes first\n");
+    command->add_option("STORE_DIR", a->store, "The store directory")->required();
+    command->add_option("KEY", a->keys, "The keys to watch");
+    command->add_option("--prefix", a->prefix, "Watch the keys that start with PREFIX")
+        ->type_name("PREFIX");
+    command->add_option("--since", a->since, "Print the changes since TIME first")
+        ->check(time_validator())
+        ->type_name("TIME");
+    add_count(command, "--count", a->limit, "Exit after N changes");
+    command->add_flag("--quiet,-q", a->quiet,
+                      "No \"watching\" line on stderr once the watch is in place");
+    command->footer(
+        "Changes come from the log: inotify wakes the watch at once; on network and FUSE "
+        "filesystems (NFS, SMB, 9p, Ceph, AFS, sshfs) it polls every 200 ms.\n\n" +
+        command->get_footer());
+    commands.on_run(command, [a, &settings] { return run_watch(*a, settings); });
   }
 }
 

@@ -10,7 +10,7 @@ namespace {
 
 struct StatsArgs {
   std::string store;
-  std::size_t top = 10;
+  std::optional<std::size_t> top;  // default 10
 };
 
 std::string human_bytes(std::uint64_t bytes) {
@@ -31,7 +31,7 @@ std::string human_bytes(std::uint64_t bytes) {
 
 int run_stats(const StatsArgs& a, const Settings& settings) {
   Store store = open_store(a.store);
-  History history(a.store);
+  History history = open_history(a.store);
 
   const auto keys = store.keys();
   std::uint64_t key_bytes = 0;
@@ -66,7 +66,7 @@ int run_stats(const StatsArgs& a, const Settings& settings) {
   std::sort(busiest.begin(), busiest.end(), [](const auto& x, const auto& y) {
     return x.second != y.second ? x.second > y.second : x.first < y.first;
   });
-  if (busiest.size() > a.top) busiest.resize(a.top);
+  if (busiest.size() > a.top.value_or(10)) busiest.resize(a.top.value_or(10));
 
   if (settings.json) {
     JsonObject ops;
@@ -127,7 +127,7 @@ void add_stats_commands(CLI::App& app, Commands& commands) {
       "  lockdb stats ./state\n"
       "  lockdb stats ./state --top 3 --json | jq .busiest\n");
   command->add_option("STORE_DIR", a->store, "The store directory")->required();
-  command->add_option("--top", a->top, "How many of the busiest keys to list (default 10)");
+  add_count(command, "--top", a->top, "How many of the busiest keys to list (default 10)");
   commands.on_run(command, [a, &settings] { return run_stats(*a, settings); });
 }
 

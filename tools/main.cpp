@@ -52,9 +52,24 @@ std::string one_line(const std::string& text) {
   return line;
 }
 
+// Library messages are written for programs ("repair()", nlohmann's "[json.exception...] "
+// tags); a person at the shell gets the command to run and the cause alone.
+std::string for_people(std::string text) {
+  for (std::size_t at; (at = text.find("[json.exception.")) != std::string::npos;) {
+    const std::size_t end = text.find("] ", at);
+    if (end == std::string::npos) break;
+    text.erase(at, end + 2 - at);
+  }
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"repair()", "'lockdb repair'"},
+                                 {"verify()", "'lockdb verify'"}}) {
+    for (std::size_t at; (at = text.find(from)) != std::string::npos;) text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
 void report(const std::string& message) {
   std::fflush(stdout);  // what was printed before the failure comes first on a shared terminal
-  std::fprintf(stderr, "lockdb: %s\n", one_line(message).c_str());
+  std::fprintf(stderr, "lockdb: %s\n", one_line(for_people(message)).c_str());
 }
 
 int exit_code_for_errno(int err) {
@@ -106,6 +121,7 @@ int main(int argc, char** argv) {
   add_check_commands(app, commands);
   add_stats_commands(app, commands);
   add_compact_commands(app, commands);
+  add_data_commands(app, commands);
 
   // "lockdb frobnicate ...": name the unknown command rather than CLI11's generic complaint.
   if (argc > 1 && argv[1][0] != '-') {

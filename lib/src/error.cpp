@@ -1,4 +1,5 @@
 #include <lockdb/error.hpp>
+#include <lockdb/time.hpp>
 
 #include <cerrno>
 #include <cstdio>
@@ -69,7 +70,7 @@ std::string LockHolder::describe() const {
   if (pid != 0) s = "pid " + std::to_string(pid);
   if (!program.empty()) s += " (" + program + ")";
   if (!host.empty()) s.append(s.empty() ? "on " : " on ").append(host);
-  if (since) s += " since " + util::format_utc(*since);
+  if (since) s += " since " + format_time(*since);
   return s;
 }
 
@@ -120,68 +121,4 @@ Errc errc_for_errno(int err) noexcept {
 }
 }  // namespace os
 
-namespace util {
-
-std::string format_utc(std::chrono::system_clock::time_point t) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  auto secs = static_cast<std::time_t>(us / 1000000);
-  long frac = static_cast<long>(us % 1000000);
-  if (frac < 0) {
-    frac += 1000000;
-    secs -= 1;
-  }
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-  return buf;
-}
-
-std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view text) {
-  int y, mo, d, h, mi, s, n = 0;
-  std::string str(text);
-  if (std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 ||
-      n != 19) {
-    if (std::sscanf(str.c_str(), "%4d-%2d-%2d %2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 ||
-        n != 19)
-      return std::nullopt;
-  }
-  std::string_view rest = text.substr(19);
-  long micros = 0;
-  if (!rest.empty() && rest[0] == '.') {
-    std::size_t i = 1;
-    long scale = 100000;
-    while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9') {
-      if (scale > 0) micros += (rest[i] - '0') * scale;
-      scale /= 10;
-      ++i;
-    }
-    if (i == 1) return std::nullopt;
-    rest = rest.substr(i);
-  }
-  long offset_s = 0;
-  if (rest == "Z" || rest == "z") {
-  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
-    int oh = 0, om = 0;
-    if (std::sscanf(std::string(rest.substr(1)).c_str(), "%2d:%2d", &oh, &om) != 2)
-      return std::nullopt;
-    offset_s = (oh * 3600 + om * 60) * (rest[0] == '+' ? 1 : -1);
-  } else {
-    return std::nullopt;
-  }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  std::time_t secs = timegm(&tm);
-  return std::chrono::system_clock::time_point(std::chrono::seconds(secs - offset_s) +
-                                               std::chrono::microseconds(micros));
-}
-
-}  // namespace util
 }  // namespace lockdb

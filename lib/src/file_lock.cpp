@@ -36,6 +36,7 @@
 //
 // Waiting. See os_posix.cpp: blocked in flock(2), cut off at the deadline by a timer signal.
 #include <lockdb/file_lock.hpp>
+#include <lockdb/time.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -128,7 +129,7 @@ bool LockBase::acquire_locked(std::unique_lock<std::mutex>& lk, bool shared,
   }
   std::optional<std::chrono::steady_clock::time_point> deadline;
   if (timeout >= std::chrono::nanoseconds::zero())
-    deadline = std::chrono::steady_clock::now() + timeout;
+    deadline = add_saturating(std::chrono::steady_clock::now(), timeout);
 
   // Wait until no other thread of this process holds the object or is acquiring it.
   auto available = [&] {

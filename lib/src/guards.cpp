@@ -12,6 +12,7 @@
 // names and takes them in that order: every caller uses the same total order, so no cycle of
 // waiters can form.
 #include <lockdb/guards.hpp>
+#include <lockdb/time.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -236,7 +237,7 @@ MultiLockGuard KeyedLockRegistry::lock_many(const std::vector<std::string>& keys
 
   std::optional<std::chrono::steady_clock::time_point> deadline;
   if (timeout_ >= std::chrono::nanoseconds::zero()) {
-    deadline = std::chrono::steady_clock::now() + timeout_;
+    deadline = add_saturating(std::chrono::steady_clock::now(), timeout_);
   }
   std::vector<LockGuard> held;  // on a throw below, releases what was taken
   held.reserve(names.size());

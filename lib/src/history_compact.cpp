@@ -116,39 +116,24 @@ void remove_below(const std::filesystem::path& log_dir, std::uint64_t number) {
   if (auto s = os::fsync_dir(log_dir); !s.ok()) os::throw_errno("cannot fsync", log_dir, s.err);
 }
 
-std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
-  if (auto st = os::stat(log_dir); !st.ok()) {
-    if (st.err == ENOENT) return 0;  // nothing logged yet
-    os::throw_errno("cannot compact the log", log_dir, st.err);
-  }
-  FileLock compact_lock(log_dir / fmt::kCompactLockFile);
-  auto held = compact_lock.acquire();
-
-  // 1. Leftovers of a compaction that crashed before its rename.
-  auto names = os::list_dir(log_dir);
-  if (!names.ok()) os::throw_errno("cannot list the log directory", log_dir, names.err);
-  for (const auto& name : names.value) {
-    if (name.starts_with(fmt::kCompactTempPrefix) && name.ends_with(fmt::kTempSuffix)) {
-      (void)os::unlink(log_dir / name);
-    }
-  }
-  if (reader::snapshot(log_dir).empty()) return 0;
-
-  // 2. Seal everything there is.
-  detail::LogWriter writer(log_dir, 0, Durability::full);
-  const std::uint64_t newest = writer.rotate();
-
-  // 3. Read the sealed segments and decide.
-  std::vector<reader::SegmentFile> sealed;
-  for (auto& s : reader::snapshot(log_dir)) {
-    if (s.number < newest) sealed.push_back(std::move(s));
-  }
-  if (sealed.empty()) return 0;
+// What compaction keeps of `sealed` under `rule`. `sealed_all`: false when the last segment is
+// the live one (its unfinished tail is an append in flight, not a torn line).
+struct Plan {
   std::vector<std::uint64_t> sizes;
   std::vector<Line> lines;
+  std::size_t torn = 0;
+  std::size_t kept = 0;
+};
+
+Plan plan_compaction(const std::vector<reader::SegmentFile>& sealed, const Rule& rule,
+                     bool sealed_all) {
+  Plan plan;
+  auto& sizes = plan.sizes;
+  auto& lines = plan.lines;
+  auto& torn = plan.torn;
+  auto& kept = plan.kept;
   std::vector<KeyStats> stats;
   std::unordered_map<std::string, std::uint32_t> key_index;
-  std::size_t torn = 0;
   reader::RecordParser parser;
   for (std::uint32_t si = 0; si < sealed.size(); ++si) {
     const auto& s = sealed[si];
@@ -181,9 +166,9 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
           lines.push_back(line);
           return true;
         });
-    if (!r.tail.empty()) ++torn;  // sealed: it can never be finished
+    // A sealed segment's unfinished tail can never be finished; a live one's is in flight.
+    if (!r.tail.empty() && (sealed_all || si + 1 < sealed.size())) ++torn;
   }
-  std::size_t kept = 0;
   for (std::size_t i = 0; i < lines.size(); ++i) {
     Line& line = lines[i];
     KeyStats& k = stats[line.key];
@@ -196,6 +181,47 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
     if (i == k.last_line && !line.erase) line.kept = true;  // a live key's current value
     kept += line.kept;
   }
+  return plan;
+}
+
+std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
+  if (auto st = os::stat(log_dir); !st.ok()) {
+    if (st.err == ENOENT) return 0;  // nothing logged yet
+    os::throw_errno("cannot compact the log", log_dir, st.err);
+  }
+  FileLock compact_lock(log_dir / fmt::kCompactLockFile);
+  auto held = compact_lock.acquire();
+
+  // 1. Leftovers of a compaction that crashed before its rename.
+  auto names = os::list_dir(log_dir);
+  if (!names.ok()) os::throw_errno("cannot list the log directory", log_dir, names.err);
+  for (const auto& name : names.value) {
+    if (name.starts_with(fmt::kCompactTempPrefix) && name.ends_with(fmt::kTempSuffix)) {
+      (void)os::unlink(log_dir / name);
+    }
+  }
+  {
+    // Nothing to drop (and no torn line to clean): the log stays exactly as it is.
+    const auto all = reader::snapshot(log_dir);
+    if (all.empty()) return 0;
+    const Plan dry = plan_compaction(all, rule, /*sealed_all=*/false);
+    if (dry.kept == dry.lines.size() && dry.torn == 0) return 0;
+  }
+
+  // 2. Seal everything there is.
+  detail::LogWriter writer(log_dir, 0, Durability::full);
+  const std::uint64_t newest = writer.rotate();
+
+  // 3. Read the sealed segments and decide.
+  std::vector<reader::SegmentFile> sealed;
+  for (auto& s : reader::snapshot(log_dir)) {
+    if (s.number < newest) sealed.push_back(std::move(s));
+  }
+  if (sealed.empty()) return 0;
+  Plan plan = plan_compaction(sealed, rule, /*sealed_all=*/true);
+  const auto& sizes = plan.sizes;
+  auto& lines = plan.lines;
+  const std::size_t torn = plan.torn, kept = plan.kept;
   const std::size_t dropped = lines.size() - kept;
   if (dropped == 0 && torn == 0) {
     if (sealed.front().compacted) remove_below(log_dir, sealed.front().number);

@@ -33,6 +33,8 @@
 #include <string>
 #include <string_view>
 
+#include <lockdb/time.hpp>
+
 namespace lockdb::detail::log_format {
 
 inline constexpr int kLogFormatVersion = 1;
@@ -107,11 +109,11 @@ std::string render_header(std::uint64_t number, std::uint64_t id,
 // True when `s` is valid UTF-8.
 bool valid_utf8(std::string_view s) noexcept;
 
-// "2026-11-30T18:00:00.123456Z" (27 characters), truncated to microseconds.
+// Times are written by append_time/format_time ("2026-11-30T18:00:00.123456Z", 27 characters)
+// and read by parse_time, all from <lockdb/time.hpp>.
 inline constexpr std::size_t kTimeChars = 27;
-void format_time(std::chrono::system_clock::time_point t, std::string& out);
-std::string format_time(std::chrono::system_clock::time_point t);
-// Parses what format_time writes (fast), and any RFC 3339 form util::parse_utc accepts.
-std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text);
+using lockdb::append_time;
+using lockdb::format_time;
+using lockdb::parse_time;
 
 }  // namespace lockdb::detail::log_format

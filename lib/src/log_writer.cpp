@@ -394,7 +394,7 @@ std::string render_record(const RecordFields& f) {
   std::string out;
   out.reserve(192 + f.key.size() + f.value_json.size());
   out += fmt::kRecordStart;
-  fmt::format_time(f.time, out);
+  fmt::append_time(out, f.time);
   out += "\",\"";
   out += fmt::kFieldKey;
   out += "\":\"";

@@ -24,6 +24,7 @@
 //
 // Waiting polls: 1 ms, growing by half each time up to 25 ms.
 #include <lockdb/file_lock.hpp>
+#include <lockdb/time.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -55,7 +56,7 @@ std::string marker_record(const std::string& nonce) {
   nlohmann::json j = {{"pid", os::pid()},
                       {"host", os::hostname()},
                       {"start", os::process_start_token(os::pid())},
-                      {"time", util::format_utc(std::chrono::system_clock::now())},
+                      {"time", format_time(std::chrono::system_clock::now())},
                       {"nonce", nonce},
                       {"program", os::program_name(os::pid())}};
   return j.dump() + "\n";
@@ -75,7 +76,7 @@ Marker read_marker_fd(int fd) {
   m.start = j.value("start", "");
   m.nonce = j.value("nonce", "");
   m.program = j.value("program", "");
-  m.time = util::parse_utc(j.value("time", ""));
+  m.time = parse_time(j.value("time", ""));
   m.parsed = !m.nonce.empty();
   return m;
 }

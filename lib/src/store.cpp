@@ -21,6 +21,7 @@
 // seed's Python helpers, an editor). A hash needs no cooperation from them, yet their change
 // shows: the next logged record's "prev" differs from the record before it.
 #include <lockdb/store.hpp>
+#include <lockdb/time.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -135,7 +136,7 @@ void create_marker(const fs::path& dir, int dir_fd, std::size_t lock_stripes) {
   json doc = {{format::kFieldFormat, format::kFormatName},
               {format::kFieldVersion, format::kStoreFormatVersion},
               {format::kFieldLockStripes, lock_stripes},
-              {format::kFieldCreated, util::format_utc(std::chrono::system_clock::now())}};
+              {format::kFieldCreated, format_time(std::chrono::system_clock::now())}};
   const std::string text = doc.dump(2) + "\n";
   std::string temp;
   auto fd = os::create_temp_at(dir_fd, dir.native(),
@@ -643,11 +644,12 @@ void check_value(const std::string& key, const json& value) {
 
 }  // namespace
 
-std::string Store::put(const std::string& key, const json& value) {
+std::string Store::put(const std::string& key, const json& value, std::string_view op) {
+  check_op_name(op);
   check_value(key, value);
   if (backend_) return backend_->put(key, value);
   return impl_
-      ->write_one(key, "put",
+      ->write_one(key, op,
                   [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
                     if (cur.exists) impl_->check_parses(p, cur);
                     return Impl::Decision{Impl::Decision::Action::write, value};
@@ -712,12 +714,14 @@ bool Store::erase(const std::string& key) {
 }
 
 bool Store::compare_and_put(const std::string& key,
-                            const std::optional<std::string>& expected_version, const json& value) {
+                            const std::optional<std::string>& expected_version, const json& value,
+                            std::string_view op) {
+  check_op_name(op);
   check_value(key, value);
   if (backend_) return backend_->compare_and_put(key, expected_version, value);
   return impl_
       ->write_one(
-          key, "cas",
+          key, op,
           [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
             // A corrupt file is an error whatever is expected (as for every write).
             if (cur.exists) impl_->check_parses(p, cur);

@@ -22,6 +22,10 @@
 
 namespace lockdb {
 
+// An op name a caller gives a write (Store::put's `op`): 1 to 32 of a-z and '_'. THROWS
+// Error{invalid_argument} otherwise.
+void check_op_name(std::string_view op);
+
 struct Store::Impl {
   // A key with its file and lock file. Strings, not std::filesystem::path: a path splits itself
   // into components when it is made, which was half of what naming a key's files cost.

@@ -31,6 +31,7 @@
 #include <lockdb/file_lock.hpp>
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
+#include <lockdb/time.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -81,7 +82,7 @@ void apply(KeyLog& k, const Record& r, bool chain_starts_unknown) {
   } else if (first && chain_starts_unknown) {
     // nothing to compare with
   } else if (r.prev_version != k.version) {
-    k.gaps.push_back("the record of " + util::format_utc(r.time) + " (op " + r.op + ", pid " +
+    k.gaps.push_back("the record of " + format_time(r.time) + " (op " + r.op + ", pid " +
                      std::to_string(r.pid) + ") starts from version " +
                      show_version(r.prev_version) + ", but the log's previous version is " +
                      show_version(k.version) + ": the file was changed around the store");
@@ -96,7 +97,7 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 
 // "20261130T180000.123456Z": a time usable in a file name everywhere.
 std::string file_name_time() {
-  std::string t = util::format_utc(std::chrono::system_clock::now());
+  std::string t = format_time(std::chrono::system_clock::now());
   t.erase(std::remove_if(t.begin(), t.end(), [](char c) { return c == '-' || c == ':'; }), t.end());
   return t;
 }
@@ -353,7 +354,7 @@ class Checker {
     std::string s = "pid " + std::to_string(h.pid);
     if (!h.program.empty()) s += " (" + h.program + ")";
     if (!h.host.empty()) s += " on " + h.host;
-    if (h.since) s += " since " + util::format_utc(*h.since);
+    if (h.since) s += " since " + format_time(*h.since);
     return s;
   }
 

@@ -1,4 +1,4 @@
-// Small private helpers shared by the layers: time formatting, per-thread scratch strings,
+// Small private helpers shared by the layers: per-thread scratch strings,
 // word-at-a-time byte scanning.
 #pragma once
 
@@ -34,11 +34,6 @@ constexpr bool has_byte(std::uint64_t word, unsigned char b) noexcept {
   const std::uint64_t x = word ^ (kEveryByte * b);
   return ((x - kEveryByte) & ~x & kHighBits) != 0;
 }
-
-// RFC 3339 UTC with microseconds: "2026-11-30T18:00:00.123456Z".
-std::string format_utc(std::chrono::system_clock::time_point t);
-// Parses what format_utc writes, and also "...Z" without fraction and "+hh:mm" offsets.
-std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view text);
 
 // Per-thread scratch strings for the write path: each keeps its room from call to call, so a
 // small update allocates nothing for its paths and texts. A string is lent for the length of one

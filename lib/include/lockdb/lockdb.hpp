@@ -10,3 +10,4 @@
 #include <lockdb/guards.hpp>
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
+#include <lockdb/time.hpp>

@@ -34,6 +34,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -116,6 +117,8 @@ class Store {
   std::optional<Entry> entry(const std::string& key) const;
   bool contains(const std::string& key) const;
   std::vector<std::string> keys() const;  // sorted, exactly as they were put
+  // The keys that start with `prefix` (bytes), sorted.
+  std::vector<std::string> keys(std::string_view prefix) const;
   std::filesystem::path file_path(const std::string& key) const;  // the key's file (may not exist)
 
   // ---- writes: locked read-modify-write + one log record each ----
@@ -124,7 +127,10 @@ class Store {
   // lock not had within lock_timeout), Error{corrupt} (the current key file does not parse or
   // nests deeper than 512 levels: nothing is written),
   // Error{io|permission} (full disk, read-only store: the old value stays, no temp file stays).
-  std::string put(const std::string& key, const nlohmann::json& value);  // returns the version
+  // `op` (put, compare_and_put): the operation its log record names, for writes on behalf of a
+  // tool ("import"); 1 to 32 of a-z and '_', else Error{invalid_argument}.
+  std::string put(const std::string& key, const nlohmann::json& value,
+                  std::string_view op = "put");  // returns the version
   // fn sees null for a missing key; it either mutates its argument and returns void, taking
   // `nlohmann::json&` (or `auto&`), or returns the new value (taking `const nlohmann::json&`,
   // `nlohmann::json&` or a json by value). Any other signature does not compile, a void fn taking
@@ -156,7 +162,20 @@ class Store {
   // "only if the key is absent". Returns false (writing nothing) otherwise. A key file that
   // does not parse is Error{corrupt} whatever is expected, as for every write.
   bool compare_and_put(const std::string& key, const std::optional<std::string>& expected_version,
-                       const nlohmann::json& value);
+                       const nlohmann::json& value, std::string_view op = "cas");
+
+  // Runs fn while holding key's lock, so that another program can read or rewrite the key's
+  // file (file_path(key); its directory is made first) as a store write would: the flock(1)
+  // idiom for one key. exclusive: afterwards, a change fn made to the file is logged with op `op`
+  // (its new value, or an erase when the file is gone), so verify() stays clean; shared (for
+  // readers; writers of the key wait, other shared holders do not): nothing is logged.
+  // Returns whether the file changed. Blocks up to lock_timeout for the lock, then for fn.
+  // THROWS Timeout (lock not had), Error{invalid_argument} (invalid key or op), Error{corrupt}
+  // when fn left a file that does not parse (left as it is, unlogged: verify() reports it, repair()
+  // moves it aside), and whatever fn throws (a change fn made before is logged first).
+  enum class LockMode { exclusive, shared };
+  bool with_key_locked(const std::string& key, LockMode mode, const std::function<void()>& fn,
+                       std::string_view op = "run");
   // Locks all keys (sorted, so concurrent calls never deadlock) and lets fn see and edit every
   // value: the map holds each existing key's value; missing keys are absent. After fn, a key in
   // the map is written (when changed), a key fn removed from the map is erased; keys fn adds

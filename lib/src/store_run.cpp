@@ -1,0 +1,76 @@
+// Store calls for tools: keys by prefix, op names, and a key's lock held while another program
+// edits its file (Store::with_key_locked).
+#include <lockdb/file_lock.hpp>
+#include <lockdb/store.hpp>
+
+#include <algorithm>
+
+#include "os.hpp"
+#include "store_impl.hpp"
+
+namespace lockdb {
+
+void check_op_name(std::string_view op) {
+  const bool ok = !op.empty() && op.size() <= 32 && std::all_of(op.begin(), op.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || c == '_';
+  });
+  if (!ok) {
+    throw Error(Errc::invalid_argument, "invalid op name \"" + std::string(op) + "\"", {},
+                "use 1 to 32 of a-z and '_'");
+  }
+}
+
+std::vector<std::string> Store::keys(std::string_view prefix) const {
+  std::vector<std::string> all = keys();
+  std::erase_if(all, [&](const std::string& key) { return !key.starts_with(prefix); });
+  return all;
+}
+
+bool Store::with_key_locked(const std::string& key, LockMode mode, const std::function<void()>& fn,
+                            std::string_view op) {
+  check_op_name(op);
+  const Impl::KeyPaths p = impl_->paths(key);
+  if (auto s = os::mkdirs(std::filesystem::path(p.dir())); !s.ok()) {
+    os::throw_errno(impl_->context(key) + ": cannot create the key's directory",
+                    std::string(p.dir()), s.err);
+  }
+  if (mode == LockMode::shared) {
+    FileLock lock(p.lock);
+    LockGuard hold;
+    try {
+      hold = lock.acquire_shared(impl_->options.lock_timeout);
+    } catch (const Timeout& e) {
+      throw Timeout(impl_->context(key), p.lock, impl_->options.lock_timeout, e.holder());
+    }
+    const Impl::Current before = impl_->read_current(p, /*with_version=*/false);
+    fn();
+    const Impl::Current after = impl_->read_current(p, /*with_version=*/false);
+    return before.exists != after.exists || before.bytes != after.bytes;
+  }
+
+  detail::KeyLocks::Hold hold = impl_->lock_key(p);
+  const Impl::Current before = impl_->read_current(p);
+  // Logs what fn did to the file; false when it did nothing.
+  auto log_change = [&] {
+    const Impl::Current after = impl_->read_current(p);
+    if (before.exists == after.exists && before.bytes == after.bytes) return false;
+    std::optional<std::string> prev;
+    if (before.exists) prev = before.version;
+    if (!after.exists) {
+      impl_->append_record(p, op, nullptr, prev, std::nullopt);
+      return true;
+    }
+    const nlohmann::json value = impl_->parse(p, after);  // THROWS Error{corrupt}
+    impl_->append_record(p, op, &value, prev, after.version, after.bytes);
+    return true;
+  };
+  try {
+    fn();
+  } catch (...) {
+    log_change();
+    throw;
+  }
+  return log_change();
+}
+
+}  // namespace lockdb
