@@ -44,6 +44,7 @@
 #include <lockdb/error.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <mutex>
 #include <utility>
 
@@ -98,6 +99,7 @@ struct LogWriter::Impl {
   std::shared_ptr<Segment> segment;
   std::uint64_t generation_seen = 0;  // the state's generation `segment` belongs to
   bool check_tail = false;            // our last write failed: the segment may end in a fragment
+  bool can_reserve = true;            // the filesystem supports reserve_room()
   std::string buffer;
 
   ~Impl() { close_all(); }
@@ -186,7 +188,10 @@ struct LogWriter::Impl {
       s = os::fsync(fd.value);
       step = "cannot fsync log segment";
     }
-    os::close(fd.value);
+    if (os::Status c = os::close_written(fd.value); s.ok() && !c.ok()) {
+      s = c;
+      step = "cannot close log segment";
+    }
     if (s.ok()) {
       s = os::rename(temp, target);
       step = "cannot rename log segment into place";
@@ -295,6 +300,23 @@ struct LogWriter::Impl {
     return r.ok() && r.value == 1 && last == '\n';
   }
 
+  // Reserves the blocks of `len` more bytes at the open segment's end (fallocate KEEP_SIZE), so
+  // that on a full disk the append fails whole, before writing, instead of leaving a fragment.
+  // Another process appending meanwhile may use up the room: then a fragment can still be left
+  // (and is ended as below). Filesystems that cannot reserve are not asked again.
+  os::Status reserve_room(std::size_t len) {
+    if (!can_reserve) return {};
+    auto st = os::fstat(segment->fd);
+    if (!st.ok()) return {st.err};
+    os::Status r = os::reserve(segment->fd, static_cast<off_t>(st.value.size),
+                               static_cast<off_t>(len));
+    if (r.err == EOPNOTSUPP || r.err == ENOSYS) {
+      can_reserve = false;
+      return {};
+    }
+    return r;
+  }
+
   // Appends buffer (the record and its newline). Returns the segment written to.
   std::shared_ptr<Segment> append_locked() {
     const std::uint64_t len = buffer.size();
@@ -321,6 +343,10 @@ struct LogWriter::Impl {
       if (check_tail && !tail_ends_line()) {
         fresh_line = "\n" + buffer;
         data = fresh_line;
+      }
+      if (auto r = reserve_room(data.size()); !r.ok()) {
+        os::throw_errno("cannot append to log segment (no room for the record, nothing written)",
+                        segment->path, r.err);
       }
       auto w = os::write_once(segment->fd, data);
       if (w.ok() && w.value == data.size()) {

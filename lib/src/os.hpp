@@ -42,6 +42,8 @@ enum class Op : std::uint8_t {
   mkdir,
   flock,
   link,
+  close,  // close_written() only
+  fallocate,
   count
 };
 // The nth call of `op` from now (1 = the next one) fails with `err` instead of running.
@@ -68,6 +70,13 @@ class PathRef {
 Result<int> open(PathRef path, int flags, unsigned mode = 0666) noexcept;
 // close(2), not retried (the descriptor is gone either way).
 void close(int fd) noexcept;
+// close(2) of a file just written, whose error fails the write (NFS and others report a deferred
+// write's EIO or ENOSPC only here). Not retried; the descriptor is gone either way.
+Status close_written(int fd) noexcept;
+// Reserves [offset, offset + len) of a file's blocks without changing its size (fallocate(2)
+// with FALLOC_FL_KEEP_SIZE), so that a later write there cannot fail for lack of space.
+// EOPNOTSUPP where the filesystem cannot.
+Status reserve(int fd, off_t offset, off_t len) noexcept;
 Status write_all(int fd, std::string_view data) noexcept;
 Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept;
 Status truncate(int fd, off_t size) noexcept;
@@ -160,7 +169,7 @@ long pid() noexcept;  // getpid(2): a system call (glibc does not cache it)
 unsigned fork_generation() noexcept;
 // pid(), asked once per thread and fork generation.
 long cached_pid() noexcept;
-// false only when the pid provably does not exist (ESRCH).
+// false only when the pid provably does not exist (ESRCH) or is a zombie (exited, unreaped).
 bool pid_alive(long pid) noexcept;
 // "<boot id>:<start time in ticks>" of a live pid on this host; empty when unknown.
 std::string process_start_token(long pid) noexcept;

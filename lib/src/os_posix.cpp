@@ -250,6 +250,24 @@ void close(int fd) noexcept {
   if (fd >= 0) ::close(fd);
 }
 
+Status close_written(int fd) noexcept {
+  if (injected(Op::close)) {
+    const int err = errno;
+    ::close(fd);
+    return {err};
+  }
+  if (::close(fd) != 0 && errno != EINTR) return {last_error()};
+  return {};
+}
+
+Status reserve(int fd, off_t offset, off_t len) noexcept {
+  if (injected(Op::fallocate)) return {errno};
+  for (;;) {
+    if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, len) == 0) return {};
+    if (errno != EINTR) return {last_error()};
+  }
+}
+
 Status write_all(int fd, std::string_view data) noexcept {
   while (!data.empty()) {
     if (injected(Op::write)) return {errno};
@@ -646,8 +664,12 @@ long cached_pid() noexcept {
 
 bool pid_alive(long pid) noexcept {
   if (pid <= 0 || pid > INT_MAX) return false;
-  if (::kill(static_cast<pid_t>(pid), 0) == 0) return true;
-  return errno != ESRCH;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+  // A zombie (exited, not yet reaped by its parent) still has its pid but holds nothing: its
+  // state, the field after the ")" that closes comm in /proc/<pid>/stat, is 'Z'.
+  const std::string stat = read_small_file(("/proc/" + std::to_string(pid) + "/stat").c_str());
+  const auto close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
 }
 
 std::string process_start_token(long pid) noexcept {

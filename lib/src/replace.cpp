@@ -89,7 +89,10 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
     s = os::fsync(fd.value);
     if (!s.ok()) step = "cannot fsync";
   }
-  os::close(fd.value);
+  if (os::Status c = os::close_written(fd.value); s.ok() && !c.ok()) {
+    s = c;
+    step = "cannot close";
+  }
   if (!s.ok()) {
     (void)os::unlink(temp);
     const std::string name(file_name(temp));
@@ -210,10 +213,101 @@ StagedReplace::StagedReplace(StagedReplace&& other) noexcept
       temp_(std::exchange(other.temp_, {})),
       durability_(other.durability_),
       context_(std::move(other.context_)),
-      swap_in_(other.swap_in_) {}
+      swap_in_(other.swap_in_),
+      take_back_(std::exchange(other.take_back_, TakeBack::none)) {}
 
 void StagedReplace::commit(bool fsync_dir) {
   put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir);
+}
+
+void StagedReplace::commit_keeping_old(bool fsync_dir) {
+  auto s = os::rename_exchange(temp_, target_);
+  if (s.ok()) {
+    take_back_ = TakeBack::swap_back;  // temp_ now names the old file
+  } else if (s.err == ENOENT && os::lstat(temp_).ok()) {
+    // No target yet: created by the rename, taken back by removing it.
+    put_in_place(target_, temp_, durability_, /*swap_in=*/false, context_, /*fsync_dir=*/false);
+    take_back_ = TakeBack::remove_target;
+  } else if (s.err == EINVAL || s.err == ENOSYS || s.err == EOPNOTSUPP) {
+    put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir);  // cannot swap
+    return;
+  } else {
+    (void)os::unlink(temp_);
+    const std::string name(file_name(temp_));
+    temp_.clear();
+    os::throw_errno(with_context(context_, "cannot swap into place " + name + " for"), target_,
+                    s.err);
+  }
+  if (durability_ == Durability::full && fsync_dir) {
+    const std::string dir(dir_of(target_));
+    if (auto d = os::fsync_dir(dir); !d.ok()) {
+      os::throw_errno(with_context(context_,
+                                   "cannot fsync the directory (the new content is in place but "
+                                   "may not survive power loss)"),
+                      dir, d.err);
+    }
+  }
+}
+
+void StagedReplace::take_back() {
+  const TakeBack how = std::exchange(take_back_, TakeBack::none);
+  if (how == TakeBack::swap_back) {
+    if (auto s = os::rename_exchange(temp_, target_); !s.ok()) {
+      os::throw_errno(with_context(context_, "cannot swap the old file back into place from " +
+                                                 std::string(file_name(temp_)) + " for"),
+                      target_, s.err);
+    }
+    (void)os::unlink(temp_);  // now the new file
+    temp_.clear();
+  } else if (auto s = os::unlink(target_); !s.ok()) {
+    os::throw_errno(with_context(context_, "cannot remove the new file"), target_, s.err);
+  }
+  if (durability_ == Durability::full) {
+    const std::string dir(dir_of(target_));
+    if (auto d = os::fsync_dir(dir); !d.ok()) {
+      os::throw_errno(with_context(context_,
+                                   "cannot fsync the directory (the old content is back in place "
+                                   "but that may not survive power loss)"),
+                      dir, d.err);
+    }
+  }
+}
+
+StagedRemove::StagedRemove(std::string target, std::string_view context)
+    : target_(std::move(target)), context_(context) {
+  std::string prefix(".");
+  prefix += file_name(target_);
+  prefix += '.';
+  auto fd = os::create_temp(dir_of(target_), prefix, &aside_, 0600, os::TempName::process_id);
+  if (fd.ok()) {
+    os::close(fd.value);
+    // Renamed over the empty temp file just made: a name nobody else uses.
+    if (auto s = os::rename(target_, aside_); s.ok()) return;
+    (void)os::unlink(aside_);
+    aside_.clear();
+  }
+  // No temp name (or the rename failed): unlink at once; a missing target fails here.
+  if (auto s = os::unlink(target_); !s.ok()) {
+    os::throw_errno(with_context(context_, "cannot remove the file"), target_, s.err);
+  }
+}
+
+StagedRemove::~StagedRemove() {
+  if (!aside_.empty()) (void)os::unlink(aside_);
+}
+
+StagedRemove::StagedRemove(StagedRemove&& other) noexcept
+    : target_(std::move(other.target_)),
+      aside_(std::exchange(other.aside_, {})),
+      context_(std::move(other.context_)) {}
+
+void StagedRemove::take_back() {
+  if (auto s = os::rename(aside_, target_); !s.ok()) {
+    os::throw_errno(with_context(context_, "cannot move the file back into place from " +
+                                               std::string(file_name(aside_)) + " to"),
+                    target_, s.err);
+  }
+  aside_.clear();
 }
 
 }  // namespace detail

@@ -73,9 +73,21 @@ class StagedReplace {
 
   // REQUIRES: not committed yet.
   void commit(bool fsync_dir = true);
+  // commit() that keeps the old file until the destructor removes it, so that take_back() can
+  // undo the change without writing anything (a full disk cannot fail it): an existing target is
+  // swapped with the temp file (renameat2 RENAME_EXCHANGE) and lives on under the temp file's
+  // name; a missing one is simply created. Where the filesystem cannot swap, commit() is done
+  // instead and can_take_back() is false. REQUIRES: not committed yet.
+  void commit_keeping_old(bool fsync_dir = true);
+  bool can_take_back() const noexcept { return take_back_ != TakeBack::none; }
+  // Puts the old file back in place (removes the new one where there was none) and removes the
+  // new file; for Durability::full, fsyncs the directory. THROWS Error when that fails (the new
+  // file may then still be in place). REQUIRES: can_take_back().
+  void take_back();
   const std::string& target() const noexcept { return target_; }
 
  private:
+  enum class TakeBack { none, swap_back, remove_target };
   // Strings, not std::filesystem::path: a path splits itself into components whenever one is
   // made, which was a tenth of a small replace's time.
   std::string target_;
@@ -83,6 +95,31 @@ class StagedReplace {
   Durability durability_;
   std::string context_;
   bool swap_in_ = false;
+  TakeBack take_back_ = TakeBack::none;
+};
+
+// Removal of a file in two halves, for a caller that may have to take it back: the constructor
+// moves `target` aside to a temp name in its directory (readers see it gone); take_back() moves
+// it back without writing anything (a full disk cannot fail it); the destructor removes it. Where
+// no temp name can be had, the file is unlinked at once and can_take_back() is false.
+// THROWS Error naming the target when it cannot be removed (ENOENT when it is missing).
+class StagedRemove {
+ public:
+  StagedRemove(std::string target, std::string_view context);
+  ~StagedRemove();
+  StagedRemove(StagedRemove&& other) noexcept;
+  StagedRemove(const StagedRemove&) = delete;
+  StagedRemove& operator=(const StagedRemove&) = delete;
+  StagedRemove& operator=(StagedRemove&&) = delete;
+
+  bool can_take_back() const noexcept { return !aside_.empty(); }
+  // Renames the file back to the target. THROWS Error. REQUIRES: can_take_back().
+  void take_back();
+
+ private:
+  std::string target_;
+  std::string aside_;  // empty once removed, taken back, or unlinked at once
+  std::string context_;
 };
 
 }  // namespace lockdb::detail
