@@ -113,15 +113,23 @@ Status link(PathRef from, PathRef to) noexcept;
 Status unlink(PathRef path) noexcept;
 // mkdir -p. Existing directories are fine; an existing non-directory is ENOTDIR.
 Status mkdirs(const std::filesystem::path& dir, unsigned mode = 0777) noexcept;
-// How create_temp names the file after `prefix`.
+// How create_temp names the file after `prefix`: always 16 hex digits that name the writer (a
+// tag of this host and pid namespace, then the pid: see temp_writer_pid), then
 enum class TempName {
   random,  // 12 random hex digits
-  // This process's id in hex first: the same name on every call, so the kernel finds it in its
+  // Nothing more: the same name on every call of this process, so the kernel finds it in its
   // dentry cache instead of looking up and allocating an entry for a new name each time (~1 µs
   // of a tmpfs update). O_EXCL makes it safe: if the name exists (another thread's temp file, a
   // crashed process's leftover, something planted), random names follow.
   process_id,
 };
+inline constexpr std::size_t kTempOwnerDigits = 16;
+// The pid of the process that made a temp file whose name holds `hex` (the hex digits before
+// ".tmp"), when it was a process of this host and pid namespace, so pid_alive() can judge it;
+// nullopt for any other name.
+std::optional<long> temp_writer_pid(std::string_view hex) noexcept;
+// The kTempOwnerDigits hex digits create_temp starts this process's temp names with.
+std::string temp_owner_digits();
 // Creates `dir/prefix<name>.tmp` with O_CREAT|O_EXCL|O_NOFOLLOW|O_RDWR and `mode` (before umask).
 Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
                         std::filesystem::path* out_path, unsigned mode = 0666) noexcept;

@@ -489,26 +489,67 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
   return {last_error()};
 }
 
+namespace {
+
+void append_hex8(std::string& out, std::uint32_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (int shift = 28; shift >= 0; shift -= 4) out += kDigits[(v >> shift) & 0xf];
+}
+
+// FNV-1a-32 of this host's name and pid namespace: processes whose pids this process can judge.
+std::uint32_t pid_space_tag() noexcept {
+  static const std::uint32_t tag = [] {
+    std::string space = hostname();
+    char ns[64] = {};
+    const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    space += ':';
+    if (n > 0) space.append(ns, static_cast<std::size_t>(n));
+    std::uint32_t h = 2166136261u;
+    for (char c : space) {
+      h ^= static_cast<unsigned char>(c);
+      h *= 16777619u;
+    }
+    return h;
+  }();
+  return tag;
+}
+
+}  // namespace
+
+std::string temp_owner_digits() {
+  std::string out;
+  append_hex8(out, pid_space_tag());
+  append_hex8(out, static_cast<std::uint32_t>(cached_pid()));
+  return out;
+}
+
+std::optional<long> temp_writer_pid(std::string_view hex) noexcept {
+  if (hex.size() != kTempOwnerDigits && hex.size() != kTempOwnerDigits + 12) return std::nullopt;
+  std::uint32_t space = 0, pid = 0;
+  if (std::from_chars(hex.data(), hex.data() + 8, space, 16).ptr != hex.data() + 8 ||
+      std::from_chars(hex.data() + 8, hex.data() + 16, pid, 16).ptr != hex.data() + 16) {
+    return std::nullopt;
+  }
+  if (space != pid_space_tag() || pid == 0) return std::nullopt;
+  return static_cast<long>(pid);
+}
+
 Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
                         unsigned mode, TempName naming) noexcept {
   try {
     std::string& p = *out_path;  // built in place: a caller's buffer keeps its room
     p.clear();
-    p.reserve(dir.size() + 1 + prefix.size() + 16);
+    p.reserve(dir.size() + 1 + prefix.size() + 32);
     p.append(dir);
     if (!p.empty() && p.back() != '/') p += '/';
     p.append(prefix);
     const std::size_t stem = p.size();
     for (int attempt = 0; attempt < 100; ++attempt) {
       p.resize(stem);
-      if (attempt == 0 && naming == TempName::process_id) {
-        char hex[16];
-        const auto r =
-            std::to_chars(hex, hex + sizeof hex, static_cast<unsigned long>(cached_pid()), 16);
-        p.append(hex, r.ptr);
-      } else {
-        append_random_hex(p, 6);
-      }
+      // Who writes it first (temp_writer_pid), so that a crashed writer's leftover can be told.
+      append_hex8(p, pid_space_tag());
+      append_hex8(p, static_cast<std::uint32_t>(cached_pid()));
+      if (attempt > 0 || naming != TempName::process_id) append_random_hex(p, 6);
       p += ".tmp";
       auto fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
       if (fd.ok()) return fd;

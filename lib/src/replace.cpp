@@ -43,6 +43,28 @@ std::string_view file_name(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
+// Removes the temp files "<dir>/<prefix><digits>.tmp" whose writers provably died (see
+// ReplaceOptions::remove_dead_temps). Best effort: a failure leaves them for the next write.
+void remove_dead_temps(std::string_view dir, std::string_view prefix) {
+  auto names = os::list_dir(std::filesystem::path(dir));
+  if (!names.ok()) return;
+  constexpr std::string_view kSuffix = ".tmp";
+  const long self = os::cached_pid();
+  for (const std::string& name : names.value) {
+    if (name.size() < prefix.size() + kSuffix.size() || !name.starts_with(prefix) ||
+        !name.ends_with(kSuffix)) {
+      continue;
+    }
+    const auto pid = os::temp_writer_pid(std::string_view(name).substr(
+        prefix.size(), name.size() - prefix.size() - kSuffix.size()));
+    if (!pid || *pid == self || os::pid_alive(*pid)) continue;
+    std::string path(dir);
+    path += '/';
+    path += name;
+    (void)os::unlink(path);
+  }
+}
+
 // The two halves of a replace, on strings the caller keeps: `target`, the file to replace, and
 // `temp`, the temp file's path. StagedReplace keeps its own; atomic_replace borrows the caller's
 // path and a per-thread buffer, so a replace allocates nothing for either.
@@ -64,6 +86,7 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
   } else {
     prefix = options.temp_prefix;
   }
+  if (options.remove_dead_temps) remove_dead_temps(dir, prefix);
   std::optional<unsigned> mode = options.mode;
   if (!mode && options.keep_mode) {
     if (auto st = os::stat(target); st.ok()) mode = st.value.mode & 07777;

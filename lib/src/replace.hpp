@@ -45,6 +45,10 @@ struct ReplaceOptions {
   // as the rename does. Falls back to rename where the target does not exist or the filesystem
   // cannot swap.
   bool swap_in = false;
+  // Before writing, remove the temp files of this target (same prefix) whose writers provably
+  // died: made by a process of this host and pid namespace (os::temp_writer_pid) that no longer
+  // runs. Costs a listing of the directory. A live writer's temp file is never removed.
+  bool remove_dead_temps = false;
 };
 
 // Whether swap_in pays on a filesystem (os::fs_magic): where a rename over an existing file
