@@ -100,6 +100,7 @@ struct LogWriter::Impl {
   std::uint64_t generation_seen = 0;  // the state's generation `segment` belongs to
   bool check_tail = false;            // our last write failed: the segment may end in a fragment
   bool can_reserve = true;            // the filesystem supports reserve_room()
+  std::uint64_t block = 0;            // allocation_block() of the log's filesystem; 0: not asked
   std::string buffer;
 
   ~Impl() { close_all(); }
@@ -304,8 +305,13 @@ struct LogWriter::Impl {
   // that on a full disk the append fails whole, before writing, instead of leaving a fragment.
   // Another process appending meanwhile may use up the room: then a fragment can still be left
   // (and is ended as below). Filesystems that cannot reserve are not asked again.
-  os::Status reserve_room(std::size_t len) {
+  // `offset`: where the record lands as the appenders count it (kNoOffset: unknown); a record
+  // that stays within the allocation block the segment's last byte is in needs no reservation
+  // (no system call on most appends).
+  os::Status reserve_room(std::size_t len, std::uint64_t offset) {
     if (!can_reserve) return {};
+    if (block == 0) block = allocation_block(os::fs_magic(segment->fd));
+    if (offset != kNoOffset && offset % block != 0 && offset % block + len <= block) return {};
     auto st = os::fstat(segment->fd);
     if (!st.ok()) return {st.err};
     os::Status r = os::reserve(segment->fd, static_cast<off_t>(st.value.size),
@@ -317,6 +323,18 @@ struct LogWriter::Impl {
     return r;
   }
 
+  static constexpr std::uint64_t kNoOffset = UINT64_MAX;
+
+  // A size that every allocation block of the filesystem is a whole multiple of: the page on
+  // tmpfs, the smallest block ext4 (1 KiB) or any other filesystem (512 bytes) may have.
+  static std::uint64_t allocation_block(long fs_magic) {
+    constexpr long kTmpfs = 0x01021994;  // TMPFS_MAGIC
+    constexpr long kExt4 = 0xEF53;       // EXT2/3/4_SUPER_MAGIC
+    if (fs_magic == kTmpfs) return 4096;
+    if (fs_magic == kExt4) return 1024;
+    return 512;
+  }
+
   // Appends buffer (the record and its newline). Returns the segment written to.
   std::shared_ptr<Segment> append_locked() {
     const std::uint64_t len = buffer.size();
@@ -325,9 +343,11 @@ struct LogWriter::Impl {
       bool ours =
           segment && state_valid() &&
           word(fmt::kStateWordGeneration).load(std::memory_order_acquire) == generation_seen;
+      std::uint64_t offset = kNoOffset;
       if (ours && segment_bytes != 0) {
         const std::uint64_t before =
             word(fmt::kStateWordAppended).fetch_add(len, std::memory_order_relaxed);
+        offset = before;
         const std::uint64_t first =
             word(fmt::kStateWordFirstRecord).load(std::memory_order_relaxed);
         ours = before < segment_bytes || before <= first;  // full only once it holds a record
@@ -344,7 +364,11 @@ struct LogWriter::Impl {
         fresh_line = "\n" + buffer;
         data = fresh_line;
       }
-      if (auto r = reserve_room(data.size()); !r.ok()) {
+      if (auto r = reserve_room(data.size(), check_tail ? kNoOffset : offset); !r.ok()) {
+        // Nothing was written: the count goes back to the segment's size.
+        if (offset != kNoOffset) {
+          word(fmt::kStateWordAppended).fetch_sub(len, std::memory_order_relaxed);
+        }
         os::throw_errno("cannot append to log segment (no room for the record, nothing written)",
                         segment->path, r.err);
       }
