@@ -63,7 +63,7 @@ TEST_CASE("the next write of a file removes the temp files of killed writers, ne
           "[files]") {
   TempDir dir;
   const fs::path path = dir / "state.json";
-  lockdb::atomic_write(path, "{\"n\": 0}");
+  lockdb::test::write_text(path, "{\"n\": 0}");  // no lock file yet: nfs_safe_write's is soft
   const std::string prefix = ".state.json.";
 
   // Writers killed between writing their temp file and renaming it: two reaped, one a zombie.
