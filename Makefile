@@ -2,17 +2,24 @@
 # packages lockdb needs when they are missing (as root), then build with CMake presets.
 #
 #   make demo   build (preset dev) and run the worker-counters demo
-#   make test   build and run every test (preset dev), then the concurrency tests under
-#               ASan+UBSan and TSan, then the install/consumer check
+#   make test   check the formatting, build and run every test (preset dev, with the
+#               install/consumer check), then the concurrency tests under ASan+UBSan and TSan
 #   make bench  build and run the benchmarks (not part of the tests)
+#   make tidy   clang-tidy over the library (not part of the tests: see README)
+#   make format-check   clang-format --dry-run over every source file (part of `make test`)
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Build: cmake g++ make; libraries: nlohmann-json3-dev rapidjson-dev libcli11-dev;
-# tests: catch2 python3 python3-filelock jq; benchmarks: libsqlite3-dev liblmdb-dev.
+# tests: catch2 python3 python3-filelock jq clang-format; benchmarks: libsqlite3-dev liblmdb-dev
+# (make tidy adds clang-tidy).
 PACKAGES := cmake g++ make nlohmann-json3-dev rapidjson-dev libcli11-dev catch2 \
-            python3 python3-filelock jq libsqlite3-dev liblmdb-dev
+            python3 python3-filelock jq clang-format libsqlite3-dev liblmdb-dev
+# The sources clang-format checks (and clang-tidy, those under lib/src).
+SOURCES = $(shell git ls-files 'lib/*.cpp' 'lib/*.hpp' 'tools/*.cpp' 'tools/*.hpp' \
+            'tests/*.cpp' 'tests/*.hpp' 'examples/*.cpp' 'examples/*.hpp' 'bench/*.cpp' \
+            'bench/*.hpp' 2>/dev/null || find lib tools tests examples bench -name '*.[ch]pp')
 
-.PHONY: deps build demo test test-dev test-asan test-tsan bench clean
+.PHONY: deps build demo test test-dev test-asan test-tsan format-check tidy bench clean
 
 deps:
 	@missing=""; \
@@ -46,10 +53,18 @@ test-tsan: deps
 	cmake --build --preset tsan -j $(JOBS)
 	ctest --preset tsan -j $(JOBS)
 
-test: test-dev test-asan test-tsan
-	@echo "all test suites passed (dev, asan, tsan)"
+test: format-check test-dev test-asan test-tsan
+	@echo "all test suites passed (format, dev, asan, tsan)"
+
+format-check: deps
+	clang-format --dry-run --Werror $(SOURCES)
+
+tidy: PACKAGES += clang-tidy
+tidy: build
+	clang-tidy -p build/dev --quiet $(filter lib/src/%.cpp,$(SOURCES))
 
 bench: build
+	cmake --build --preset dev -j $(JOBS) --target benchmarks
 	./build/dev/bench/bench_locks
 	./build/dev/bench/bench_files --dir /dev/shm --dir $${TMPDIR:-/tmp}
 	./build/dev/bench/bench_store

@@ -23,8 +23,7 @@ int main(int argc, char** argv) {
   {
     std::scoped_lock both(accounts, audit);  // both files, deadlock-free order
     std::ofstream(dir / "audit.log", std::ios::app) << "transfer recorded\n";
-    std::printf("held both locks: accounts=%d audit=%d\n", accounts.is_locked(),
-                audit.is_locked());
+    std::printf("held both locks: accounts=%d audit=%d\n", accounts.is_locked(), audit.is_locked());
   }
   std::unique_lock try_for(accounts, std::defer_lock);
   if (try_for.try_lock_for(100ms)) std::printf("unique_lock: got accounts within 100 ms\n");

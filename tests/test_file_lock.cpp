@@ -39,10 +39,10 @@ long read_long(const std::filesystem::path& p) { return std::stol(lockdb::test::
 
 }  // namespace
 
-TEST_CASE("N processes x M increments under FileLock give exactly N*M", "[file_lock]") {
+TEST_CASE("N processes x M increments under FileLock give exactly N*M", "[file_lock][stress]") {
   TempDir dir;
   lockdb::test::write_text(dir / "counter", "0");
-  const int n = 6, m = 300;
+  const int n = 6, m = 300 / LOCKDB_STRESS_DIVISOR;
   std::vector<std::unique_ptr<Child>> kids;
   for (int i = 0; i < n; ++i) {
     kids.push_back(std::make_unique<Child>(std::vector<std::string>{
@@ -53,10 +53,11 @@ TEST_CASE("N processes x M increments under FileLock give exactly N*M", "[file_l
   REQUIRE(read_long(dir / "counter") == n * m);
 }
 
-TEST_CASE("threads and processes mixed under FileLock give the exact total", "[file_lock]") {
+TEST_CASE("threads and processes mixed under FileLock give the exact total",
+          "[file_lock][stress]") {
   TempDir dir;
   lockdb::test::write_text(dir / "counter", "0");
-  const int procs = 3, threads = 4, m = 150;
+  const int procs = 3, threads = 4, m = 150 / LOCKDB_STRESS_DIVISOR;
   std::vector<std::unique_ptr<Child>> kids;
   for (int i = 0; i < procs; ++i) {
     kids.push_back(std::make_unique<Child>(std::vector<std::string>{

@@ -115,12 +115,12 @@ std::unique_ptr<TempDir> swapping_temp_dir(std::string& tried) {
 // ---------------------------------------------------------------------------------------------
 // Concurrency across processes
 
-TEST_CASE("4 processes x 500 atomic_json_update increments give exactly 2000", "[files]") {
-  json_increments(4, 500);
+TEST_CASE("4 processes x 500 atomic_json_update increments give exactly 2000", "[files][stress]") {
+  json_increments(4, 500 / LOCKDB_STRESS_DIVISOR);
 }
 
-TEST_CASE("16 processes x 150 atomic_json_update increments give exactly 2400", "[files]") {
-  json_increments(16, 150);
+TEST_CASE("16 processes x 150 atomic_json_update increments give exactly 2400", "[files][stress]") {
+  json_increments(16, 150 / LOCKDB_STRESS_DIVISOR);
 }
 
 TEST_CASE("the seed's Python atomic_json_update and the C++ one, at once, give the exact total",

@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "log_writer.hpp"
 #include "os.hpp"
@@ -116,7 +116,7 @@ std::pair<int, long> writer_record(const Record& r) {
 TEST_CASE("render_record writes one canonical line", "[history]") {
   const std::string pid = std::to_string(lockdb::os::pid());
   std::string host;
-  lockdb::detail::escape_json(lockdb::os::hostname(), host);
+  lockdb::detail::json_io::append_escaped(host, lockdb::os::hostname());
   const json value = {{"n", 1}, {"s", "x\"y"}};
   const auto t = kT0 + 123456us;
   CHECK(line_for("config", "put", &value, t, "0123456789abcdef", "fedcba9876543210") ==

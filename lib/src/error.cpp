@@ -81,7 +81,7 @@ std::string LockHolder::describe() const {
   std::string s;
   if (pid != 0) s = "pid " + std::to_string(pid);
   if (!program.empty()) s += " (" + program + ")";
-  if (!host.empty()) s += (s.empty() ? "" : " ") + std::string("on ") + host;
+  if (!host.empty()) s.append(s.empty() ? "on " : " on ").append(host);
   if (since) s += " since " + util::format_utc(*since);
   return s;
 }

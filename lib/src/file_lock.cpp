@@ -15,9 +15,12 @@
 // path (same device and inode, link count > 0); if someone else removed or replaced the file it
 // unlocks, reopens and tries again.
 //
-// Opening. O_RDWR|O_CREAT|O_CLOEXEC|O_NOFOLLOW: O_CLOEXEC keeps the lock out of exec'd children,
-// O_NOFOLLOW refuses a symlink planted at the path. Nothing is truncated, and permissions are
-// only changed with fchmod once the lock is held. An existing lock file we may not write is
+// Opening. O_RDWR|O_CREAT|O_EXCL|O_CLOEXEC|O_NOFOLLOW, else O_RDWR without O_CREAT for an
+// existing file: O_CLOEXEC keeps the lock out of exec'd children, O_NOFOLLOW refuses a symlink
+// planted at the path (also where fs.protected_symlinks says EACCES for it), O_NONBLOCK keeps a
+// planted FIFO from blocking the open, and anything but a regular file is refused. Nothing is
+// truncated, and permissions are only changed with fchmod once the lock is held, and only on a
+// file this object created (O_EXCL tells), never on one that was there. An existing lock file we may not write is
 // opened read-only (flock does not need write access). The descriptor is kept open between
 // acquisitions, so an uncontended lock+unlock costs two flock calls and a stat.
 //
@@ -39,6 +42,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "os.hpp"
 
@@ -294,20 +298,39 @@ bool FileLock::backend_acquire(bool shared,
                                std::optional<std::chrono::steady_clock::time_point> deadline) {
   for (;;) {
     if (fd_ < 0) {
-      auto r = os::open(path(), O_RDWR | O_CREAT | O_NOFOLLOW, 0666);
+      // Created here (O_EXCL) or opened as it is: only a file this object created gets `mode`,
+      // never one that was there (a hard link planted at the path would carry a chmod to
+      // another file). O_NONBLOCK: a FIFO at the path must not block the open.
+      constexpr int kCreate = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK;
+      constexpr int kExisting = O_RDWR | O_NOFOLLOW | O_NONBLOCK;
+      bool created = true;
+      auto r = os::open(path(), kCreate, 0666);
       if (r.err == ENOENT && path().has_parent_path()) {
         if (auto s = os::mkdirs(path().parent_path()); !s.ok()) {
           throw_open_error(path().parent_path(), s.err);
         }
-        r = os::open(path(), O_RDWR | O_CREAT | O_NOFOLLOW, 0666);
+        r = os::open(path(), kCreate, 0666);
+      }
+      if (r.err == EEXIST) {
+        created = false;
+        r = os::open(path(), kExisting);
+        if (r.err == ENOENT) continue;  // removed meanwhile: create it
       }
       if (r.err == EACCES) {  // a lock file we may read but not write still locks
-        auto ro = os::open(path(), O_RDONLY | O_NOFOLLOW);
-        if (ro.ok()) r = ro;
+        auto ro = os::open(path(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+        if (ro.ok() || ro.err == ELOOP) r = ro;
+      }
+      if (r.err == EACCES) {  // a symbolic link in a sticky directory (fs.protected_symlinks)
+        if (auto st = os::lstat(path()); st.ok() && S_ISLNK(st.value.mode)) r.err = ELOOP;
       }
       if (!r.ok()) throw_open_error(path(), r.err);
+      if (auto st = os::fstat(r.value); st.ok() && !S_ISREG(st.value.mode)) {
+        os::close(r.value);
+        throw Error(Errc::invalid_argument, "cannot open lock file", path(),
+                    os::planted_problem(st.value, false));
+      }
       fd_ = r.value;
-      mode_applied_ = false;
+      mode_applied_ = !created;  // `mode` is for a file this object creates only
       path_verified_ = false;
     }
     // One non-blocking try first: the uncontended path is a single system call.

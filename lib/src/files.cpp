@@ -40,7 +40,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "os.hpp"
 #include "replace.hpp"
 #include "store_locks.hpp"
@@ -247,7 +247,8 @@ std::string position_of(std::string_view text, std::size_t byte) {
 // The reason part of a nlohmann parse error ("syntax error while parsing ... - ...").
 std::string parse_reason(const std::string& what) {
   auto column = what.find("column ");
-  auto colon = column == std::string::npos ? std::string::npos : what.find(": ", column);
+  if (column == std::string::npos) column = 0;  // no position: "... parse error: <reason>"
+  auto colon = what.find(": ", column);
   if (colon != std::string::npos) return what.substr(colon + 2);
   return what;
 }
@@ -279,10 +280,11 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
                 text.empty() ? "the file is empty" : "the file holds only whitespace");
   }
   try {
-    return detail::parse_json(text);
+    return detail::json_io::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(Errc::corrupt, "cannot parse JSON", path,
-                position_of(text, e.byte) + ": " + parse_reason(e.what()));
+                e.byte == 0 ? parse_reason(e.what())  // nesting too deep: no position
+                            : position_of(text, e.byte) + ": " + parse_reason(e.what()));
   }
 }
 
@@ -290,8 +292,8 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
 void append_checked(std::string& out, const nlohmann::json& doc, int indent,
                     const std::filesystem::path& path, const char* what) {
   try {
-    detail::append_json(out, doc, indent);
-  } catch (const nlohmann::json::type_error& e) {
+    detail::json_io::append(out, doc, indent);
+  } catch (const detail::json_io::ValueError& e) {
     throw Error(Errc::invalid_argument, std::string("cannot serialise ") + what + " for", path,
                 e.what());
   }

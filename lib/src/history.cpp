@@ -13,7 +13,7 @@
 
 #include <algorithm>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "log_reader.hpp"
 #include "os.hpp"
@@ -37,8 +37,8 @@ class Matcher {
     } else if (q.key_prefix && !q.key_prefix->empty()) {
       needle_ = reader::key_needle(*q.key_prefix, /*closed=*/false);
     } else if (q.op) {
-      needle_ = "\"" + std::string(fmt::kFieldOp) + "\":\"";
-      detail::escape_json(*q.op, needle_);
+      needle_.append("\"").append(fmt::kFieldOp).append("\":\"");
+      detail::json_io::append_escaped(needle_, *q.op);
       needle_ += '"';
     }
   }

@@ -22,7 +22,7 @@
 // Record line (fields in this order; readers accept any order and ignore unknown fields):
 //   {"time":"2026-11-30T18:00:00.123456Z","key":"k","op":"put","prev":"<ver>"|null,
 //    "version":"<ver>"|null,"pid":123,"host":"h","value":<json>}
-// "value" is absent on erase. Strings use the canonical escaping of escape_json() (json_text.hpp;
+// "value" is absent on erase. Strings use nlohmann's escaping (json_io::append_escaped;
 // the reader looks for a key's exact escaped text in the raw bytes), time is UTC with
 // microseconds.
 #pragma once

@@ -10,7 +10,7 @@
 
 #include <fcntl.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "os.hpp"
 #include "rapidjson.hpp"
@@ -47,9 +47,13 @@ void read_header(SegmentFile& s) {
     return;  // no header, or one cut short (never written so: segments are renamed into place)
   }
   s.first_record = nl + 1;
-  const auto j = nlohmann::json::parse(head.begin(), head.begin() + static_cast<long>(nl), nullptr,
-                                       /*allow_exceptions=*/false);
-  if (!j.is_object()) return;  // a garbled header: skipped, like a torn line
+  nlohmann::json j;
+  try {
+    j = json_io::parse(std::string_view(head).substr(0, nl));
+  } catch (const nlohmann::json::parse_error&) {
+    return;  // a garbled header: skipped, like a torn line
+  }
+  if (!j.is_object()) return;
   const auto version = j.value(fmt::kHeaderFormat, nlohmann::json()).is_number_integer()
                            ? j[fmt::kHeaderFormat].get<std::int64_t>()
                            : -1;
@@ -115,6 +119,44 @@ using Document = rapidjson::GenericDocument<rapidjson::UTF8<>, Allocator, rapidj
 using Value = rapidjson::GenericValue<rapidjson::UTF8<>, Allocator>;
 
 std::string_view view(const Value& v) { return {v.GetString(), v.GetStringLength()}; }
+
+// Hands RapidJSON's reader events to the document, and stops the parse (a line that is not a
+// record) at an array or object nested deeper than a record holding a value of
+// json_io::kMaxDepth levels: the reader, to_json() and everything after them recurse once per
+// level.
+class DepthLimit {
+  static constexpr int kMaxLineDepth = json_io::kMaxDepth + 1;  // the record's object, then
+                                                                  // its value
+
+ public:
+  explicit DepthLimit(Document& doc) : doc_(doc) {}
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned u) { return doc_.Uint(u); }
+  bool Int64(std::int64_t i) { return doc_.Int64(i); }
+  bool Uint64(std::uint64_t u) { return doc_.Uint64(u); }
+  bool Double(double d) { return doc_.Double(d); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) {
+    return doc_.RawNumber(s, n, copy);
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc_.String(s, n, copy); }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc_.Key(s, n, copy); }
+  bool StartObject() { return ++depth_ <= kMaxLineDepth && doc_.StartObject(); }
+  bool EndObject(rapidjson::SizeType members) {
+    --depth_;
+    return doc_.EndObject(members);
+  }
+  bool StartArray() { return ++depth_ <= kMaxLineDepth && doc_.StartArray(); }
+  bool EndArray(rapidjson::SizeType elements) {
+    --depth_;
+    return doc_.EndArray(elements);
+  }
+
+ private:
+  Document& doc_;
+  int depth_ = 0;
+};
 
 nlohmann::json to_json(const Value& v) {
   switch (v.GetType()) {
@@ -206,15 +248,21 @@ std::vector<SegmentFile> snapshot(const std::filesystem::path& log_dir, Segments
       SegmentFile s;
       s.number = n;
       s.path = log_dir / name;
-      auto fd = os::open(s.path, O_RDONLY);
+      // A link planted at a segment is not followed, a FIFO does not block the open.
+      auto fd = os::open(s.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
       if (!fd.ok()) {
         if (fd.err == ENOENT) {  // removed by a compaction since the listing
           highest_missing = n;
           continue;
         }
+        if (fd.err == ELOOP) {
+          throw Error(Errc::invalid_argument, "cannot open log segment", s.path,
+                      "it is a symbolic link (refused, not followed)");
+        }
         os::throw_errno("cannot open log segment", s.path, fd.err);
       }
       s.fd = fd.value;
+      os::require_plain_file(s.fd, "cannot read log segment", s.path, /*one_link=*/false);
       read_header(s);
       segs.push_back(std::move(s));
     }
@@ -288,7 +336,7 @@ ScanResult scan(const SegmentFile& seg, std::uint64_t start, std::uint64_t limit
 
 bool wait_for_appends(const std::filesystem::path& log_dir) noexcept {
   try {
-    auto fd = os::open(log_dir / fmt::kLockFile, O_RDONLY);
+    auto fd = os::open(log_dir / fmt::kLockFile, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     if (!fd.ok()) return false;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     const bool had = os::flock_until(fd.value, /*shared=*/false, deadline).ok();
@@ -324,6 +372,7 @@ struct RecordParser::Impl {
   alignas(8) char pool_buffer[64 * 1024];
   Allocator pool{pool_buffer, sizeof pool_buffer};
   Document doc{&pool};
+  rapidjson::Reader reader;
   const Value* value = nullptr;
   std::string text;  // the line being parsed, in situ: strings in `doc` point into it
 
@@ -337,8 +386,18 @@ struct RecordParser::Impl {
     if (line.find('\0') != std::string_view::npos) return false;
     text.assign(line);
     text.append(kSimdPadding, '\0');  // RapidJSON's SSE2 scanning reads whole aligned 16 bytes
-    doc.ParseInsitu<rapidjson::kParseFullPrecisionFlag>(text.data());
-    if (doc.HasParseError() || !doc.IsObject()) return false;
+    rapidjson::InsituStringStream in(text.data());
+    bool parsed = false;
+    auto generate = [&](Document& d) {
+      DepthLimit limited(d);
+      parsed = !reader
+                    .Parse<rapidjson::kParseInsituFlag | rapidjson::kParseFullPrecisionFlag>(
+                        in, limited)
+                    .IsError();
+      return parsed;
+    };
+    doc.Populate(generate);
+    if (!parsed || !doc.IsObject()) return false;
     bool has_time = false, has_key = false, has_op = false;
     out = Parsed{};
     for (const auto& m : doc.GetObject()) {
@@ -422,7 +481,7 @@ std::string key_needle(std::string_view key, bool closed) {
   std::string s = "\"";
   s += fmt::kFieldKey;
   s += "\":\"";
-  escape_json(key, s);
+  json_io::append_escaped(s, key);
   if (closed) s += '"';
   return s;
 }

@@ -50,7 +50,7 @@
 
 #include <fcntl.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "os.hpp"
 #include "util.hpp"
@@ -85,8 +85,11 @@ std::uint64_t header_bytes(int fd, std::uint64_t size) {
 }  // namespace
 
 struct LogWriter::Impl {
-  // Constant after construction.
+  // Constant after construction (dir_fd: once opened). Everything in the log directory is opened
+  // by name from dir_fd, following no link: a link, FIFO or hard link planted at log.lock or a
+  // segment is refused (Error{invalid_argument}), never written through.
   std::filesystem::path dir;
+  os::Fd dir_fd;
   std::filesystem::path lock_path;
   std::uint64_t segment_bytes = 0;
   Durability durability = Durability::none;
@@ -127,17 +130,33 @@ struct LogWriter::Impl {
     if (state != nullptr && gen == fork_generation) return;
     close_all();  // a forked child: none of this is ours to unlock
     fork_generation = gen;
-    if (auto s = os::mkdirs(dir); !s.ok()) {
-      os::throw_errno("cannot create the log directory", dir, s.err);
+    if (dir_fd.get() < 0) {  // made from a path alone
+      if (auto s = os::mkdirs(dir); !s.ok()) {
+        os::throw_errno("cannot create the log directory", dir, s.err);
+      }
+      auto d = os::open(dir, O_RDONLY | O_DIRECTORY);
+      if (!d.ok()) os::throw_errno("cannot open the log directory", dir, d.err);
+      dir_fd.reset(d.value);
     }
-    auto fd = os::open(lock_path, O_RDWR | O_CREAT, 0666);
-    if (!fd.ok()) os::throw_errno("cannot open the log lock file", lock_path, fd.err);
+    // O_NONBLOCK: a FIFO planted here must not block the open (it is refused below).
+    auto fd = os::open_beneath(dir_fd.get(), fmt::kLockFile, O_RDWR | O_CREAT | O_NONBLOCK, 0666);
+    if (!fd.ok()) {
+      os::throw_beneath("cannot open the log lock file", dir.native(), dir_fd.get(),
+                        fmt::kLockFile, fd.err);
+    }
     lock_fd = fd.value;  // closed again below unless the state page gets mapped
     auto fail = [this](const char* what, int err) {
       os::close(lock_fd);
       lock_fd = -1;
       os::throw_errno(what, lock_path, err);
     };
+    try {  // written in place (its state page): one name only
+      os::require_plain_file(lock_fd, "cannot use the log lock file", lock_path, true);
+    } catch (...) {
+      os::close(lock_fd);
+      lock_fd = -1;
+      throw;
+    }
     auto st = os::fstat(lock_fd);
     if (!st.ok()) fail("cannot stat the log lock file", st.err);
     if (st.value.size < static_cast<std::int64_t>(fmt::kStateBytes)) {  // grow, never shrink
@@ -178,9 +197,11 @@ struct LogWriter::Impl {
   // REQUIRES: the lock held exclusive; `n` does not exist.
   void create_segment(std::uint64_t n) {
     const std::filesystem::path target = segment_path(n);
-    std::filesystem::path temp;
-    auto fd = os::create_temp(dir, fmt::kSegmentTempPrefix, &temp, 0666);
+    const std::string name = fmt::segment_name(n);
+    std::string temp;
+    auto fd = os::create_temp_at(dir_fd.get(), dir.native(), fmt::kSegmentTempPrefix, &temp, 0666);
     if (!fd.ok()) os::throw_errno("cannot create log segment", target, fd.err);
+    const std::string temp_name = temp.substr(temp.rfind('/') + 1);
     const std::string header =
         fmt::render_header(n, fmt::new_segment_id(), std::chrono::system_clock::now()) + "\n";
     os::Status s = os::write_all(fd.value, header);
@@ -194,15 +215,15 @@ struct LogWriter::Impl {
       step = "cannot close log segment";
     }
     if (s.ok()) {
-      s = os::rename(temp, target);
+      s = os::rename_at(dir_fd.get(), temp_name, dir_fd.get(), name);
       step = "cannot rename log segment into place";
     }
     if (!s.ok()) {
-      (void)os::unlink(temp);
+      (void)os::unlink_at(dir_fd.get(), temp_name);
       os::throw_errno(step, target, s.err);
     }
     if (durability == Durability::full) {
-      if (auto d = os::fsync_dir(dir); !d.ok()) os::throw_errno("cannot fsync", dir, d.err);
+      if (auto d = os::fsync(dir_fd.get()); !d.ok()) os::throw_errno("cannot fsync", dir, d.err);
     }
   }
 
@@ -210,9 +231,14 @@ struct LogWriter::Impl {
     auto seg = std::make_shared<Segment>();
     seg->number = n;
     seg->path = segment_path(n);
-    auto fd = os::open(seg->path, O_RDWR | O_APPEND);  // read: the tail check
-    if (!fd.ok()) os::throw_errno("cannot open log segment", seg->path, fd.err);
-    seg->fd = fd.value;
+    const std::string name = fmt::segment_name(n);
+    // read: the tail check. O_NONBLOCK: a planted FIFO must not block the open.
+    auto fd = os::open_beneath(dir_fd.get(), name, O_RDWR | O_APPEND | O_NONBLOCK);
+    if (!fd.ok()) {
+      os::throw_beneath("cannot open log segment", dir.native(), dir_fd.get(), name, fd.err);
+    }
+    seg->fd = fd.value;  // appended to in place: one name only
+    os::require_plain_file(seg->fd, "cannot use log segment", seg->path, /*one_link=*/true);
     return seg;
   }
 
@@ -240,14 +266,15 @@ struct LogWriter::Impl {
   // Brings the shared state and this writer's segment in line with the directory, rotating when
   // asked. Returns the newest segment's number. REQUIRES: the lock held exclusive.
   std::uint64_t sync_with_directory(Rotate rotate) {
-    auto names = os::list_dir(dir);
+    auto names = os::list_dir(dir_fd.get());
     if (!names.ok()) os::throw_errno("cannot list the log directory", dir, names.err);
     std::uint64_t newest_on_disk = 0;
     for (const auto& name : names.value) {
       if (auto n = fmt::parse_segment_name(name)) {
         newest_on_disk = std::max(newest_on_disk, *n);
       } else if (name.starts_with(fmt::kSegmentTempPrefix) && name.ends_with(fmt::kTempSuffix)) {
-        (void)os::unlink(dir / name);  // left by a rotation that crashed: nobody else makes them
+        // Left by a rotation that crashed: nobody else makes them.
+        (void)os::unlink_at(dir_fd.get(), name);
       }
     }
     const bool valid = state_valid();
@@ -410,7 +437,7 @@ std::string render_record(const RecordFields& f) {
   static const std::string host_field = [] {
     std::string s = ",\"" + std::string(fmt::kFieldHost) + "\":\"";
     const std::string& host = os::hostname();
-    escape_json(fmt::valid_utf8(host) ? std::string_view(host) : "localhost", s);
+    json_io::append_escaped(s, fmt::valid_utf8(host) ? std::string_view(host) : "localhost");
     return s + "\"";
   }();
 
@@ -421,11 +448,11 @@ std::string render_record(const RecordFields& f) {
   out += "\",\"";
   out += fmt::kFieldKey;
   out += "\":\"";
-  escape_json(f.key, out);
+  json_io::append_escaped(out, f.key);
   out += "\",\"";
   out += fmt::kFieldOp;
   out += "\":\"";
-  escape_json(f.op, out);
+  json_io::append_escaped(out, f.op);
   out += '"';
   auto string_or_null = [&out](const char* name, const std::optional<std::string_view>& v) {
     out += ",\"";
@@ -433,7 +460,7 @@ std::string render_record(const RecordFields& f) {
     out += "\":";
     if (v) {
       out += '"';
-      escape_json(*v, out);
+      json_io::append_escaped(out, *v);
       out += '"';
     } else {
       out += "null";
@@ -458,8 +485,8 @@ std::string render_record(const RecordFields& f) {
       out += f.value_json;
     } else {
       try {
-        append_json(out, *f.value, -1);
-      } catch (const nlohmann::json::exception& e) {
+        json_io::append(out, *f.value, -1);
+      } catch (const json_io::ValueError& e) {
         throw Error(Errc::invalid_argument, "cannot log a record", {},
                     std::string("the value is not valid JSON text: ") + e.what());
       }
@@ -471,7 +498,18 @@ std::string render_record(const RecordFields& f) {
 
 LogWriter::LogWriter(std::filesystem::path log_dir, std::uint64_t segment_bytes,
                      Durability durability)
+    : LogWriter(std::move(log_dir), -1, segment_bytes, durability) {}
+
+LogWriter::LogWriter(std::filesystem::path log_dir, int log_dir_fd, std::uint64_t segment_bytes,
+                     Durability durability)
     : impl_(std::make_unique<Impl>()) {
+  if (log_dir_fd >= 0) {
+    auto d = os::dup(log_dir_fd);
+    if (!d.ok()) os::throw_errno("cannot open the log directory", log_dir, d.err);
+    impl_->dir_fd.reset(d.value);
+  } else if (auto d = os::open(log_dir, O_RDONLY | O_DIRECTORY); d.ok()) {
+    impl_->dir_fd.reset(d.value);  // else made and opened by the first append
+  }
   impl_->dir = std::move(log_dir);
   impl_->lock_path = impl_->dir / fmt::kLockFile;
   impl_->segment_bytes = segment_bytes;

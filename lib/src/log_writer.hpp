@@ -50,7 +50,12 @@ class LogSyncError : public Error {
 // fsync after a whole append THROWS LogSyncError instead: the record is in the log.
 class LogWriter {
  public:
+  // `log_dir` is made when missing and opened by its path.
   LogWriter(std::filesystem::path log_dir, std::uint64_t segment_bytes, Durability durability);
+  // The log directory open at `log_dir_fd` (a descriptor of its own is kept), whose path is
+  // `log_dir`: every file in it is opened by name, following no link. THROWS Error{io}.
+  LogWriter(std::filesystem::path log_dir, int log_dir_fd, std::uint64_t segment_bytes,
+            Durability durability);
   ~LogWriter();
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;

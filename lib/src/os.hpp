@@ -68,6 +68,8 @@ class PathRef {
 
 // open(2) with EINTR retry; O_CLOEXEC is always added.
 Result<int> open(PathRef path, int flags, unsigned mode = 0666) noexcept;
+// fcntl(F_DUPFD_CLOEXEC): a second descriptor of the same open file.
+Result<int> dup(int fd) noexcept;
 // close(2), not retried (the descriptor is gone either way).
 void close(int fd) noexcept;
 // close(2) of a file just written, whose error fails the write (NFS and others report a deferred
@@ -162,6 +164,85 @@ Result<FileId> lstat(PathRef path) noexcept;
 Status fchmod(int fd, unsigned mode) noexcept;
 // Sets a file's modification time to now (a heartbeat).
 Status touch(const std::filesystem::path& path) noexcept;
+
+// ---- a store's files, relative to a directory descriptor ----
+// A store is walked from its directory's descriptor, never by joining path strings: what is
+// planted inside it (a symbolic link, a hard link, a FIFO) must not lead a write outside it.
+
+// An owned descriptor, closed on destruction. Move-only.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const noexcept { return fd_; }
+  int release() noexcept {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+// openat(2) of `rel` (plain names joined by '/', no "." or "..") beneath the directory `dir_fd`,
+// following no symbolic link in any component and never resolving outside `dir_fd`: openat2(2)
+// with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS where the kernel has it (Linux >= 5.6), else one
+// openat(O_NOFOLLOW) per component (O_DIRECTORY for all but the last). O_CLOEXEC and O_NOFOLLOW
+// are always added. ELOOP when a component is a symbolic link, ENOTDIR when an inner one is not a
+// directory. Faults: Op::open.
+Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned mode = 0666) noexcept;
+// After open_beneath failed with ELOOP or ENOTDIR (or to check a path): the first component of
+// `rel` beneath `dir_fd` that is a symbolic link, or (before the last) not a directory, as the
+// prefix of `rel` naming it; empty when there is none. Never follows a link.
+std::string first_non_directory(int dir_fd, std::string_view rel) noexcept;
+// mkdir -p of `rel` beneath `dir_fd`, one component at a time, following no link: existing
+// directories are fine; ELOOP where a component is a symbolic link, ENOTDIR where it is not a
+// directory. Faults: Op::mkdir.
+Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode = 0777) noexcept;
+// mkdirat(2); EEXIST as it comes. Faults: Op::mkdir.
+Status mkdir_at(int dir_fd, PathRef name, unsigned mode = 0777) noexcept;
+// renameat(2), renameat2(2) RENAME_EXCHANGE / RENAME_NOREPLACE. Faults: Op::rename.
+Status rename_at(int from_dir, PathRef from, int to_dir, PathRef to) noexcept;
+Status rename_exchange_at(int dir_fd, PathRef a, PathRef b) noexcept;
+// EEXIST when `to` exists; EINVAL, ENOSYS or EOPNOTSUPP where the filesystem cannot.
+Status rename_noreplace_at(int dir_fd, PathRef from, PathRef to) noexcept;
+// unlinkat(2) of a file (flags 0) or an empty directory (AT_REMOVEDIR). Faults: Op::unlink.
+Status unlink_at(int dir_fd, PathRef name, int flags = 0) noexcept;
+// fstatat(2) with AT_SYMLINK_NOFOLLOW.
+Result<FileId> lstat_at(int dir_fd, PathRef name) noexcept;
+// create_temp, with the file created in the directory `dir_fd` (whose path, for *out_path and
+// messages, is `dir`): `dir/prefix<name>.tmp` in *out_path; the name alone is at
+// out_path->substr(dir.size() + 1).
+Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view prefix,
+                           std::string* out_path, unsigned mode = 0666,
+                           TempName naming = TempName::random) noexcept;
+// list_dir of an open directory (read from a duplicate of `dir_fd`, from the start).
+Result<std::vector<std::string>> list_dir(int dir_fd) noexcept;
+// Throws for a failed open_beneath(dir_fd, rel, ...), `dir` being dir_fd's path: where a
+// component of `rel` is a symbolic link, or an inner one is not a directory, Error{invalid_argument}
+// "context: <dir>/<that component>: it is a symbolic link (refused, not followed)" (or "... is not
+// a directory"); otherwise as throw_errno for <dir>/<rel>.
+[[noreturn]] void throw_beneath(const std::string& context, std::string_view dir, int dir_fd,
+                                std::string_view rel, int err);
+// What is wrong with a file found where lockdb keeps one of its own (a store's key file, lock
+// file, log segment, marker): "it is a symbolic link ...", "it is not a regular file (a FIFO)",
+// or with `one_link`, "it has 2 hard links ..."; empty when nothing is.
+std::string planted_problem(const FileId& id, bool one_link);
+// Throws Error{invalid_argument} "context: path: <planted_problem>" unless the open file `fd`
+// is a regular file (with `one_link`, with exactly one link: a file written in place or chmodded
+// must not be a hard link, which would carry the write to its other names).
+void require_plain_file(int fd, const std::string& context, const std::filesystem::path& path,
+                        bool one_link);
 
 // ---- locks ----
 // flock(fd, LOCK_EX or LOCK_SH), waiting until `deadline` (nullopt: forever; a past deadline:

@@ -16,6 +16,8 @@
 // us growing to 2 ms. Untimed waits (timeout < 0) simply block in flock(2).
 #include "os.hpp"
 
+#include "store_format.hpp"
+
 #include <lockdb/error.hpp>
 
 #include <array>
@@ -35,6 +37,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -244,6 +247,12 @@ Result<int> open(PathRef path, int flags, unsigned mode) noexcept {
     if (fd >= 0) return {fd, 0};
     if (errno != EINTR) return {-1, last_error()};
   }
+}
+
+Result<int> dup(int fd) noexcept {
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return {-1, last_error()};
+  return {copy, 0};
 }
 
 void close(int fd) noexcept {
@@ -496,7 +505,8 @@ void append_hex8(std::string& out, std::uint32_t v) {
   for (int shift = 28; shift >= 0; shift -= 4) out += kDigits[(v >> shift) & 0xf];
 }
 
-// FNV-1a-32 of this host's name and pid namespace: processes whose pids this process can judge.
+// Of this host's name and pid namespace (the low half of the store's FNV-1a-64): processes whose
+// pids this process can judge.
 std::uint32_t pid_space_tag() noexcept {
   static const std::uint32_t tag = [] {
     std::string space = hostname();
@@ -504,12 +514,7 @@ std::uint32_t pid_space_tag() noexcept {
     const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
     space += ':';
     if (n > 0) space.append(ns, static_cast<std::size_t>(n));
-    std::uint32_t h = 2166136261u;
-    for (char c : space) {
-      h ^= static_cast<unsigned char>(c);
-      h *= 16777619u;
-    }
-    return h;
+    return static_cast<std::uint32_t>(detail::store_format::fnv1a64(space));
   }();
   return tag;
 }
@@ -534,14 +539,16 @@ std::optional<long> temp_writer_pid(std::string_view hex) noexcept {
   return static_cast<long>(pid);
 }
 
-Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
-                        unsigned mode, TempName naming) noexcept {
+Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view prefix,
+                           std::string* out_path, unsigned mode, TempName naming) noexcept {
   try {
     std::string& p = *out_path;  // built in place: a caller's buffer keeps its room
     p.clear();
     p.reserve(dir.size() + 1 + prefix.size() + 32);
     p.append(dir);
     if (!p.empty() && p.back() != '/') p += '/';
+    // Relative to dir_fd: the name alone; relative to the working directory: the whole path.
+    const std::size_t name_at = dir_fd == AT_FDCWD ? 0 : p.size();
     p.append(prefix);
     const std::size_t stem = p.size();
     for (int attempt = 0; attempt < 100; ++attempt) {
@@ -551,7 +558,18 @@ Result<int> create_temp(std::string_view dir, std::string_view prefix, std::stri
       append_hex8(p, static_cast<std::uint32_t>(cached_pid()));
       if (attempt > 0 || naming != TempName::process_id) append_random_hex(p, 6);
       p += ".tmp";
-      auto fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+      Result<int> fd{-1, 0};
+      if (injected(Op::open)) {
+        fd.err = errno;
+      } else {
+        for (;;) {
+          fd.value = ::openat(dir_fd, p.c_str() + name_at,
+                              O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                              static_cast<mode_t>(mode));
+          if (fd.value >= 0 || errno != EINTR) break;
+        }
+        if (fd.value < 0) fd.err = last_error();
+      }
       if (fd.ok()) return fd;
       if (fd.err != EEXIST) {
         p.clear();
@@ -564,6 +582,11 @@ Result<int> create_temp(std::string_view dir, std::string_view prefix, std::stri
     return {-1, ENOMEM};
   }
   return {-1, EEXIST};
+}
+
+Result<int> create_temp(std::string_view dir, std::string_view prefix, std::string* out_path,
+                        unsigned mode, TempName naming) noexcept {
+  return create_temp_at(AT_FDCWD, dir, prefix, out_path, mode, naming);
 }
 
 Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
@@ -658,6 +681,260 @@ Status fchmod(int fd, unsigned mode) noexcept {
 Status touch(const std::filesystem::path& path) noexcept {
   return {::utimensat(AT_FDCWD, path.c_str(), nullptr, AT_SYMLINK_NOFOLLOW) == 0 ? 0
                                                                                  : last_error()};
+}
+
+// ---- a store's files, relative to a directory descriptor ----
+
+namespace {
+
+// The openat(2) fallback of open_beneath: one component at a time, none followed.
+Result<int> open_components(int dir_fd, std::string_view rel, int flags, unsigned mode) noexcept {
+  std::string name;
+  int at = dir_fd;
+  int owned = -1;  // the directory descriptor opened for the current component, if any
+  Result<int> r{-1, 0};
+  try {
+    for (;;) {
+      const auto slash = rel.find('/');
+      const bool last = slash == std::string_view::npos;
+      name.assign(rel.substr(0, last ? rel.size() : slash));
+      if (name.empty() || name == "." || name == "..") {
+        r = {-1, EXDEV};  // not a plain name: could lead out of dir_fd
+        break;
+      }
+      const int f = last ? flags | O_NOFOLLOW | O_CLOEXEC
+                         : O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+      int fd;
+      do {
+        fd = ::openat(at, name.c_str(), f, static_cast<mode_t>(mode));
+      } while (fd < 0 && errno == EINTR);
+      // O_DIRECTORY|O_NOFOLLOW on a symbolic link says ENOTDIR: call it what it is.
+      if (fd < 0 && !last && errno == ENOTDIR) {
+        struct stat st {};
+        errno = ::fstatat(at, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)
+                    ? ELOOP
+                    : ENOTDIR;
+      }
+      if (fd < 0) {
+        r = {-1, last_error()};
+        break;
+      }
+      if (last) {
+        r = {fd, 0};
+        break;
+      }
+      if (owned >= 0) ::close(owned);
+      owned = at = fd;
+      rel.remove_prefix(slash + 1);
+    }
+  } catch (...) {
+    r = {-1, ENOMEM};
+  }
+  if (owned >= 0) ::close(owned);
+  return r;
+}
+
+std::atomic<bool> g_no_openat2{false};  // the kernel said ENOSYS once
+
+}  // namespace
+
+Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned mode) noexcept {
+  if (injected(Op::open)) return {-1, errno};
+  if (!g_no_openat2.load(std::memory_order_relaxed)) {
+    char buf[PATH_MAX];
+    if (rel.size() < sizeof buf) {
+      std::memcpy(buf, rel.data(), rel.size());
+      buf[rel.size()] = '\0';
+      open_how how{};
+      how.flags = static_cast<unsigned>(flags | O_NOFOLLOW | O_CLOEXEC);
+      // A mode only with O_CREAT or O_TMPFILE (whose bits include O_DIRECTORY's): else EINVAL.
+      if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) how.mode = mode & 07777;
+      how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+      for (;;) {
+        const long fd = ::syscall(SYS_openat2, dir_fd, buf, &how, sizeof how);
+        if (fd >= 0) return {static_cast<int>(fd), 0};
+        if (errno == EINTR || errno == EAGAIN) continue;  // EAGAIN: a rename raced the lookup
+        if (errno != ENOSYS && errno != E2BIG) return {-1, last_error()};
+        g_no_openat2.store(true, std::memory_order_relaxed);
+        break;
+      }
+    }
+  }
+  return open_components(dir_fd, rel, flags, mode);
+}
+
+std::string first_non_directory(int dir_fd, std::string_view rel) noexcept {
+  try {
+    std::size_t end = 0;
+    for (;;) {
+      const auto slash = rel.find('/', end);
+      const bool last = slash == std::string_view::npos;
+      end = last ? rel.size() : slash;
+      const std::string prefix(rel.substr(0, end));
+      struct stat st {};
+      if (::fstatat(dir_fd, prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return {};
+      if (S_ISLNK(st.st_mode) || (!last && !S_ISDIR(st.st_mode))) return prefix;
+      if (last) return {};
+      ++end;
+    }
+  } catch (...) {
+    return {};
+  }
+}
+
+void Fd::reset(int fd) noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode) noexcept {
+  if (injected(Op::mkdir)) return {errno};
+  Fd parent;  // the directory made or found for the previous component
+  try {
+    std::string name;
+    while (!rel.empty()) {
+      const auto slash = rel.find('/');
+      name.assign(rel.substr(0, slash));
+      rel.remove_prefix(slash == std::string_view::npos ? rel.size() : slash + 1);
+      if (name.empty()) continue;
+      if (name == "." || name == "..") return {EXDEV};
+      const int at = parent.get() >= 0 ? parent.get() : dir_fd;
+      if (::mkdirat(at, name.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) {
+        return {last_error()};
+      }
+      auto next = open_components(at, name, O_RDONLY | O_DIRECTORY, 0);
+      if (!next.ok()) {
+        if (next.err != ENOTDIR) return {next.err};
+        auto st = lstat_at(at, name.c_str());
+        return {st.ok() && S_ISLNK(st.value.mode) ? ELOOP : ENOTDIR};
+      }
+      parent.reset(next.value);
+    }
+  } catch (...) {
+    return {ENOMEM};
+  }
+  return {};
+}
+
+Status mkdir_at(int dir_fd, PathRef name, unsigned mode) noexcept {
+  if (injected(Op::mkdir)) return {errno};
+  return {::mkdirat(dir_fd, name.c_str(), static_cast<mode_t>(mode)) == 0 ? 0 : last_error()};
+}
+
+Status rename_at(int from_dir, PathRef from, int to_dir, PathRef to) noexcept {
+  if (injected(Op::rename)) return {errno};
+  return {::renameat(from_dir, from.c_str(), to_dir, to.c_str()) == 0 ? 0 : last_error()};
+}
+
+Status rename_exchange_at(int dir_fd, PathRef a, PathRef b) noexcept {
+  if (injected(Op::rename)) return {errno};
+  return {::renameat2(dir_fd, a.c_str(), dir_fd, b.c_str(), RENAME_EXCHANGE) == 0 ? 0
+                                                                                  : last_error()};
+}
+
+Status rename_noreplace_at(int dir_fd, PathRef from, PathRef to) noexcept {
+  if (injected(Op::rename)) return {errno};
+  return {::renameat2(dir_fd, from.c_str(), dir_fd, to.c_str(), RENAME_NOREPLACE) == 0
+              ? 0
+              : last_error()};
+}
+
+Status unlink_at(int dir_fd, PathRef name, int flags) noexcept {
+  if (injected(Op::unlink)) return {errno};
+  return {::unlinkat(dir_fd, name.c_str(), flags) == 0 ? 0 : last_error()};
+}
+
+Result<FileId> lstat_at(int dir_fd, PathRef name) noexcept {
+  struct stat st {};
+  if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return {{}, last_error()};
+  return {to_file_id(st), 0};
+}
+
+Result<std::vector<std::string>> list_dir(int dir_fd) noexcept {
+  if (injected(Op::open)) return {{}, errno};
+  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return {{}, last_error()};
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    const int err = last_error();
+    ::close(fd);
+    return {{}, err};
+  }
+  Result<std::vector<std::string>> r;
+  try {
+    for (;;) {
+      errno = 0;
+      const dirent* e = ::readdir(d);
+      if (e == nullptr) {
+        if (errno != 0) r.err = errno;
+        break;
+      }
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      r.value.emplace_back(e->d_name);
+    }
+  } catch (...) {
+    r.err = ENOMEM;
+  }
+  ::closedir(d);
+  if (!r.ok()) r.value.clear();
+  return r;
+}
+
+namespace {
+
+const char* file_kind(unsigned mode) noexcept {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a directory";
+    case S_IFLNK: return "a symbolic link";
+    case S_IFIFO: return "a FIFO";
+    case S_IFSOCK: return "a socket";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+  }
+  return "of an unknown type";
+}
+
+}  // namespace
+
+[[noreturn]] void throw_beneath(const std::string& context, std::string_view dir, int dir_fd,
+                                std::string_view rel, int err) {
+  std::string where(dir);
+  if (!where.empty() && where.back() != '/') where += '/';
+  if (err == ELOOP || err == ENOTDIR || err == EACCES || err == EXDEV) {
+    if (std::string planted = first_non_directory(dir_fd, rel); !planted.empty()) {
+      auto st = lstat_at(dir_fd, planted);
+      where += planted;
+      if (st.ok() && !S_ISLNK(st.value.mode)) {
+        throw Error(Errc::invalid_argument, context, where,
+                    std::string("it is not a directory (it is ") + file_kind(st.value.mode) + ")");
+      }
+      throw Error(Errc::invalid_argument, context, where,
+                  "it is a symbolic link (refused, not followed)");
+    }
+  }
+  where += rel;
+  throw_errno(context, where, err);
+}
+
+std::string planted_problem(const FileId& id, bool one_link) {
+  const unsigned type = id.mode & S_IFMT;
+  if (type == S_IFLNK) return "it is a symbolic link (refused, not followed)";
+  if (type != S_IFREG) return std::string("it is not a regular file (it is ") + file_kind(type) + ")";
+  if (one_link && id.nlink != 1) {
+    return "it has " + std::to_string(id.nlink) +
+           " hard links (refused: writing it would change the file under its other names)";
+  }
+  return {};
+}
+
+void require_plain_file(int fd, const std::string& context, const std::filesystem::path& path,
+                        bool one_link) {
+  auto st = fstat(fd);
+  if (!st.ok()) throw_errno(context + ": cannot stat", path, st.err);
+  if (std::string problem = planted_problem(st.value, one_link); !problem.empty()) {
+    throw Error(Errc::invalid_argument, context, path, problem);
+  }
 }
 
 Status flock_until(int fd, bool shared,

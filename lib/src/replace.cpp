@@ -43,13 +43,23 @@ std::string_view file_name(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
+// Where the OS calls name a file: relative to `dir_fd` by its name alone, else by its path.
+int base_of(int dir_fd) { return dir_fd >= 0 ? dir_fd : AT_FDCWD; }
+const char* at_name(const std::string& path, int dir_fd) {
+  if (dir_fd < 0) return path.c_str();
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? path.c_str() : path.c_str() + slash + 1;
+}
+
 // Removes the temp files "<dir>/<prefix><digits>.tmp" whose writers provably died (see
-// ReplaceOptions::remove_dead_temps). Best effort: a failure leaves them for the next write.
-void remove_dead_temps(std::string_view dir, std::string_view prefix) {
-  auto names = os::list_dir(std::filesystem::path(dir));
+// ReplaceOptions::remove_dead_temps), listed and removed through `dir_fd` when it is open.
+// Best effort: a failure leaves them for the next write.
+void remove_dead_temps(std::string_view dir, int dir_fd, std::string_view prefix) {
+  auto names = dir_fd >= 0 ? os::list_dir(dir_fd) : os::list_dir(std::filesystem::path(dir));
   if (!names.ok()) return;
   constexpr std::string_view kSuffix = ".tmp";
   const long self = os::cached_pid();
+  std::string path;
   for (const std::string& name : names.value) {
     if (name.size() < prefix.size() + kSuffix.size() || !name.starts_with(prefix) ||
         !name.ends_with(kSuffix)) {
@@ -58,10 +68,10 @@ void remove_dead_temps(std::string_view dir, std::string_view prefix) {
     const auto pid = os::temp_writer_pid(std::string_view(name).substr(
         prefix.size(), name.size() - prefix.size() - kSuffix.size()));
     if (!pid || *pid == self || os::pid_alive(*pid)) continue;
-    std::string path(dir);
+    path.assign(dir);
     path += '/';
     path += name;
-    (void)os::unlink(path);
+    (void)os::unlink_at(base_of(dir_fd), at_name(path, dir_fd));
   }
 }
 
@@ -86,14 +96,17 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
   } else {
     prefix = options.temp_prefix;
   }
-  if (options.remove_dead_temps) remove_dead_temps(dir, prefix);
+  const int dir_fd = options.dir_fd;
+  if (options.remove_dead_temps) remove_dead_temps(dir, dir_fd, prefix);
   std::optional<unsigned> mode = options.mode;
   if (!mode && options.keep_mode) {
-    if (auto st = os::stat(target); st.ok()) mode = st.value.mode & 07777;
+    auto st = dir_fd < 0 ? os::stat(target) : os::lstat_at(dir_fd, at_name(target, dir_fd));
+    if (st.ok()) mode = st.value.mode & 07777;
   }
   // Created with the wanted bits, so the new content is never readable by more than the old
   // was; only where the umask (or a default ACL) took some away does fchmod put them back.
-  auto fd = os::create_temp(dir, prefix, &temp, mode ? *mode : 0666, os::TempName::process_id);
+  auto fd = os::create_temp_at(base_of(dir_fd), dir, prefix, &temp, mode ? *mode : 0666,
+                               os::TempName::process_id);
   if (!fd.ok()) {  // create_temp left `temp` empty
     os::throw_errno(with_context(options.context, "cannot create a temp file in"),
                     std::filesystem::path(dir), fd.err);
@@ -117,7 +130,7 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
     step = "cannot close";
   }
   if (!s.ok()) {
-    (void)os::unlink(temp);
+    (void)os::unlink_at(base_of(dir_fd), at_name(temp, dir_fd));
     const std::string name(file_name(temp));
     temp.clear();
     os::throw_errno(with_context(options.context, std::string(step) + " " + name + " for"), target,
@@ -127,17 +140,20 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
 
 // Whether `path`, whose unlink failed with `unlink_err`, is a directory: Linux says EISDIR,
 // POSIX allows EPERM, so anything else is asked of lstat.
-bool is_directory(const std::string& path, int unlink_err) {
+bool is_directory(const std::string& path, int dir_fd, int unlink_err) {
   if (unlink_err == EISDIR) return true;
-  auto st = os::lstat(path);
+  auto st = os::lstat_at(base_of(dir_fd), at_name(path, dir_fd));
   return st.ok() && S_ISDIR(st.value.mode);
 }
 
 // After a swap moved the directory at `target` to `temp` (and the new file to `target`), swaps
 // them back. Throws Error when that fails too, naming both places; `temp` is then empty, so that
 // nothing removes the directory's new name.
-void swap_back_directory(const std::string& target, std::string& temp, std::string_view context) {
-  if (auto s = os::rename_exchange(temp, target); !s.ok()) {
+void swap_back_directory(const std::string& target, std::string& temp, int dir_fd,
+                         std::string_view context) {
+  if (auto s = os::rename_exchange_at(base_of(dir_fd), at_name(temp, dir_fd),
+                                      at_name(target, dir_fd));
+      !s.ok()) {
     const std::string moved_to = temp;
     temp.clear();
     os::throw_errno(with_context(context,
@@ -153,22 +169,24 @@ void swap_back_directory(const std::string& target, std::string& temp, std::stri
 // empty afterwards. Throws Error; a temp file that was not put in place is removed. A directory
 // at `target` fails with EISDIR either way: rename refuses it, a swap is undone.
 void put_in_place(const std::string& target, std::string& temp, Durability durability, bool swap_in,
-                  std::string_view context, bool fsync_dir) {
+                  std::string_view context, bool fsync_dir, int dir_fd) {
+  const int base = base_of(dir_fd);
   auto fail = [&](const char* what, int err) {
-    (void)os::unlink(temp);
+    (void)os::unlink_at(base, at_name(temp, dir_fd));
     const std::string name(file_name(temp));
     temp.clear();
     os::throw_errno(with_context(context, std::string(what) + " " + name + " for"), target, err);
   };
   if (swap_in) {
-    auto s = os::rename_exchange(temp, target);
+    auto s = os::rename_exchange_at(base, at_name(temp, dir_fd), at_name(target, dir_fd));
     if (s.ok()) {
       // `temp` now names the old entry. If it cannot be removed it stays an orphaned temp file
       // (the new content is in place either way). Unless it is a directory: rename refuses to
       // replace one (EISDIR), a swap does not, so the swap is undone and the call fails as
       // rename would. Only a failed unlink costs more system calls.
-      if (auto u = os::unlink(temp); !u.ok() && is_directory(temp, u.err)) {
-        swap_back_directory(target, temp, context);
+      if (auto u = os::unlink_at(base, at_name(temp, dir_fd));
+          !u.ok() && is_directory(temp, dir_fd, u.err)) {
+        swap_back_directory(target, temp, dir_fd, context);
         fail("cannot swap into place", EISDIR);
       }
       temp.clear();
@@ -178,11 +196,13 @@ void put_in_place(const std::string& target, std::string& temp, Durability durab
       fail("cannot swap into place", s.err);
     }
   }
-  if (auto s = os::rename(temp, target); !s.ok()) fail("cannot rename into place", s.err);
+  if (auto s = os::rename_at(base, at_name(temp, dir_fd), base, at_name(target, dir_fd)); !s.ok()) {
+    fail("cannot rename into place", s.err);
+  }
   temp.clear();
   if (durability == Durability::full && fsync_dir) {
     const std::string dir(dir_of(target));
-    if (auto d = os::fsync_dir(dir); !d.ok()) {
+    if (auto d = dir_fd >= 0 ? os::fsync(dir_fd) : os::fsync_dir(dir); !d.ok()) {
       os::throw_errno(with_context(context,
                                    "cannot fsync the directory (the new content is in place but "
                                    "may not survive power loss)"),
@@ -215,7 +235,7 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
   write_temp(target.native(), data, durability, options, temp);
   put_in_place(target.native(), temp, durability, options.swap_in && durability == Durability::none,
                options.context,
-               /*fsync_dir=*/true);
+               /*fsync_dir=*/true, options.dir_fd);
 }
 
 StagedReplace::StagedReplace(std::string target, std::string_view data, Durability durability,
@@ -223,12 +243,20 @@ StagedReplace::StagedReplace(std::string target, std::string_view data, Durabili
     : target_(std::move(target)),
       durability_(durability),
       context_(options.context),
-      swap_in_(options.swap_in && durability == Durability::none) {
-  write_temp(target_, data, durability, options, temp_);
+      swap_in_(options.swap_in && durability == Durability::none),
+      dir_fd_(options.dir_fd),
+      owns_dir_fd_(options.owns_dir_fd) {
+  try {
+    write_temp(target_, data, durability, options, temp_);
+  } catch (...) {
+    if (owns_dir_fd_) os::close(dir_fd_);
+    throw;
+  }
 }
 
 StagedReplace::~StagedReplace() {
-  if (!temp_.empty()) (void)os::unlink(temp_);
+  if (!temp_.empty()) (void)os::unlink_at(base_of(dir_fd_), at_name(temp_, dir_fd_));
+  if (owns_dir_fd_) os::close(dir_fd_);
 }
 
 StagedReplace::StagedReplace(StagedReplace&& other) noexcept
@@ -237,95 +265,118 @@ StagedReplace::StagedReplace(StagedReplace&& other) noexcept
       durability_(other.durability_),
       context_(std::move(other.context_)),
       swap_in_(other.swap_in_),
+      dir_fd_(other.dir_fd_),
+      owns_dir_fd_(std::exchange(other.owns_dir_fd_, false)),
       take_back_(std::exchange(other.take_back_, TakeBack::none)) {}
 
 void StagedReplace::commit(bool fsync_dir) {
-  put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir);
+  put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir, dir_fd_);
 }
 
+namespace {
+// fsyncs the directory of `target`: through `dir_fd` when it is open, else by its path.
+os::Status fsync_dir_of(const std::string& target, int dir_fd) {
+  return dir_fd >= 0 ? os::fsync(dir_fd) : os::fsync_dir(std::string(dir_of(target)));
+}
+}  // namespace
+
 void StagedReplace::commit_keeping_old(bool fsync_dir) {
-  auto s = os::rename_exchange(temp_, target_);
+  const int base = base_of(dir_fd_);
+  auto s = os::rename_exchange_at(base, at_name(temp_, dir_fd_), at_name(target_, dir_fd_));
   if (s.ok()) {
     take_back_ = TakeBack::swap_back;  // temp_ now names the old file
-  } else if (s.err == ENOENT && os::lstat(temp_).ok()) {
+  } else if (s.err == ENOENT && os::lstat_at(base, at_name(temp_, dir_fd_)).ok()) {
     // No target yet: created by the rename, taken back by removing it.
-    put_in_place(target_, temp_, durability_, /*swap_in=*/false, context_, /*fsync_dir=*/false);
+    put_in_place(target_, temp_, durability_, /*swap_in=*/false, context_, /*fsync_dir=*/false,
+                 dir_fd_);
     take_back_ = TakeBack::remove_target;
   } else if (s.err == EINVAL || s.err == ENOSYS || s.err == EOPNOTSUPP) {
-    put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir);  // cannot swap
+    put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir, dir_fd_);  // no swap
     return;
   } else {
-    (void)os::unlink(temp_);
+    (void)os::unlink_at(base, at_name(temp_, dir_fd_));
     const std::string name(file_name(temp_));
     temp_.clear();
     os::throw_errno(with_context(context_, "cannot swap into place " + name + " for"), target_,
                     s.err);
   }
   if (durability_ == Durability::full && fsync_dir) {
-    const std::string dir(dir_of(target_));
-    if (auto d = os::fsync_dir(dir); !d.ok()) {
+    if (auto d = fsync_dir_of(target_, dir_fd_); !d.ok()) {
       os::throw_errno(with_context(context_,
                                    "cannot fsync the directory (the new content is in place but "
                                    "may not survive power loss)"),
-                      dir, d.err);
+                      std::filesystem::path(dir_of(target_)), d.err);
     }
   }
 }
 
 void StagedReplace::take_back() {
   const TakeBack how = std::exchange(take_back_, TakeBack::none);
+  const int base = base_of(dir_fd_);
   if (how == TakeBack::swap_back) {
-    if (auto s = os::rename_exchange(temp_, target_); !s.ok()) {
+    if (auto s = os::rename_exchange_at(base, at_name(temp_, dir_fd_), at_name(target_, dir_fd_));
+        !s.ok()) {
       os::throw_errno(with_context(context_, "cannot swap the old file back into place from " +
                                                  std::string(file_name(temp_)) + " for"),
                       target_, s.err);
     }
-    (void)os::unlink(temp_);  // now the new file
+    (void)os::unlink_at(base, at_name(temp_, dir_fd_));  // now the new file
     temp_.clear();
-  } else if (auto s = os::unlink(target_); !s.ok()) {
+  } else if (auto s = os::unlink_at(base, at_name(target_, dir_fd_)); !s.ok()) {
     os::throw_errno(with_context(context_, "cannot remove the new file"), target_, s.err);
   }
   if (durability_ == Durability::full) {
-    const std::string dir(dir_of(target_));
-    if (auto d = os::fsync_dir(dir); !d.ok()) {
+    if (auto d = fsync_dir_of(target_, dir_fd_); !d.ok()) {
       os::throw_errno(with_context(context_,
                                    "cannot fsync the directory (the old content is back in place "
                                    "but that may not survive power loss)"),
-                      dir, d.err);
+                      std::filesystem::path(dir_of(target_)), d.err);
     }
   }
 }
 
-StagedRemove::StagedRemove(std::string target, std::string_view context)
-    : target_(std::move(target)), context_(context) {
+StagedRemove::StagedRemove(std::string target, std::string_view context, int dir_fd,
+                           bool owns_dir_fd)
+    : target_(std::move(target)), context_(context), dir_fd_(dir_fd), owns_dir_fd_(owns_dir_fd) {
+  const int base = base_of(dir_fd_);
   std::string prefix(".");
   prefix += file_name(target_);
   prefix += '.';
-  auto fd = os::create_temp(dir_of(target_), prefix, &aside_, 0600, os::TempName::process_id);
+  auto fd =
+      os::create_temp_at(base, dir_of(target_), prefix, &aside_, 0600, os::TempName::process_id);
   if (fd.ok()) {
     os::close(fd.value);
     // Renamed over the empty temp file just made: a name nobody else uses.
-    if (auto s = os::rename(target_, aside_); s.ok()) return;
-    (void)os::unlink(aside_);
+    if (auto s = os::rename_at(base, at_name(target_, dir_fd_), base, at_name(aside_, dir_fd_));
+        s.ok()) {
+      return;
+    }
+    (void)os::unlink_at(base, at_name(aside_, dir_fd_));
     aside_.clear();
   }
   // No temp name (or the rename failed): unlink at once; a missing target fails here.
-  if (auto s = os::unlink(target_); !s.ok()) {
+  if (auto s = os::unlink_at(base, at_name(target_, dir_fd_)); !s.ok()) {
+    if (owns_dir_fd_) os::close(dir_fd_);
     os::throw_errno(with_context(context_, "cannot remove the file"), target_, s.err);
   }
 }
 
 StagedRemove::~StagedRemove() {
-  if (!aside_.empty()) (void)os::unlink(aside_);
+  if (!aside_.empty()) (void)os::unlink_at(base_of(dir_fd_), at_name(aside_, dir_fd_));
+  if (owns_dir_fd_) os::close(dir_fd_);
 }
 
 StagedRemove::StagedRemove(StagedRemove&& other) noexcept
     : target_(std::move(other.target_)),
       aside_(std::exchange(other.aside_, {})),
-      context_(std::move(other.context_)) {}
+      context_(std::move(other.context_)),
+      dir_fd_(other.dir_fd_),
+      owns_dir_fd_(std::exchange(other.owns_dir_fd_, false)) {}
 
 void StagedRemove::take_back() {
-  if (auto s = os::rename(aside_, target_); !s.ok()) {
+  const int base = base_of(dir_fd_);
+  if (auto s = os::rename_at(base, at_name(aside_, dir_fd_), base, at_name(target_, dir_fd_));
+      !s.ok()) {
     os::throw_errno(with_context(context_, "cannot move the file back into place from " +
                                                std::string(file_name(aside_)) + " to"),
                     target_, s.err);

@@ -47,8 +47,16 @@ struct ReplaceOptions {
   bool swap_in = false;
   // Before writing, remove the temp files of this target (same prefix) whose writers provably
   // died: made by a process of this host and pid namespace (os::temp_writer_pid) that no longer
-  // runs. Costs a listing of the directory. A live writer's temp file is never removed.
+  // runs. Costs a listing of the directory (through dir_fd when it is open). A live writer's temp
+  // file is never removed.
   bool remove_dead_temps = false;
+  // The target's directory, open (borrowed; REQUIRES: open until the replace is done, commit()
+  // for StagedReplace): the temp file is created, renamed and removed by name in it and the
+  // directory fsynced through it, so that no symbolic link on the target's path (a planted one
+  // in a store) is followed. -1: by the target's path, as atomic_write does.
+  int dir_fd = -1;
+  // StagedReplace only: it closes dir_fd when destroyed (also when its constructor throws).
+  bool owns_dir_fd = false;
 };
 
 // Whether swap_in pays on a filesystem (os::fs_magic): where a rename over an existing file
@@ -99,6 +107,8 @@ class StagedReplace {
   Durability durability_;
   std::string context_;
   bool swap_in_ = false;
+  int dir_fd_ = -1;  // ReplaceOptions::dir_fd
+  bool owns_dir_fd_ = false;
   TakeBack take_back_ = TakeBack::none;
 };
 
@@ -106,10 +116,14 @@ class StagedReplace {
 // moves `target` aside to a temp name in its directory (readers see it gone); take_back() moves
 // it back without writing anything (a full disk cannot fail it); the destructor removes it. Where
 // no temp name can be had, the file is unlinked at once and can_take_back() is false.
+// `dir_fd`: the target's directory, open, as ReplaceOptions::dir_fd (every name is then taken
+// in it, no link on the target's path followed; -1: by the target's path); with `owns_dir_fd`
+// it is closed when this is destroyed (also when the constructor throws).
 // THROWS Error naming the target when it cannot be removed (ENOENT when it is missing).
 class StagedRemove {
  public:
-  StagedRemove(std::string target, std::string_view context);
+  StagedRemove(std::string target, std::string_view context, int dir_fd = -1,
+               bool owns_dir_fd = false);
   ~StagedRemove();
   StagedRemove(StagedRemove&& other) noexcept;
   StagedRemove(const StagedRemove&) = delete;
@@ -124,6 +138,8 @@ class StagedRemove {
   std::string target_;
   std::string aside_;  // empty once removed, taken back, or unlinked at once
   std::string context_;
+  int dir_fd_ = -1;
+  bool owns_dir_fd_ = false;
 };
 
 }  // namespace lockdb::detail

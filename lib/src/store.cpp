@@ -32,7 +32,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "os.hpp"
 #include "store_format.hpp"
 #include "store_impl.hpp"
@@ -54,7 +54,12 @@ struct Marker {
 };
 
 Marker parse_marker(const fs::path& path, const std::string& text) {
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  json doc;
+  try {
+    doc = detail::json_io::parse(text);
+  } catch (const json::parse_error&) {
+    doc = json::value_t::discarded;
+  }
   if (doc.is_discarded() || !doc.is_object()) {
     throw Error(Errc::corrupt, "not a lockdb store", path, "the marker file does not parse");
   }
@@ -107,50 +112,75 @@ bool is_marker_temp(const std::string& name) {
 
 // A directory without a marker may become a store only when it holds nothing else (temp files
 // of another process creating the marker right now are fine). Another opener may have finished
-// creating the store since our marker read found nothing: it links the marker before it makes
-// anything else, so an entry seen here with the marker now present is that store, not a
+// creating the store since our marker read found nothing: it puts the marker in place before it
+// makes anything else, so an entry seen here with the marker now present is that store, not a
 // foreign directory.
-void require_empty(const fs::path& dir) {
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
+void require_empty(const fs::path& dir, int dir_fd) {
+  auto names = os::list_dir(dir_fd);
+  if (!names.ok()) os::throw_errno("cannot list", dir, names.err);
+  for (const std::string& name : names.value) {
     if (is_marker_temp(name)) continue;
-    if (os::lstat(dir / format::kMarkerFile).ok()) return;
+    if (os::lstat_at(dir_fd, format::kMarkerFile.data()).ok()) return;
     throw Error(Errc::corrupt, "not a lockdb store", dir,
                 "the directory is not empty and has no " + std::string(format::kMarkerFile) +
                     " (found \"" + name + "\")");
   }
-  if (ec) os::throw_errno("cannot list", dir, ec.value());
 }
 
-// Writes the marker without ever replacing one: a temp file, then link(2), which fails with
-// EEXIST when another process was first (its marker then wins).
-void create_marker(const fs::path& dir, std::size_t lock_stripes) {
+// Writes the marker without ever replacing one: a temp file, then a rename that refuses to
+// replace (link(2) where the filesystem cannot), which fails with EEXIST when another process was
+// first (its marker then wins).
+void create_marker(const fs::path& dir, int dir_fd, std::size_t lock_stripes) {
   json doc = {{format::kFieldFormat, format::kFormatName},
               {format::kFieldVersion, format::kStoreFormatVersion},
               {format::kFieldLockStripes, lock_stripes},
               {format::kFieldCreated, util::format_utc(std::chrono::system_clock::now())}};
   const std::string text = doc.dump(2) + "\n";
-  fs::path temp;
-  auto fd = os::create_temp(dir, "." + std::string(format::kMarkerFile) + ".", &temp, 0666);
+  std::string temp;
+  auto fd = os::create_temp_at(dir_fd, dir.native(),
+                               "." + std::string(format::kMarkerFile) + ".", &temp, 0666);
   if (!fd.ok()) os::throw_errno("cannot create the store marker in", dir, fd.err);
+  const std::string temp_name = temp.substr(temp.rfind('/') + 1);
+  const std::string marker(format::kMarkerFile);
   os::Status s = os::write_all(fd.value, text);
   if (s.ok()) s = os::fsync(fd.value);
   os::close(fd.value);
   if (s.ok()) {
-    s = os::link(temp, dir / format::kMarkerFile);
+    s = os::rename_noreplace_at(dir_fd, temp_name, marker);
+    if (s.err == EINVAL || s.err == ENOSYS || s.err == EOPNOTSUPP) {
+      s = os::link(temp, (dir / marker).native());
+    }
     if (s.err == EEXIST) s = {};
   }
-  (void)os::unlink(temp);
+  (void)os::unlink_at(dir_fd, temp_name);  // gone already after the rename
   if (!s.ok()) os::throw_errno("cannot create the store marker in", dir, s.err);
-  if (auto d = os::fsync_dir(dir); !d.ok()) os::throw_errno("cannot fsync", dir, d.err);
+  if (auto d = os::fsync(dir_fd); !d.ok()) os::throw_errno("cannot fsync", dir, d.err);
 }
 
-void ensure_dir(const fs::path& dir) {
-  auto st = os::stat(dir);
-  if (st.ok() && S_ISDIR(st.value.mode)) return;
-  if (auto s = os::mkdirs(dir); !s.ok())
-    os::throw_errno("cannot create store directory", dir, s.err);
+// keys/ or log/ of the store open at `root_fd`, made when missing, opened following no link.
+os::Fd open_store_dir(const fs::path& dir, int root_fd, std::string_view name) {
+  const std::string n(name);
+  if (auto s = os::mkdir_at(root_fd, n); !s.ok() && s.err != EEXIST) {
+    os::throw_errno("cannot create store directory", dir / n, s.err);
+  }
+  auto fd = os::open_beneath(root_fd, n, O_RDONLY | O_DIRECTORY);
+  if (!fd.ok()) os::throw_beneath("cannot open store", dir.native(), root_fd, n, fd.err);
+  return os::Fd(fd.value);
+}
+
+// The marker's text; ENOENT when there is none. A marker that is a link or no regular file is
+// refused (Error{invalid_argument}), and a FIFO never blocks the open.
+os::Result<std::string> read_marker(const fs::path& dir, int root_fd) {
+  const fs::path path = dir / format::kMarkerFile;
+  auto fd = os::open_beneath(root_fd, format::kMarkerFile, O_RDONLY | O_NONBLOCK);
+  if (!fd.ok()) {
+    if (fd.err == ENOENT) return {{}, ENOENT};
+    os::throw_beneath("cannot read the store marker", dir.native(), root_fd,
+                      format::kMarkerFile, fd.err);
+  }
+  os::Fd owned(fd.value);
+  os::require_plain_file(owned.get(), "cannot read the store marker", path, /*one_link=*/true);
+  return os::read_all(owned.get());
 }
 
 }  // namespace
@@ -164,27 +194,34 @@ Store::Impl::Impl(fs::path store_dir, StoreOptions store_options)
   keys_dir = dir / format::kKeysDir;
   log_dir = dir / format::kLogDir;
 
-  auto st = os::stat(dir);
-  if (!st.ok()) {
-    if (st.err != ENOENT) os::throw_errno("cannot open store", dir, st.err);
+  // The store's own path is the caller's to choose (a link to it is followed); nothing inside
+  // it is followed from here on.
+  auto root = os::open(dir, O_RDONLY | O_DIRECTORY);
+  if (!root.ok() && root.err == ENOENT) {
     if (!options.create) {
       throw Error(Errc::not_found, "no lockdb store", dir, "the directory does not exist");
     }
     if (auto s = os::mkdirs(dir); !s.ok()) os::throw_errno("cannot create store", dir, s.err);
-  } else if (!S_ISDIR(st.value.mode)) {
-    throw Error(Errc::invalid_argument, "cannot open store", dir, "it is not a directory");
+    root = os::open(dir, O_RDONLY | O_DIRECTORY);
   }
+  if (!root.ok()) {
+    if (root.err == ENOTDIR) {
+      throw Error(Errc::invalid_argument, "cannot open store", dir, "it is not a directory");
+    }
+    os::throw_errno("cannot open store", dir, root.err);
+  }
+  root_fd.reset(root.value);
 
   const fs::path marker_path = dir / format::kMarkerFile;
-  auto text = os::read_file(marker_path);
+  auto text = read_marker(dir, root_fd.get());
   if (!text.ok() && text.err == ENOENT) {
     if (!options.create) {
       throw Error(Errc::not_found, "no lockdb store", dir,
                   "there is no " + std::string(format::kMarkerFile) + " (create = false)");
     }
-    require_empty(dir);
-    create_marker(dir, options.lock_stripes);
-    text = os::read_file(marker_path);
+    require_empty(dir, root_fd.get());
+    create_marker(dir, root_fd.get(), options.lock_stripes);
+    text = read_marker(dir, root_fd.get());
   }
   if (!text.ok()) os::throw_errno("cannot read the store marker", marker_path, text.err);
   Marker marker = parse_marker(marker_path, text.value);
@@ -195,17 +232,18 @@ Store::Impl::Impl(fs::path store_dir, StoreOptions store_options)
                     " (0 adopts the store's)");
   }
   options.lock_stripes = marker.lock_stripes;
-  ensure_dir(keys_dir);
-  ensure_dir(log_dir);
-  const long keys_fs = os::fs_magic(keys_dir);
+  keys_fd = open_store_dir(dir, root_fd.get(), format::kKeysDir);
+  log_fd = open_store_dir(dir, root_fd.get(), format::kLogDir);
+  locks.open_beneath(keys_fd.get(), keys_dir.native().size() + 1);
+  const long keys_fs = os::fs_magic(keys_fd.get());
   swap_in = detail::swap_in_pays(keys_fs);
   short_reads_end = os::short_reads_end(keys_fs);
 }
 
 detail::LogWriter& Store::Impl::log_writer() {
   std::call_once(log_once_, [this] {
-    log_ =
-        std::make_unique<detail::LogWriter>(log_dir, options.log_segment_bytes, options.durability);
+    log_ = std::make_unique<detail::LogWriter>(log_dir, log_fd.get(), options.log_segment_bytes,
+                                               options.durability);
   });
   return *log_;
 }
@@ -234,6 +272,7 @@ Store::Impl::KeyPaths Store::Impl::paths(const std::string& key) const {
   format::append_key_file_relative(key, file);
   p.lock = lock_path_of(key, file);
   p.file = std::move(file);
+  p.rel_at = keys_dir.native().size() + 1;
   p.context = context(key);
   return p;
 }
@@ -305,17 +344,17 @@ detail::KeyLocks::Hold Store::Impl::lock_key(const KeyPaths& p) { return lock_fi
 
 Store::Impl::Current Store::Impl::read_current(const KeyPaths& p, bool with_version) const {
   Current cur;
-  auto fd = os::open(p.file, O_RDONLY | O_NOFOLLOW);
+  // O_NONBLOCK: a FIFO planted at the key file's path must not block the open.
+  auto fd = os::open_beneath(keys_fd.get(), p.file_rel(), O_RDONLY | O_NONBLOCK);
   if (!fd.ok()) {
     if (fd.err == ENOENT) return cur;
-    if (fd.err == ELOOP) {
-      throw Error(Errc::invalid_argument, context(p.key), p.file,
-                  "the key file is a symbolic link (refused, not followed)");
-    }
-    os::throw_errno(context(p.key) + ": cannot open the key file", p.file, fd.err);
+    os::throw_beneath(context(p.key) + ": cannot open the key file", keys_dir.native(),
+                      keys_fd.get(), p.file_rel(), fd.err);
   }
-  auto data = os::read_all(fd.value, short_reads_end);
-  os::close(fd.value);
+  os::Fd owned(fd.value);
+  os::require_plain_file(owned.get(), context(p.key) + ": cannot read the key file", p.file,
+                         /*one_link=*/false);
+  auto data = os::read_all(owned.get(), short_reads_end);
   if (!data.ok()) os::throw_errno(context(p.key) + ": cannot read the key file", p.file, data.err);
   cur.exists = true;
   cur.bytes = std::move(data.value);
@@ -325,7 +364,7 @@ Store::Impl::Current Store::Impl::read_current(const KeyPaths& p, bool with_vers
 
 json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
   try {
-    return detail::parse_json(cur.bytes);
+    return detail::json_io::parse(cur.bytes);
   } catch (const json::exception& e) {
     throw Error(Errc::corrupt, context(p.key) + ": the key file does not parse", p.file,
                 std::string(e.what()) + " (nothing was written; repair() moves it aside)");
@@ -333,7 +372,7 @@ json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
 }
 
 void Store::Impl::check_parses(const KeyPaths& p, const Current& cur) const {
-  if (!detail::accepts_json(cur.bytes)) (void)parse(p, cur);  // parse() throws the detailed error
+  if (!detail::json_io::accepts(cur.bytes)) (void)parse(p, cur);  // parse() throws the detailed error
 }
 
 std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
@@ -341,11 +380,46 @@ std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
     throw Error(Errc::invalid_argument, context(p.key), {}, "the value is a discarded json");
   }
   try {
-    return detail::dump_json(value, 2);
-  } catch (const json::exception& e) {
+    return detail::json_io::dump(value, 2);
+  } catch (const detail::json_io::ValueError& e) {
     throw Error(Errc::invalid_argument, context(p.key) + ": the value cannot be stored", {},
                 e.what());
   }
+}
+
+os::Fd Store::Impl::open_key_dir(const KeyPaths& p, bool create, bool for_fsync) const {
+  const std::string_view rel = p.dir_rel();
+  const int flags = (for_fsync ? O_RDONLY : O_PATH) | O_DIRECTORY;
+  auto fd = os::open_beneath(keys_fd.get(), rel, flags);
+  if (!fd.ok() && fd.err == ENOENT && create) {
+    // The key's directory does not exist yet (striped locks; a lock file creates its own).
+    if (auto s = os::mkdirs_beneath(keys_fd.get(), rel); !s.ok()) {
+      os::throw_beneath(p.context + ": cannot create the key's directory", keys_dir.native(),
+                        keys_fd.get(), rel, s.err);
+    }
+    fd = os::open_beneath(keys_fd.get(), rel, flags);
+  }
+  if (!fd.ok()) {
+    os::throw_beneath(p.context + ": cannot open the key's directory", keys_dir.native(),
+                      keys_fd.get(), rel, fd.err);
+  }
+  return os::Fd(fd.value);
+}
+
+void Store::Impl::unlink_key_file(const KeyPaths& p) const {
+  os::Fd key_dir = open_key_dir(p, /*create=*/false);
+  if (auto s = os::unlink_at(key_dir.get(), p.name()); !s.ok()) {
+    os::throw_errno(context(p.key) + ": cannot remove the key file", p.file, s.err);
+  }
+}
+
+os::Status Store::Impl::fsync_key_dir(std::string_view key_dir) const {
+  const std::string_view rel = key_dir.substr(keys_dir.native().size() + 1);
+  auto fd = os::open_beneath(keys_fd.get(), rel, O_RDONLY | O_DIRECTORY);
+  if (!fd.ok()) return {fd.err};
+  os::Status s = os::fsync(fd.value);
+  os::close(fd.value);
+  return s;
 }
 
 detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_view bytes) const {
@@ -356,17 +430,12 @@ detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_vie
   // promises nothing about power loss, so this gives nothing up that it promised.
   ro.swap_in = swap_in;
   ro.context = p.context;
-  try {
-    return detail::StagedReplace(p.file, bytes, options.durability, ro);
-  } catch (const Error& e) {
-    // The key's directory does not exist yet (striped locks; a lock file creates its own).
-    if (e.sys_errno() != ENOENT) throw;
-  }
-  const fs::path key_dir(p.dir());
-  if (auto s = os::mkdirs(key_dir); !s.ok()) {
-    os::throw_errno(p.context + ": cannot create the key's directory", key_dir, s.err);
-  }
-  return detail::StagedReplace(p.file, bytes, options.durability, ro);
+  os::Fd key_dir = open_key_dir(p, /*create=*/true, options.durability == Durability::full);
+  ro.dir_fd = key_dir.get();
+  ro.owns_dir_fd = true;
+  detail::StagedReplace staged(p.file, bytes, options.durability, ro);
+  (void)key_dir.release();  // staged owns it now
+  return staged;
 }
 
 void Store::Impl::replace_file(const KeyPaths& p, std::string_view bytes) const {
@@ -374,13 +443,14 @@ void Store::Impl::replace_file(const KeyPaths& p, std::string_view bytes) const 
 }
 
 detail::StagedRemove Store::Impl::remove_aside(const KeyPaths& p) const {
-  return detail::StagedRemove(p.file, p.context);
+  os::Fd key_dir = open_key_dir(p, /*create=*/false);
+  detail::StagedRemove removed(p.file, p.context, key_dir.get(), /*owns_dir_fd=*/true);
+  (void)key_dir.release();  // removed owns it now
+  return removed;
 }
 
 std::optional<Error> Store::Impl::remove_file(const KeyPaths& p, const char* done) const {
-  if (auto s = os::unlink(p.file); !s.ok()) {
-    os::throw_errno(context(p.key) + ": cannot remove the key file", p.file, s.err);
-  }
+  unlink_key_file(p);
   return sync_key_dir(p, done);
 }
 
@@ -412,7 +482,7 @@ void Store::Impl::restore(const KeyPaths& p, const Current& before) const {
 std::optional<Error> Store::Impl::sync_key_dir(const KeyPaths& p, const char* done) const {
   if (options.durability != Durability::full) return std::nullopt;
   const std::string key_dir(p.dir());
-  if (auto s = os::fsync_dir(key_dir); !s.ok()) {
+  if (auto s = fsync_key_dir(key_dir); !s.ok()) {
     return Error(os::errc_for_errno(s.err),
                  context(p.key) + ": cannot fsync the key's directory (" + done +
                      ", but may not survive power loss)",
@@ -551,10 +621,17 @@ std::optional<json> Store::get(const std::string& key) const {
 bool Store::contains(const std::string& key) const {
   const auto paths = impl_->cached_paths(key);
   const auto& p = *paths;
-  auto st = os::lstat(p.file);
-  if (st.ok()) return S_ISREG(st.value.mode);
-  if (st.err == ENOENT || st.err == ENOTDIR) return false;
-  os::throw_errno(impl_->context(key) + ": cannot stat the key file", p.file, st.err);
+  // By name beneath keys/, following no link: O_PATH opens a link at the key file itself.
+  auto fd = os::open_beneath(impl_->keys_fd.get(), p.file_rel(), O_PATH);
+  if (!fd.ok()) {
+    if (fd.err == ENOENT) return false;
+    os::throw_beneath(impl_->context(key) + ": cannot stat the key file",
+                      impl_->keys_dir.native(), impl_->keys_fd.get(), p.file_rel(), fd.err);
+  }
+  auto st = os::fstat(fd.value);
+  os::close(fd.value);
+  if (!st.ok()) os::throw_errno(impl_->context(key) + ": cannot stat the key file", p.file, st.err);
+  return S_ISREG(st.value.mode);
 }
 
 std::vector<std::string> Store::keys() const {
@@ -718,13 +795,13 @@ std::map<std::string, json> Store::update_many(
       if (c.value) {
         c.staged->commit_keeping_old(/*fsync_dir=*/false);
       } else {
-        c.removed.emplace(c.p->file, c.p->context);
+        c.removed.emplace(impl_->remove_aside(*c.p));
       }
       dirs.emplace(c.p->dir());
     }
     if (impl_->options.durability == Durability::full) {
       for (const auto& d : dirs) {
-        if (auto s = os::fsync_dir(d); !s.ok() && !not_durable) {
+        if (auto s = impl_->fsync_key_dir(d); !s.ok() && !not_durable) {
           not_durable = Error(os::errc_for_errno(s.err),
                               "update_many: cannot fsync a key's directory", d, s.err);
         }
@@ -812,6 +889,7 @@ const char* finding_kind_name(Finding::Kind kind) noexcept {
     case Finding::Kind::torn_log_line: return "torn_log_line";
     case Finding::Kind::stale_marker: return "stale_marker";
     case Finding::Kind::bad_file_name: return "bad_file_name";
+    case Finding::Kind::planted_file: return "planted_file";
   }
   return "unknown";
 }

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "log_writer.hpp"
+#include "os.hpp"
 #include "replace.hpp"
 #include "store_locks.hpp"
 
@@ -33,6 +34,12 @@ struct Store::Impl {
     std::string_view dir() const noexcept {
       return std::string_view(file).substr(0, file.rfind('/'));
     }
+    std::size_t rel_at = 0;  // file.substr(rel_at): the key file's path beneath keys/
+    const char* file_rel() const noexcept { return file.c_str() + rel_at; }
+    std::string_view dir_rel() const noexcept {
+      return std::string_view(file).substr(rel_at, file.rfind('/') - rel_at);
+    }
+    const char* name() const noexcept { return file.c_str() + file.rfind('/') + 1; }
   };
   // What a key's file holds right now.
   struct Current {
@@ -42,6 +49,15 @@ struct Store::Impl {
   };
 
   Impl(std::filesystem::path store_dir, StoreOptions store_options);
+
+  // The key's directory beneath keys_fd, opened by name following no link (O_PATH unless
+  // `for_fsync`); with `create`, made first when missing. THROWS Error{invalid_argument} naming a
+  // planted link or non-directory, Error{io|permission|not_found} naming the directory.
+  os::Fd open_key_dir(const KeyPaths& p, bool create, bool for_fsync = false) const;
+  // Removes the key file by name in its directory. THROWS as open_key_dir, Error naming the file.
+  void unlink_key_file(const KeyPaths& p) const;
+  // fsyncs the key directory `key_dir` (a path beneath keys_dir); errno as os::fsync.
+  os::Status fsync_key_dir(std::string_view key_dir) const;
 
   // Validates the key (Error{invalid_argument} naming it) and names its files.
   KeyPaths paths(const std::string& key) const;
@@ -137,7 +153,12 @@ struct Store::Impl {
   detail::LogWriter& log_writer();
   std::string context(const std::string& key) const;
 
-  // Constant after construction.
+  // Constant after construction. The store's directory and its keys/ and log/ stay open while
+  // the Store lives: everything inside is opened by name from them (os::open_beneath), never by
+  // a path string, so no link planted inside the store leads outside it.
+  os::Fd root_fd;
+  os::Fd keys_fd;
+  os::Fd log_fd;
   std::filesystem::path dir;
   std::filesystem::path keys_dir;
   std::filesystem::path log_dir;

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "os.hpp"
 #include "store_format.hpp"
@@ -43,26 +44,58 @@ std::string prefixed(std::string_view key, const char* what) {
   return key_context(key) + ": " + what;
 }
 
-int open_lock_file(const std::string& path, std::string_view key) {
-  constexpr int kFlags = O_RDONLY | O_CREAT | O_NOFOLLOW;  // read-only: see the header
-  auto r = os::open(path, kFlags, 0666);
-  if (const std::filesystem::path p(path); r.err == ENOENT && p.has_parent_path()) {
-    if (auto s = os::mkdirs(p.parent_path()); !s.ok()) {
-      os::throw_errno(prefixed(key, "cannot create the directory of lock file"), p.parent_path(),
-                      s.err);
+// The lock file at `path`, or at path.substr(prefix) beneath `base_fd` (see open_beneath).
+int open_lock_file(const std::string& path, std::string_view key, int base_fd, std::size_t prefix) {
+  // Read-only: see the header. O_NONBLOCK: a FIFO planted at the path must not block the open.
+  constexpr int kFlags = O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK;
+  const std::string_view rel = std::string_view(path).substr(base_fd >= 0 ? prefix : 0);
+  auto open = [&](int flags) {
+    return base_fd >= 0 ? os::open_beneath(base_fd, rel, flags, 0666) : os::open(path, flags, 0666);
+  };
+  auto r = open(kFlags);
+  if (r.err == ENOENT) {
+    const auto slash = rel.rfind('/');
+    if (slash != std::string_view::npos) {
+      const std::string_view dir = rel.substr(0, slash);
+      const os::Status s = base_fd >= 0 ? os::mkdirs_beneath(base_fd, dir)
+                                        : os::mkdirs(std::filesystem::path(dir));
+      if (!s.ok()) {
+        if (base_fd >= 0) {
+          os::throw_beneath(prefixed(key, "cannot create the directory of lock file"),
+                            std::string_view(path).substr(0, prefix), base_fd, dir, s.err);
+        }
+        os::throw_errno(prefixed(key, "cannot create the directory of lock file"),
+                        std::filesystem::path(dir), s.err);
+      }
+      r = open(kFlags);
     }
-    r = os::open(path, kFlags, 0666);
   }
   if (r.err == EACCES) {  // a lock file we may write but not read still locks
-    auto wo = os::open(path, O_WRONLY | O_NOFOLLOW);
-    if (wo.ok()) r = wo;
+    auto wo = open(O_WRONLY | O_NOFOLLOW | O_NONBLOCK);
+    if (wo.ok() || wo.err == ELOOP) r = wo;
   }
-  if (r.ok()) return r.value;
-  if (r.err == ELOOP) {
-    throw Error(Errc::invalid_argument, prefixed(key, "cannot open lock file"), path,
-                "it is a symbolic link (refused, not followed)");
+  if (r.err == EACCES) {  // a symbolic link in a sticky directory (fs.protected_symlinks)
+    if (auto st = os::lstat(path); st.ok() && S_ISLNK(st.value.mode)) r.err = ELOOP;
   }
-  os::throw_errno(prefixed(key, "cannot open lock file"), path, r.err);
+  if (!r.ok()) {
+    if (base_fd >= 0) {
+      os::throw_beneath(prefixed(key, "cannot open lock file"),
+                        std::string_view(path).substr(0, prefix), base_fd, rel, r.err);
+    }
+    if (r.err == ELOOP) {
+      throw Error(Errc::invalid_argument, prefixed(key, "cannot open lock file"), path,
+                  "it is a symbolic link (refused, not followed)");
+    }
+    os::throw_errno(prefixed(key, "cannot open lock file"), path, r.err);
+  }
+  try {
+    os::require_plain_file(r.value, prefixed(key, "cannot use lock file"), path,
+                           /*one_link=*/false);
+  } catch (...) {
+    os::close(r.value);
+    throw;
+  }
+  return r.value;
 }
 
 std::optional<LockHolder> holder_of(int fd) {
@@ -85,6 +118,11 @@ KeyLocks::KeyLocks(std::size_t max_open, bool check_identity)
     : max_open_(max_open == 0 ? 1 : max_open),
       check_identity_(check_identity),
       generation_(os::fork_generation()) {}
+
+void KeyLocks::open_beneath(int dir_fd, std::size_t prefix) noexcept {
+  base_fd_ = dir_fd;
+  base_prefix_ = prefix;
+}
 
 KeyLocks::~KeyLocks() {
   for (auto& [path, slot] : slots_) os::close(slot->fd);
@@ -144,7 +182,7 @@ KeyLocks::Hold KeyLocks::acquire(const std::string& lock_path, std::chrono::nano
   try {
     for (;;) {
       if (slot->fd < 0) {
-        slot->fd = open_lock_file(lock_path, key);
+        slot->fd = open_lock_file(lock_path, key, base_fd_, base_prefix_);
         slot->fs_magic = os::fs_magic(slot->fd);
       }
       auto s = os::flock_until(slot->fd, /*shared=*/false, deadline);

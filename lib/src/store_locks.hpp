@@ -12,6 +12,10 @@
 // helpers lock files anybody may delete, so their instance checks after each flock that the
 // descriptor's file still has a name (nlink > 0) and otherwise opens the path again.
 //
+// A lock file must be a regular file: a symbolic link at its path is refused (not followed), as
+// is a FIFO or device (opened without blocking, then refused). A hard link is locked like any file:
+// a lock file is never written or chmodded here.
+//
 // Descriptors are opened read-only (O_RDONLY|O_CREAT creates a missing lock file all the same):
 // flock needs no write access, and a read-only descriptor does not keep the filesystem from
 // being remounted read-only. close_idle() closes the descriptors no thread holds or waits for.
@@ -69,6 +73,11 @@ class KeyLocks {
   // `check_identity`: after each flock, make sure the lock file was not deleted (see top).
   explicit KeyLocks(std::size_t max_open, bool check_identity = false);
   ~KeyLocks();
+  // Opens lock paths beneath the directory `dir_fd` (borrowed: open while this lives), whose path
+  // is the first `prefix` characters of every lock path (a store's keys/ and its '/'): by name
+  // from there, following no symbolic link (os::open_beneath). REQUIRES: called before the first
+  // acquire; then constant.
+  void open_beneath(int dir_fd, std::size_t prefix) noexcept;
   KeyLocks(const KeyLocks&) = delete;
   KeyLocks& operator=(const KeyLocks&) = delete;
 
@@ -93,6 +102,8 @@ class KeyLocks {
 
   const std::size_t max_open_;  // constant after construction
   const bool check_identity_;   // constant after construction
+  int base_fd_ = -1;            // constant after open_beneath(); -1: lock paths as given
+  std::size_t base_prefix_ = 0;
   std::mutex mu_;
   // Guarded by mu_.
   std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;

@@ -40,7 +40,7 @@
 
 #include <sys/stat.h>
 
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "log_reader.hpp"
 #include "os.hpp"
@@ -107,6 +107,8 @@ class Checker {
   Checker(Store::Impl& impl, bool fix) : impl_(impl), fix_(fix), history_(impl.dir) {}
 
   std::vector<Finding> run() {
+    // A link or special file planted in the log is reported, and the log not read through it.
+    if (check_planted_log()) return std::move(findings_);
     read_log();
     walk();
     for (auto& [key, k] : log_) {
@@ -123,10 +125,16 @@ class Checker {
       auto it = log_.find(key);
       std::optional<std::string> logged = it == log_.end() ? std::nullopt : it->second.version;
       auto cur = read(key);
-      if (!cur.exists || !detail::accepts_json(cur.bytes) || logged != cur.version)
+      if (!cur.exists || !detail::json_io::accepts(cur.bytes) || logged != cur.version)
         suspects_.insert(key);
     }
-    for (const auto& key : suspects_) confirm(key);
+    for (const auto& key : suspects_) {
+      try {
+        confirm(key);
+      } catch (const Error& e) {  // a key whose files are behind a reported plant: skipped
+        if (e.code() != Errc::invalid_argument || !reported_planted(e.path())) throw;
+      }
+    }
     for (const auto& [temp, key] : temps_) check_temp(temp, key);
     for (const auto& [lock, key] : lock_files_) check_lock_file(lock, key);
     for (const auto& [leftover, key] : breaker_leftovers_) check_breaker_leftover(leftover, key);
@@ -160,7 +168,12 @@ class Checker {
     std::ifstream in(segments.front(), std::ios::binary);
     std::string header;
     if (!std::getline(in, header)) return std::nullopt;
-    json doc = json::parse(header, nullptr, /*allow_exceptions=*/false);
+    json doc;
+    try {
+      doc = detail::json_io::parse(header);
+    } catch (const json::parse_error&) {
+      return std::nullopt;
+    }
     if (!doc.is_object() || !doc.contains(detail::log_format::kHeaderCompacted))
       return std::nullopt;
     auto number = doc.find(detail::log_format::kHeaderSegment);
@@ -212,9 +225,59 @@ class Checker {
     ++repair_records_;
   }
 
+  bool reported_planted(const fs::path& path) const {
+    return std::any_of(findings_.begin(), findings_.end(), [&](const Finding& f) {
+      return f.kind == Finding::Kind::planted_file && f.path == path;
+    });
+  }
+
+  void planted(const fs::path& path, const std::string& problem,
+               std::string_view consequence = "; lockdb refuses to use it until it is removed") {
+    add(Finding::Kind::planted_file, {}, path, problem + std::string(consequence),
+        fix_ ? "; left in place: it may be someone's" : "");
+  }
+
+  // The marker, log/log.lock and every segment must be regular files with one link: they are
+  // written in place. Returns whether any is not.
+  bool check_planted_log() {
+    const std::size_t before = findings_.size();
+    auto check = [&](int dir_fd, const fs::path& dir, const std::string& name) {
+      auto st = os::lstat_at(dir_fd, name);
+      if (!st.ok()) return;
+      if (std::string problem = os::planted_problem(st.value, true); !problem.empty()) {
+        planted(dir / name, problem);
+      }
+    };
+    check(impl_.root_fd.get(), impl_.dir, std::string(format::kMarkerFile));
+    check(impl_.log_fd.get(), impl_.log_dir, std::string(detail::log_format::kLockFile));
+    if (auto names = os::list_dir(impl_.log_fd.get()); names.ok()) {
+      for (const auto& name : names.value) {
+        if (detail::log_format::parse_segment_name(name)) check(impl_.log_fd.get(), impl_.log_dir, name);
+      }
+    }
+    return findings_.size() != before;
+  }
+
   // Files under keys/: key files, temp files, and anything that is not the store's.
   void walk() {
     impl_.walk_keys([&](const Store::Impl::WalkEntry& e) {
+      if (!e.is_dir && !e.is_file) {  // a link, FIFO, socket or device: never followed
+        auto st = os::lstat(e.path);
+        if (st.ok()) {
+          planted(e.path, os::planted_problem(st.value, false) +
+                              " (lockdb never follows symbolic links under keys/)");
+          return;
+        }
+      }
+      if (e.is_file && (format::is_key_file_name(e.name) || ends_with(e.name, format::kLockSuffix))) {
+        // A hard link is never written through (key files are replaced by rename, lock files
+        // only locked), yet its other name is outside the store's control: reported.
+        if (auto st = os::lstat(e.path); st.ok() && st.value.nlink > 1) {
+          planted(e.path, "it has " + std::to_string(st.value.nlink) + " hard links",
+                  "; lockdb never writes through it (a key file is replaced by rename, a lock "
+                  "file only locked), but its other names are outside the store");
+        }
+      }
       if (e.depth == 0) {
         if (e.is_dir) {
           if (!format::is_shard_name(e.name)) bad_name(e.path, true);
@@ -375,7 +438,11 @@ class Checker {
     const bool had_gaps = !log_[key].gaps.empty();
     std::optional<json> value;
     if (cur.exists) {
-      value = json::parse(cur.bytes, nullptr, /*allow_exceptions=*/false);
+      try {
+        value = detail::json_io::parse(cur.bytes);
+      } catch (const json::parse_error&) {
+        value = json(json::value_t::discarded);
+      }
       if (value->is_discarded()) {
         corrupt(p, cur, logged);
         return;

@@ -1,16 +1,19 @@
 #!/bin/sh
-# Installs the built lockdb into a temp prefix, builds the consumer against it with
-# find_package, then builds it again with add_subdirectory of the source tree; runs both.
+# Installs the built lockdb (stripped) into a temp prefix, builds the consumer against it with
+# find_package, then builds it again with add_subdirectory of the source tree as a Release build
+# with warnings as errors, lockdb's and the consumer's own (-Wall -Wextra over the public
+# headers); runs both.
 #   check.sh SOURCE_DIR BUILD_DIR
 set -eu
 src=$1
 build=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
+cmake --install "$build" --prefix "$work/prefix" --strip >/dev/null
 cmake -S "$src/tests/consumer" -B "$work/installed" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/installed" >/dev/null
 "$work/installed/consumer"
-cmake -S "$src/tests/consumer" -B "$work/subdir" -DLOCKDB_SOURCE_DIR="$src" >/dev/null
-cmake --build "$work/subdir" -j2 --target consumer >/dev/null
+cmake -S "$src/tests/consumer" -B "$work/subdir" -DLOCKDB_SOURCE_DIR="$src" \
+      -DCMAKE_BUILD_TYPE=Release -DLOCKDB_WERROR=ON -DCONSUMER_WERROR=ON >/dev/null
+cmake --build "$work/subdir" -j2 --target consumer
 "$work/subdir/consumer"

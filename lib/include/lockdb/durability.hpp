@@ -1,6 +1,8 @@
 // Durability: what a write survives once it returns.
 #pragma once
 
+#include <lockdb/config.hpp>
+
 namespace lockdb {
 
 enum class Durability {

@@ -21,6 +21,8 @@
 //   version          a store of a newer or unknown format            no       12
 #pragma once
 
+#include <lockdb/config.hpp>
+
 #include <chrono>
 #include <filesystem>
 #include <optional>

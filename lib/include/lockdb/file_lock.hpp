@@ -19,6 +19,7 @@
 // holder releases; a timed wait is cut off by a per-thread timer signal (see file_lock.cpp).
 #pragma once
 
+#include <lockdb/config.hpp>
 #include <lockdb/error.hpp>
 
 #include <chrono>
@@ -39,8 +40,9 @@ inline constexpr std::chrono::nanoseconds kForever{-1};
 struct LockOptions {
   // Default timeout of acquire() and lock(). Negative: wait forever (the default).
   std::chrono::nanoseconds timeout = kForever;
-  // Permissions of the lock file. Empty: a created file gets 0666 & ~umask and an existing file
-  // is left alone. Set: applied with fchmod once the lock is held (never before).
+  // Permissions of the lock file. Empty: a created file gets 0666 & ~umask. Set: applied with
+  // fchmod once the lock is held (never before), and only to a lock file this object created:
+  // an existing file (or a hard link planted at the path) keeps its permissions.
   std::optional<unsigned> mode;
 };
 

@@ -32,6 +32,7 @@
 // retried as if nothing happened.
 #pragma once
 
+#include <lockdb/config.hpp>
 #include <lockdb/detail/json_fn.hpp>
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>

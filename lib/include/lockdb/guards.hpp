@@ -14,6 +14,7 @@
 // the child drops the child's share: the descriptor is close-on-exec).
 #pragma once
 
+#include <lockdb/config.hpp>
 #include <lockdb/error.hpp>
 #include <lockdb/file_lock.hpp>
 

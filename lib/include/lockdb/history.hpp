@@ -21,6 +21,7 @@
 // A History object is thread-safe for reading.
 #pragma once
 
+#include <lockdb/config.hpp>
 #include <lockdb/error.hpp>
 
 #include <nlohmann/json.hpp>

@@ -1,6 +1,7 @@
 // lockdb: the whole public API.
 #pragma once
 
+#include <lockdb/config.hpp>
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>
 #include <lockdb/file_lock.hpp>

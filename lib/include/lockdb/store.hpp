@@ -19,6 +19,7 @@
 // another thread is inside a call on the same Store is not supported.
 #pragma once
 
+#include <lockdb/config.hpp>
 #include <lockdb/detail/json_fn.hpp>
 #include <lockdb/durability.hpp>
 #include <lockdb/error.hpp>
@@ -73,6 +74,7 @@ struct Finding {
     torn_log_line,     // a partial line in the log (skipped by readers)
     stale_marker,      // a stale SoftFileLock marker / tombstone in the store
     bad_file_name,     // a file in the store whose name decodes to no key
+    planted_file,      // a symbolic link, hard link or special file where the store keeps its own
   };
   Kind kind;
   std::string key;             // empty when the finding is not about a key
