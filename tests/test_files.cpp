@@ -700,9 +700,9 @@ TEST_CASE("a planted file at the process's temp name is never followed or remove
   TempDir dir;
   const auto path = dir / "c.json";
   lockdb::atomic_json_update(path, [](json& d) { d["n"] = 1; });
-  // The name the next replace tries first (os::TempName::process_id): the pid in hex.
+  // The name the next replace tries first (os::TempName::process_id): the writer's digits.
   std::ostringstream name;
-  name << ".c.json." << std::hex << ::getpid() << ".tmp";
+  name << ".c.json." << lockdb::os::temp_owner_digits() << ".tmp";
   const auto planted = dir / name.str();
   lockdb::test::write_text(dir / "victim", "keep me");
   fs::create_symlink(dir / "victim", planted);
@@ -773,7 +773,7 @@ TEST_CASE("a directory at the target is refused and left in place, also where fi
     }
     lockdb::os::clear_faults();
     std::ostringstream temp_name;
-    temp_name << ".d." << std::hex << ::getpid() << ".tmp";
+    temp_name << ".d." << lockdb::os::temp_owner_digits() << ".tmp";
     const auto moved_to = *dir / temp_name.str();
     REQUIRE_THAT(what, Catch::Contains(target.string()) && Catch::Contains(moved_to.string()));
     REQUIRE(lockdb::test::read_text(target) == "x");

@@ -11,6 +11,7 @@
 #include <csignal>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -132,6 +133,27 @@ TEST_CASE("a dead holder's marker on this host is broken at once", "[soft_lock]"
   for (auto& e : std::filesystem::directory_iterator(dir.path())) {
     FAIL("left behind: " << e.path());  // no tombstone or moved marker remains
   }
+}
+
+TEST_CASE("a dead but unreaped holder (a zombie) holds nothing: its marker is broken at once",
+          "[soft_lock]") {
+  TempDir dir;
+  auto path = dir / "zombie.lock";
+  Child holder({lockdb::test::helper_path(), "hold", "soft", path.string()});
+  REQUIRE(holder.expect_line("LOCKED"));
+  holder.kill(SIGKILL);
+  // Wait until it has exited, but leave it unreaped: a zombie that still has its pid.
+  siginfo_t info{};
+  REQUIRE(waitid(P_PID, static_cast<id_t>(holder.pid()), &info, WEXITED | WNOWAIT) == 0);
+  REQUIRE(::kill(holder.pid(), 0) == 0);  // the pid still exists
+  REQUIRE(std::filesystem::exists(path));
+
+  REQUIRE(lockdb::SoftFileLock::is_stale(path, 300s));
+  lockdb::SoftFileLock lock(path);
+  REQUIRE(lock.try_lock());  // no timeout needed: a zombie is provably not holding it
+  REQUIRE(lock.holder()->pid == lockdb::os::pid());
+  lock.unlock();
+  REQUIRE(holder.wait() == 128 + SIGKILL);
 }
 
 TEST_CASE("another host's marker is broken only after stale_after", "[soft_lock]") {

@@ -64,6 +64,19 @@ Error::Error(Errc code, std::string context, std::filesystem::path path, int sys
 Error::Error(Errc code, std::string context, std::filesystem::path path, std::string cause)
     : std::runtime_error(compose(context, path, cause)), code_(code), path_(std::move(path)) {}
 
+Error::Error(Errc code, std::string context, std::filesystem::path path, std::string cause,
+             int sys_errno)
+    : std::runtime_error(compose(context, path, cause)),
+      code_(code),
+      path_(std::move(path)),
+      errno_(sys_errno) {}
+
+Error::Error(const Error& error, std::string_view note)
+    : std::runtime_error(std::string(error.what()) + std::string(note)),
+      code_(error.code_),
+      path_(error.path_),
+      errno_(error.errno_) {}
+
 std::string LockHolder::describe() const {
   if (pid == 0 && host.empty()) return "unknown holder";
   std::string s;

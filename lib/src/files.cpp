@@ -215,6 +215,7 @@ detail::ReplaceOptions replace_options(std::optional<unsigned> mode, long fs_mag
   detail::ReplaceOptions options;
   options.mode = mode;
   options.swap_in = detail::swap_in_pays(fs_magic);  // only ever done with Durability::none
+  options.remove_dead_temps = true;
   return options;
 }
 
@@ -424,7 +425,9 @@ void nfs_safe_write(const std::filesystem::path& path, std::string_view data,
   SoftFileLock lock(lock_file_for(path),
                     SoftLockOptions{.timeout = lock_timeout, .stale_after = stale_after});
   auto guard = lock.acquire();
-  detail::atomic_replace(path, data, durability);
+  detail::ReplaceOptions replace;
+  replace.remove_dead_temps = true;
+  detail::atomic_replace(path, data, durability, replace);
 }
 
 }  // namespace lockdb

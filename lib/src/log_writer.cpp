@@ -44,6 +44,7 @@
 #include <lockdb/error.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <mutex>
 #include <utility>
 
@@ -101,6 +102,8 @@ struct LogWriter::Impl {
   std::shared_ptr<Segment> segment;
   std::uint64_t generation_seen = 0;  // the state's generation `segment` belongs to
   bool check_tail = false;            // our last write failed: the segment may end in a fragment
+  bool can_reserve = true;            // the filesystem supports reserve_room()
+  std::uint64_t block = 0;            // allocation_block() of the log's filesystem; 0: not asked
   std::string buffer;
 
   ~Impl() { close_all(); }
@@ -207,7 +210,10 @@ struct LogWriter::Impl {
       s = os::fsync(fd.value);
       step = "cannot fsync log segment";
     }
-    os::close(fd.value);
+    if (os::Status c = os::close_written(fd.value); s.ok() && !c.ok()) {
+      s = c;
+      step = "cannot close log segment";
+    }
     if (s.ok()) {
       s = os::rename_at(dir_fd.get(), temp_name, dir_fd.get(), name);
       step = "cannot rename log segment into place";
@@ -322,6 +328,40 @@ struct LogWriter::Impl {
     return r.ok() && r.value == 1 && last == '\n';
   }
 
+  // Reserves the blocks of `len` more bytes at the open segment's end (fallocate KEEP_SIZE), so
+  // that on a full disk the append fails whole, before writing, instead of leaving a fragment.
+  // Another process appending meanwhile may use up the room: then a fragment can still be left
+  // (and is ended as below). Filesystems that cannot reserve are not asked again.
+  // `offset`: where the record lands as the appenders count it (kNoOffset: unknown); a record
+  // that stays within the allocation block the segment's last byte is in needs no reservation
+  // (no system call on most appends).
+  os::Status reserve_room(std::size_t len, std::uint64_t offset) {
+    if (!can_reserve) return {};
+    if (block == 0) block = allocation_block(os::fs_magic(segment->fd));
+    if (offset != kNoOffset && offset % block != 0 && offset % block + len <= block) return {};
+    auto st = os::fstat(segment->fd);
+    if (!st.ok()) return {st.err};
+    os::Status r = os::reserve(segment->fd, static_cast<off_t>(st.value.size),
+                               static_cast<off_t>(len));
+    if (r.err == EOPNOTSUPP || r.err == ENOSYS) {
+      can_reserve = false;
+      return {};
+    }
+    return r;
+  }
+
+  static constexpr std::uint64_t kNoOffset = UINT64_MAX;
+
+  // A size that every allocation block of the filesystem is a whole multiple of: the page on
+  // tmpfs, the smallest block ext4 (1 KiB) or any other filesystem (512 bytes) may have.
+  static std::uint64_t allocation_block(long fs_magic) {
+    constexpr long kTmpfs = 0x01021994;  // TMPFS_MAGIC
+    constexpr long kExt4 = 0xEF53;       // EXT2/3/4_SUPER_MAGIC
+    if (fs_magic == kTmpfs) return 4096;
+    if (fs_magic == kExt4) return 1024;
+    return 512;
+  }
+
   // Appends buffer (the record and its newline). Returns the segment written to.
   std::shared_ptr<Segment> append_locked() {
     const std::uint64_t len = buffer.size();
@@ -330,9 +370,11 @@ struct LogWriter::Impl {
       bool ours =
           segment && state_valid() &&
           word(fmt::kStateWordGeneration).load(std::memory_order_acquire) == generation_seen;
+      std::uint64_t offset = kNoOffset;
       if (ours && segment_bytes != 0) {
         const std::uint64_t before =
             word(fmt::kStateWordAppended).fetch_add(len, std::memory_order_relaxed);
+        offset = before;
         const std::uint64_t first =
             word(fmt::kStateWordFirstRecord).load(std::memory_order_relaxed);
         ours = before < segment_bytes || before <= first;  // full only once it holds a record
@@ -348,6 +390,14 @@ struct LogWriter::Impl {
       if (check_tail && !tail_ends_line()) {
         fresh_line = "\n" + buffer;
         data = fresh_line;
+      }
+      if (auto r = reserve_room(data.size(), check_tail ? kNoOffset : offset); !r.ok()) {
+        // Nothing was written: the count goes back to the segment's size.
+        if (offset != kNoOffset) {
+          word(fmt::kStateWordAppended).fetch_sub(len, std::memory_order_relaxed);
+        }
+        os::throw_errno("cannot append to log segment (no room for the record, nothing written)",
+                        segment->path, r.err);
       }
       auto w = os::write_once(segment->fd, data);
       if (w.ok() && w.value == data.size()) {

@@ -42,6 +42,8 @@ enum class Op : std::uint8_t {
   mkdir,
   flock,
   link,
+  close,  // close_written() only
+  fallocate,
   count
 };
 // The nth call of `op` from now (1 = the next one) fails with `err` instead of running.
@@ -70,6 +72,13 @@ Result<int> open(PathRef path, int flags, unsigned mode = 0666) noexcept;
 Result<int> dup(int fd) noexcept;
 // close(2), not retried (the descriptor is gone either way).
 void close(int fd) noexcept;
+// close(2) of a file just written, whose error fails the write (NFS and others report a deferred
+// write's EIO or ENOSPC only here). Not retried; the descriptor is gone either way.
+Status close_written(int fd) noexcept;
+// Reserves [offset, offset + len) of a file's blocks without changing its size (fallocate(2)
+// with FALLOC_FL_KEEP_SIZE), so that a later write there cannot fail for lack of space.
+// EOPNOTSUPP where the filesystem cannot.
+Status reserve(int fd, off_t offset, off_t len) noexcept;
 Status write_all(int fd, std::string_view data) noexcept;
 Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept;
 Status truncate(int fd, off_t size) noexcept;
@@ -106,15 +115,23 @@ Status link(PathRef from, PathRef to) noexcept;
 Status unlink(PathRef path) noexcept;
 // mkdir -p. Existing directories are fine; an existing non-directory is ENOTDIR.
 Status mkdirs(const std::filesystem::path& dir, unsigned mode = 0777) noexcept;
-// How create_temp names the file after `prefix`.
+// How create_temp names the file after `prefix`: always 16 hex digits that name the writer (a
+// tag of this host and pid namespace, then the pid: see temp_writer_pid), then
 enum class TempName {
   random,  // 12 random hex digits
-  // This process's id in hex first: the same name on every call, so the kernel finds it in its
+  // Nothing more: the same name on every call of this process, so the kernel finds it in its
   // dentry cache instead of looking up and allocating an entry for a new name each time (~1 µs
   // of a tmpfs update). O_EXCL makes it safe: if the name exists (another thread's temp file, a
   // crashed process's leftover, something planted), random names follow.
   process_id,
 };
+inline constexpr std::size_t kTempOwnerDigits = 16;
+// The pid of the process that made a temp file whose name holds `hex` (the hex digits before
+// ".tmp"), when it was a process of this host and pid namespace, so pid_alive() can judge it;
+// nullopt for any other name.
+std::optional<long> temp_writer_pid(std::string_view hex) noexcept;
+// The kTempOwnerDigits hex digits create_temp starts this process's temp names with.
+std::string temp_owner_digits();
 // Creates `dir/prefix<name>.tmp` with O_CREAT|O_EXCL|O_NOFOLLOW|O_RDWR and `mode` (before umask).
 Result<int> create_temp(const std::filesystem::path& dir, std::string_view prefix,
                         std::filesystem::path* out_path, unsigned mode = 0666) noexcept;
@@ -241,7 +258,7 @@ long pid() noexcept;  // getpid(2): a system call (glibc does not cache it)
 unsigned fork_generation() noexcept;
 // pid(), asked once per thread and fork generation.
 long cached_pid() noexcept;
-// false only when the pid provably does not exist (ESRCH).
+// false only when the pid provably does not exist (ESRCH) or is a zombie (exited, unreaped).
 bool pid_alive(long pid) noexcept;
 // "<boot id>:<start time in ticks>" of a live pid on this host; empty when unknown.
 std::string process_start_token(long pid) noexcept;

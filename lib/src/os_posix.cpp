@@ -16,6 +16,8 @@
 // us growing to 2 ms. Untimed waits (timeout < 0) simply block in flock(2).
 #include "os.hpp"
 
+#include "store_format.hpp"
+
 #include <lockdb/error.hpp>
 
 #include <array>
@@ -257,6 +259,24 @@ void close(int fd) noexcept {
   if (fd >= 0) ::close(fd);
 }
 
+Status close_written(int fd) noexcept {
+  if (injected(Op::close)) {
+    const int err = errno;
+    ::close(fd);
+    return {err};
+  }
+  if (::close(fd) != 0 && errno != EINTR) return {last_error()};
+  return {};
+}
+
+Status reserve(int fd, off_t offset, off_t len) noexcept {
+  if (injected(Op::fallocate)) return {errno};
+  for (;;) {
+    if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, len) == 0) return {};
+    if (errno != EINTR) return {last_error()};
+  }
+}
+
 Status write_all(int fd, std::string_view data) noexcept {
   while (!data.empty()) {
     if (injected(Op::write)) return {errno};
@@ -478,12 +498,53 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
   return {last_error()};
 }
 
+namespace {
+
+void append_hex8(std::string& out, std::uint32_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (int shift = 28; shift >= 0; shift -= 4) out += kDigits[(v >> shift) & 0xf];
+}
+
+// Of this host's name and pid namespace (the low half of the store's FNV-1a-64): processes whose
+// pids this process can judge.
+std::uint32_t pid_space_tag() noexcept {
+  static const std::uint32_t tag = [] {
+    std::string space = hostname();
+    char ns[64] = {};
+    const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    space += ':';
+    if (n > 0) space.append(ns, static_cast<std::size_t>(n));
+    return static_cast<std::uint32_t>(detail::store_format::fnv1a64(space));
+  }();
+  return tag;
+}
+
+}  // namespace
+
+std::string temp_owner_digits() {
+  std::string out;
+  append_hex8(out, pid_space_tag());
+  append_hex8(out, static_cast<std::uint32_t>(cached_pid()));
+  return out;
+}
+
+std::optional<long> temp_writer_pid(std::string_view hex) noexcept {
+  if (hex.size() != kTempOwnerDigits && hex.size() != kTempOwnerDigits + 12) return std::nullopt;
+  std::uint32_t space = 0, pid = 0;
+  if (std::from_chars(hex.data(), hex.data() + 8, space, 16).ptr != hex.data() + 8 ||
+      std::from_chars(hex.data() + 8, hex.data() + 16, pid, 16).ptr != hex.data() + 16) {
+    return std::nullopt;
+  }
+  if (space != pid_space_tag() || pid == 0) return std::nullopt;
+  return static_cast<long>(pid);
+}
+
 Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view prefix,
                            std::string* out_path, unsigned mode, TempName naming) noexcept {
   try {
     std::string& p = *out_path;  // built in place: a caller's buffer keeps its room
     p.clear();
-    p.reserve(dir.size() + 1 + prefix.size() + 16);
+    p.reserve(dir.size() + 1 + prefix.size() + 32);
     p.append(dir);
     if (!p.empty() && p.back() != '/') p += '/';
     // Relative to dir_fd: the name alone; relative to the working directory: the whole path.
@@ -492,14 +553,10 @@ Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view pr
     const std::size_t stem = p.size();
     for (int attempt = 0; attempt < 100; ++attempt) {
       p.resize(stem);
-      if (attempt == 0 && naming == TempName::process_id) {
-        char hex[16];
-        const auto r =
-            std::to_chars(hex, hex + sizeof hex, static_cast<unsigned long>(cached_pid()), 16);
-        p.append(hex, r.ptr);
-      } else {
-        append_random_hex(p, 6);
-      }
+      // Who writes it first (temp_writer_pid), so that a crashed writer's leftover can be told.
+      append_hex8(p, pid_space_tag());
+      append_hex8(p, static_cast<std::uint32_t>(cached_pid()));
+      if (attempt > 0 || naming != TempName::process_id) append_random_hex(p, 6);
       p += ".tmp";
       Result<int> fd{-1, 0};
       if (injected(Op::open)) {
@@ -925,8 +982,12 @@ long cached_pid() noexcept {
 
 bool pid_alive(long pid) noexcept {
   if (pid <= 0 || pid > INT_MAX) return false;
-  if (::kill(static_cast<pid_t>(pid), 0) == 0) return true;
-  return errno != ESRCH;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+  // A zombie (exited, not yet reaped by its parent) still has its pid but holds nothing: its
+  // state, the field after the ")" that closes comm in /proc/<pid>/stat, is 'Z'.
+  const std::string stat = read_small_file(("/proc/" + std::to_string(pid) + "/stat").c_str());
+  const auto close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
 }
 
 std::string process_start_token(long pid) noexcept {

@@ -51,6 +51,30 @@ const char* at_name(const std::string& path, int dir_fd) {
   return slash == std::string::npos ? path.c_str() : path.c_str() + slash + 1;
 }
 
+// Removes the temp files "<dir>/<prefix><digits>.tmp" whose writers provably died (see
+// ReplaceOptions::remove_dead_temps), listed and removed through `dir_fd` when it is open.
+// Best effort: a failure leaves them for the next write.
+void remove_dead_temps(std::string_view dir, int dir_fd, std::string_view prefix) {
+  auto names = dir_fd >= 0 ? os::list_dir(dir_fd) : os::list_dir(std::filesystem::path(dir));
+  if (!names.ok()) return;
+  constexpr std::string_view kSuffix = ".tmp";
+  const long self = os::cached_pid();
+  std::string path;
+  for (const std::string& name : names.value) {
+    if (name.size() < prefix.size() + kSuffix.size() || !name.starts_with(prefix) ||
+        !name.ends_with(kSuffix)) {
+      continue;
+    }
+    const auto pid = os::temp_writer_pid(std::string_view(name).substr(
+        prefix.size(), name.size() - prefix.size() - kSuffix.size()));
+    if (!pid || *pid == self || os::pid_alive(*pid)) continue;
+    path.assign(dir);
+    path += '/';
+    path += name;
+    (void)os::unlink_at(base_of(dir_fd), at_name(path, dir_fd));
+  }
+}
+
 // The two halves of a replace, on strings the caller keeps: `target`, the file to replace, and
 // `temp`, the temp file's path. StagedReplace keeps its own; atomic_replace borrows the caller's
 // path and a per-thread buffer, so a replace allocates nothing for either.
@@ -72,8 +96,9 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
   } else {
     prefix = options.temp_prefix;
   }
-  std::optional<unsigned> mode = options.mode;
   const int dir_fd = options.dir_fd;
+  if (options.remove_dead_temps) remove_dead_temps(dir, dir_fd, prefix);
+  std::optional<unsigned> mode = options.mode;
   if (!mode && options.keep_mode) {
     auto st = dir_fd < 0 ? os::stat(target) : os::lstat_at(dir_fd, at_name(target, dir_fd));
     if (st.ok()) mode = st.value.mode & 07777;
@@ -100,7 +125,10 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
     s = os::fsync(fd.value);
     if (!s.ok()) step = "cannot fsync";
   }
-  os::close(fd.value);
+  if (os::Status c = os::close_written(fd.value); s.ok() && !c.ok()) {
+    s = c;
+    step = "cannot close";
+  }
   if (!s.ok()) {
     (void)os::unlink_at(base_of(dir_fd), at_name(temp, dir_fd));
     const std::string name(file_name(temp));
@@ -238,10 +266,122 @@ StagedReplace::StagedReplace(StagedReplace&& other) noexcept
       context_(std::move(other.context_)),
       swap_in_(other.swap_in_),
       dir_fd_(other.dir_fd_),
-      owns_dir_fd_(std::exchange(other.owns_dir_fd_, false)) {}
+      owns_dir_fd_(std::exchange(other.owns_dir_fd_, false)),
+      take_back_(std::exchange(other.take_back_, TakeBack::none)) {}
 
 void StagedReplace::commit(bool fsync_dir) {
   put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir, dir_fd_);
+}
+
+namespace {
+// fsyncs the directory of `target`: through `dir_fd` when it is open, else by its path.
+os::Status fsync_dir_of(const std::string& target, int dir_fd) {
+  return dir_fd >= 0 ? os::fsync(dir_fd) : os::fsync_dir(std::string(dir_of(target)));
+}
+}  // namespace
+
+void StagedReplace::commit_keeping_old(bool fsync_dir) {
+  const int base = base_of(dir_fd_);
+  auto s = os::rename_exchange_at(base, at_name(temp_, dir_fd_), at_name(target_, dir_fd_));
+  if (s.ok()) {
+    take_back_ = TakeBack::swap_back;  // temp_ now names the old file
+  } else if (s.err == ENOENT && os::lstat_at(base, at_name(temp_, dir_fd_)).ok()) {
+    // No target yet: created by the rename, taken back by removing it.
+    put_in_place(target_, temp_, durability_, /*swap_in=*/false, context_, /*fsync_dir=*/false,
+                 dir_fd_);
+    take_back_ = TakeBack::remove_target;
+  } else if (s.err == EINVAL || s.err == ENOSYS || s.err == EOPNOTSUPP) {
+    put_in_place(target_, temp_, durability_, swap_in_, context_, fsync_dir, dir_fd_);  // no swap
+    return;
+  } else {
+    (void)os::unlink_at(base, at_name(temp_, dir_fd_));
+    const std::string name(file_name(temp_));
+    temp_.clear();
+    os::throw_errno(with_context(context_, "cannot swap into place " + name + " for"), target_,
+                    s.err);
+  }
+  if (durability_ == Durability::full && fsync_dir) {
+    if (auto d = fsync_dir_of(target_, dir_fd_); !d.ok()) {
+      os::throw_errno(with_context(context_,
+                                   "cannot fsync the directory (the new content is in place but "
+                                   "may not survive power loss)"),
+                      std::filesystem::path(dir_of(target_)), d.err);
+    }
+  }
+}
+
+void StagedReplace::take_back() {
+  const TakeBack how = std::exchange(take_back_, TakeBack::none);
+  const int base = base_of(dir_fd_);
+  if (how == TakeBack::swap_back) {
+    if (auto s = os::rename_exchange_at(base, at_name(temp_, dir_fd_), at_name(target_, dir_fd_));
+        !s.ok()) {
+      os::throw_errno(with_context(context_, "cannot swap the old file back into place from " +
+                                                 std::string(file_name(temp_)) + " for"),
+                      target_, s.err);
+    }
+    (void)os::unlink_at(base, at_name(temp_, dir_fd_));  // now the new file
+    temp_.clear();
+  } else if (auto s = os::unlink_at(base, at_name(target_, dir_fd_)); !s.ok()) {
+    os::throw_errno(with_context(context_, "cannot remove the new file"), target_, s.err);
+  }
+  if (durability_ == Durability::full) {
+    if (auto d = fsync_dir_of(target_, dir_fd_); !d.ok()) {
+      os::throw_errno(with_context(context_,
+                                   "cannot fsync the directory (the old content is back in place "
+                                   "but that may not survive power loss)"),
+                      std::filesystem::path(dir_of(target_)), d.err);
+    }
+  }
+}
+
+StagedRemove::StagedRemove(std::string target, std::string_view context, int dir_fd,
+                           bool owns_dir_fd)
+    : target_(std::move(target)), context_(context), dir_fd_(dir_fd), owns_dir_fd_(owns_dir_fd) {
+  const int base = base_of(dir_fd_);
+  std::string prefix(".");
+  prefix += file_name(target_);
+  prefix += '.';
+  auto fd =
+      os::create_temp_at(base, dir_of(target_), prefix, &aside_, 0600, os::TempName::process_id);
+  if (fd.ok()) {
+    os::close(fd.value);
+    // Renamed over the empty temp file just made: a name nobody else uses.
+    if (auto s = os::rename_at(base, at_name(target_, dir_fd_), base, at_name(aside_, dir_fd_));
+        s.ok()) {
+      return;
+    }
+    (void)os::unlink_at(base, at_name(aside_, dir_fd_));
+    aside_.clear();
+  }
+  // No temp name (or the rename failed): unlink at once; a missing target fails here.
+  if (auto s = os::unlink_at(base, at_name(target_, dir_fd_)); !s.ok()) {
+    if (owns_dir_fd_) os::close(dir_fd_);
+    os::throw_errno(with_context(context_, "cannot remove the file"), target_, s.err);
+  }
+}
+
+StagedRemove::~StagedRemove() {
+  if (!aside_.empty()) (void)os::unlink_at(base_of(dir_fd_), at_name(aside_, dir_fd_));
+  if (owns_dir_fd_) os::close(dir_fd_);
+}
+
+StagedRemove::StagedRemove(StagedRemove&& other) noexcept
+    : target_(std::move(other.target_)),
+      aside_(std::exchange(other.aside_, {})),
+      context_(std::move(other.context_)),
+      dir_fd_(other.dir_fd_),
+      owns_dir_fd_(std::exchange(other.owns_dir_fd_, false)) {}
+
+void StagedRemove::take_back() {
+  const int base = base_of(dir_fd_);
+  if (auto s = os::rename_at(base, at_name(aside_, dir_fd_), base, at_name(target_, dir_fd_));
+      !s.ok()) {
+    os::throw_errno(with_context(context_, "cannot move the file back into place from " +
+                                               std::string(file_name(aside_)) + " to"),
+                    target_, s.err);
+  }
+  aside_.clear();
 }
 
 }  // namespace detail

@@ -45,6 +45,11 @@ struct ReplaceOptions {
   // as the rename does. Falls back to rename where the target does not exist or the filesystem
   // cannot swap.
   bool swap_in = false;
+  // Before writing, remove the temp files of this target (same prefix) whose writers provably
+  // died: made by a process of this host and pid namespace (os::temp_writer_pid) that no longer
+  // runs. Costs a listing of the directory (through dir_fd when it is open). A live writer's temp
+  // file is never removed.
+  bool remove_dead_temps = false;
   // The target's directory, open (borrowed; REQUIRES: open until the replace is done, commit()
   // for StagedReplace): the temp file is created, renamed and removed by name in it and the
   // directory fsynced through it, so that no symbolic link on the target's path (a planted one
@@ -80,9 +85,21 @@ class StagedReplace {
 
   // REQUIRES: not committed yet.
   void commit(bool fsync_dir = true);
+  // commit() that keeps the old file until the destructor removes it, so that take_back() can
+  // undo the change without writing anything (a full disk cannot fail it): an existing target is
+  // swapped with the temp file (renameat2 RENAME_EXCHANGE) and lives on under the temp file's
+  // name; a missing one is simply created. Where the filesystem cannot swap, commit() is done
+  // instead and can_take_back() is false. REQUIRES: not committed yet.
+  void commit_keeping_old(bool fsync_dir = true);
+  bool can_take_back() const noexcept { return take_back_ != TakeBack::none; }
+  // Puts the old file back in place (removes the new one where there was none) and removes the
+  // new file; for Durability::full, fsyncs the directory. THROWS Error when that fails (the new
+  // file may then still be in place). REQUIRES: can_take_back().
+  void take_back();
   const std::string& target() const noexcept { return target_; }
 
  private:
+  enum class TakeBack { none, swap_back, remove_target };
   // Strings, not std::filesystem::path: a path splits itself into components whenever one is
   // made, which was a tenth of a small replace's time.
   std::string target_;
@@ -91,6 +108,37 @@ class StagedReplace {
   std::string context_;
   bool swap_in_ = false;
   int dir_fd_ = -1;  // ReplaceOptions::dir_fd
+  bool owns_dir_fd_ = false;
+  TakeBack take_back_ = TakeBack::none;
+};
+
+// Removal of a file in two halves, for a caller that may have to take it back: the constructor
+// moves `target` aside to a temp name in its directory (readers see it gone); take_back() moves
+// it back without writing anything (a full disk cannot fail it); the destructor removes it. Where
+// no temp name can be had, the file is unlinked at once and can_take_back() is false.
+// `dir_fd`: the target's directory, open, as ReplaceOptions::dir_fd (every name is then taken
+// in it, no link on the target's path followed; -1: by the target's path); with `owns_dir_fd`
+// it is closed when this is destroyed (also when the constructor throws).
+// THROWS Error naming the target when it cannot be removed (ENOENT when it is missing).
+class StagedRemove {
+ public:
+  StagedRemove(std::string target, std::string_view context, int dir_fd = -1,
+               bool owns_dir_fd = false);
+  ~StagedRemove();
+  StagedRemove(StagedRemove&& other) noexcept;
+  StagedRemove(const StagedRemove&) = delete;
+  StagedRemove& operator=(const StagedRemove&) = delete;
+  StagedRemove& operator=(StagedRemove&&) = delete;
+
+  bool can_take_back() const noexcept { return !aside_.empty(); }
+  // Renames the file back to the target. THROWS Error. REQUIRES: can_take_back().
+  void take_back();
+
+ private:
+  std::string target_;
+  std::string aside_;  // empty once removed, taken back, or unlinked at once
+  std::string context_;
+  int dir_fd_ = -1;
   bool owns_dir_fd_ = false;
 };
 

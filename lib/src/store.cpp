@@ -444,6 +444,13 @@ void Store::Impl::replace_file(const KeyPaths& p, std::string_view bytes) const 
   stage_file(p, bytes).commit();
 }
 
+detail::StagedRemove Store::Impl::remove_aside(const KeyPaths& p) const {
+  os::Fd key_dir = open_key_dir(p, /*create=*/false);
+  detail::StagedRemove removed(p.file, p.context, key_dir.get(), /*owns_dir_fd=*/true);
+  (void)key_dir.release();  // removed owns it now
+  return removed;
+}
+
 std::optional<Error> Store::Impl::remove_file(const KeyPaths& p, const char* done) const {
   unlink_key_file(p);
   return sync_key_dir(p, done);
@@ -486,8 +493,14 @@ std::optional<Error> Store::Impl::sync_key_dir(const KeyPaths& p, const char* do
   return std::nullopt;
 }
 
-void Store::Impl::log_change(const KeyPaths& p, const Current& before, std::string_view op,
-                             const json* value, const std::optional<std::string>& prev,
+namespace {
+// Appended to the error of a write that failed before anything changed.
+constexpr std::string_view kNothingWritten = " (nothing was written: the old value is in place)";
+}  // namespace
+
+void Store::Impl::log_change(const KeyPaths& p, const std::function<void()>& undo,
+                             std::string_view op, const json* value,
+                             const std::optional<std::string>& prev,
                              const std::optional<std::string>& version, std::string_view file_bytes,
                              const char* done, std::optional<Error>& not_durable) {
   try {
@@ -501,28 +514,28 @@ void Store::Impl::log_change(const KeyPaths& p, const Current& before, std::stri
                           e.path(), e.sys_errno());
     }
   } catch (const Error& e) {
-    throw undo_after_log_failure(p, before, e);
+    throw undo_after_log_failure(p, undo, e);
   }
 }
 
-Error Store::Impl::undo_after_log_failure(const KeyPaths& p, const Current& before,
+Error Store::Impl::undo_after_log_failure(const KeyPaths& p, const std::function<void()>& undo,
                                           const Error& log_error) {
   const std::string cause = log_error.what();
   try {
-    restore(p, before);
+    undo();
   } catch (const Error& undo_error) {
     return Error(log_error.code(),
                  context(p.key) +
                      ": the new value is in place but its log record could not be appended, "
                      "and putting the old value back failed too (" +
                      undo_error.what() + "); repair() records it",
-                 p.file, cause);
+                 p.file, cause, log_error.sys_errno());
   }
   return Error(log_error.code(),
                context(p.key) +
                    ": the log record could not be appended, so the write was taken back (the "
-                   "old value is in place)",
-               p.file, cause);
+                   "old value is in place, nothing was logged)",
+               p.file, cause, log_error.sys_errno());
 }
 
 template <class Decide>
@@ -540,20 +553,39 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
   if (cur.exists) prev = cur.version;
   // The change is in place (other processes may read it) before anything is fsynced; from then
   // on a failed fsync does not take it back: it is logged, and the call throws saying that it
-  // may not survive power loss, so that the log and the store agree.
+  // may not survive power loss, so that the log and the store agree. The old file is kept (under
+  // a temp name) until the record is in the log, so that a failed append (a full disk) takes the
+  // change back without writing anything; the staged file's destructor removes it, under the
+  // key's lock.
   std::optional<Error> not_durable;
   if (d.action == Decision::Action::write) {
     const char* done = "the new value is in place and logged";
     const std::string bytes = render(p, d.value);
     out.version = format::version_of(bytes);
-    stage_file(p, bytes).commit(/*fsync_dir=*/false);
+    std::optional<detail::StagedReplace> staged;
+    try {
+      staged.emplace(stage_file(p, bytes));
+      staged->commit_keeping_old(/*fsync_dir=*/false);
+    } catch (const Error& e) {
+      throw Error(e, kNothingWritten);
+    }
     not_durable = sync_key_dir(p, done);
-    log_change(p, cur, op, &d.value, prev, out.version, bytes, done, not_durable);
+    log_change(
+        p, [&] { take_back(p, cur, *staged); }, op, &d.value, prev, out.version, bytes, done,
+        not_durable);
     out.value = std::move(d.value);
   } else {
     const char* done = "the key is erased and the erase logged";
-    not_durable = remove_file(p, done);
-    log_change(p, cur, op, nullptr, prev, std::nullopt, {}, done, not_durable);
+    std::optional<detail::StagedRemove> removed;
+    try {
+      removed.emplace(remove_aside(p));
+    } catch (const Error& e) {
+      throw Error(e, kNothingWritten);
+    }
+    not_durable = sync_key_dir(p, done);
+    log_change(
+        p, [&] { take_back(p, cur, *removed); }, op, nullptr, prev, std::nullopt, {}, done,
+        not_durable);
   }
   if (not_durable) throw *not_durable;
   return out;
@@ -762,28 +794,34 @@ std::map<std::string, json> Store::update_many(
     }
   }
 
-  // Stage every new file first (a full disk fails here, before anything changed), then rename
-  // (or unlink) them all, then log them all.
+  // Stage every new file first (a full disk fails here, before anything changed), then put them
+  // all in place keeping the old files (or move the erased ones aside), then log them all. A
+  // failed append takes back every change not yet logged without writing anything.
   struct Change {
     const Impl::KeyPaths* p;
     const Impl::Current* before;
     const json* value;  // nullptr: erase
     std::string version;
     std::optional<detail::StagedReplace> staged;
+    std::optional<detail::StagedRemove> removed;
   };
   std::vector<Change> changes;
   for (const auto& [key, p] : requested) {
     const Impl::Current& cur = current[key];
     auto it = values.find(key);
     if (it == values.end()) {
-      if (cur.exists) changes.push_back(Change{&p, &cur, nullptr, {}, std::nullopt});
+      if (cur.exists) changes.push_back(Change{&p, &cur, nullptr, {}, std::nullopt, std::nullopt});
       continue;
     }
     std::string bytes = impl_->render(p, it->second);
     if (cur.exists && bytes == cur.bytes) continue;
-    Change c{&p, &cur, &it->second, format::version_of(bytes), std::nullopt};
-    changes.push_back(std::move(c));
-    changes.back().staged.emplace(impl_->stage_file(p, bytes));
+    changes.push_back(Change{&p, &cur, &it->second, format::version_of(bytes), std::nullopt,
+                             std::nullopt});
+    try {
+      changes.back().staged.emplace(impl_->stage_file(p, bytes));
+    } catch (const Error& e) {
+      throw Error(e, " (nothing was written: every key is as before)");
+    }
   }
 
   // As in write_one, a failed fsync does not take back changes in place: they are logged, and
@@ -796,9 +834,9 @@ std::map<std::string, json> Store::update_many(
     for (; done < changes.size(); ++done) {
       Change& c = changes[done];
       if (c.value) {
-        c.staged->commit(/*fsync_dir=*/false);
+        c.staged->commit_keeping_old(/*fsync_dir=*/false);
       } else {
-        impl_->unlink_key_file(*c.p);
+        c.removed.emplace(impl_->remove_aside(*c.p));
       }
       dirs.emplace(c.p->dir());
     }
@@ -826,27 +864,37 @@ std::map<std::string, json> Store::update_many(
     // Take back every change in place whose record is not in the log.
     std::string undo_failure;
     for (std::size_t i = logged; i < done; ++i) {
+      Change& c = changes[i];
       try {
-        impl_->restore(*changes[i].p, *changes[i].before);
+        if (c.value) {
+          impl_->take_back(*c.p, *c.before, *c.staged);
+        } else {
+          impl_->take_back(*c.p, *c.before, *c.removed);
+        }
       } catch (const Error& u) {
         if (undo_failure.empty()) undo_failure = u.what();
       }
     }
-    if (logged == 0 && undo_failure.empty()) throw;  // every key is as before
+    if (logged == 0 && undo_failure.empty()) {
+      throw Error(e.code(),
+                  "update_many: nothing was logged, so every change was taken back (the old "
+                  "values are in place)",
+                  {}, std::string(e.what()), e.sys_errno());
+    }
     throw Error(e.code(),
                 "update_many: " + std::to_string(logged) + " of " + std::to_string(changes.size()) +
                     " changed keys were written and logged before this failure; " +
                     (undo_failure.empty() ? std::string("the others were taken back")
                                           : "putting the others back failed too (" + undo_failure +
                                                 "); repair() records them"),
-                {}, std::string(e.what()));
+                {}, std::string(e.what()), e.sys_errno());
   }
   if (not_durable) {
     throw Error(not_durable->code(),
                 "update_many: all " + std::to_string(changes.size()) +
                     " changed keys are in place and logged, but an fsync failed: they may not "
                     "survive power loss",
-                {}, std::string(not_durable->what()));
+                {}, std::string(not_durable->what()), not_durable->sys_errno());
   }
   return values;
 }

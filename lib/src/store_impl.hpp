@@ -90,6 +90,9 @@ struct Store::Impl {
   // Removes the key file and, for Durability::full, fsyncs its directory: a failed fsync is
   // returned (as sync_key_dir), not thrown, for the erase is done.
   std::optional<Error> remove_file(const KeyPaths& p, const char* done) const;
+  // Moves the key file aside (StagedRemove): gone for readers, back with take_back(), removed
+  // when the result is destroyed. THROWS Error naming key and file.
+  detail::StagedRemove remove_aside(const KeyPaths& p) const;
   // Appends one record. REQUIRES: the key's lock held. THROWS what LogWriter::append throws.
   // `file_bytes`: the key file's text when it holds `value`; reused as the record's value when
   // it is one line (a scalar or an empty container), which saves serialising the value again.
@@ -104,15 +107,27 @@ struct Store::Impl {
   // undo_after_log_failure's error); a failed fsync of the log after a whole append sets
   // `not_durable` (unless already set; `done` says what is in place) and returns: the record
   // is in the log.
-  void log_change(const KeyPaths& p, const Current& before, std::string_view op,
+  void log_change(const KeyPaths& p, const std::function<void()>& undo, std::string_view op,
                   const nlohmann::json* value, const std::optional<std::string>& prev,
                   const std::optional<std::string>& version, std::string_view file_bytes,
                   const char* done, std::optional<Error>& not_durable);
   // Puts `before` back: its bytes into the key file, or removes the file if it did not exist.
+  // Needs free space for a new temp file: only where the change cannot be taken back without.
   void restore(const KeyPaths& p, const Current& before) const;
-  // After append_record failed: puts `before` back into the key file. Returns an error to throw:
-  // the log error with the key named, saying whether the store is unchanged.
-  Error undo_after_log_failure(const KeyPaths& p, const Current& before, const Error& log_error);
+  // How a change in place is taken back: the staged file's take_back() (which writes nothing, so
+  // a full disk cannot fail it), else restore().
+  template <class Staged>
+  void take_back(const KeyPaths& p, const Current& before, Staged& staged) const {
+    if (staged.can_take_back()) {
+      staged.take_back();
+    } else {
+      restore(p, before);
+    }
+  }
+  // After append_record failed: takes the change back. Returns an error to throw: the log error
+  // with the key named, saying whether the old value is back (and nothing logged) or not.
+  Error undo_after_log_failure(const KeyPaths& p, const std::function<void()>& undo,
+                               const Error& log_error);
 
   // One locked read-modify-write of a key: lock, read, decide, write (or erase), log, unlock.
   // `decide(const KeyPaths&, const Current&)` returns a Decision.

@@ -85,7 +85,9 @@ void apply(KeyLog& k, const Record& r, bool chain_starts_unknown) {
     k.gaps.push_back("the record of " + format_time(r.time) + " (op " + r.op + ", pid " +
                      std::to_string(r.pid) + ") starts from version " +
                      show_version(r.prev_version) + ", but the log's previous version is " +
-                     show_version(k.version) + ": the file was changed around the store");
+                     show_version(k.version) +
+                     ": a change without a record came between them (a writer that crashed "
+                     "before appending its record, or a write around the store)");
   }
   k.version = r.version;
 }
@@ -210,7 +212,10 @@ class Checker {
     }
     add(Finding::Kind::torn_log_line, {}, impl_.log_dir,
         std::to_string(torn_unseen_) +
-            " torn line(s) in the log (a crash in the middle of an append); readers skip them",
+            " torn or unreadable line(s) in the log (a crash in the middle of an append, or "
+            "bytes written around the store); readers skip them. 'lockdb compact' "
+            "(History::compact_keep_last / compact_before) rewrites the log without them; a "
+            "repair that logs a record marks those before it as seen",
         fixed);
   }
 
@@ -292,6 +297,7 @@ class Checker {
         return;
       }
       if (!e.is_file) {
+        if (vanished(e.path)) return;  // a temp file renamed or removed while we looked
         add(Finding::Kind::bad_file_name, {}, e.path,
             "neither a regular file nor a directory (lockdb never follows symbolic links under "
             "keys/)",
@@ -401,7 +407,15 @@ class Checker {
     return std::nullopt;
   }
 
+  // A file that is gone when looked at again (a writer's temp file, renamed or removed meanwhile)
+  // is not a finding.
+  static bool vanished(const fs::path& path) {
+    auto st = os::lstat(path);
+    return !st.ok() && st.err == ENOENT;
+  }
+
   void bad_name(const fs::path& path, bool is_dir) {
+    if (vanished(path)) return;
     add(Finding::Kind::bad_file_name, {}, path,
         std::string(is_dir ? "a directory" : "a file") +
             " whose name is no key's (not written by lockdb)",

@@ -28,6 +28,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace lockdb {
 
@@ -57,6 +58,12 @@ class Error : public std::runtime_error {
   Error(Errc code, std::string context, std::filesystem::path path = {}, int sys_errno = 0);
   // Builds the message from a cause text instead of an errno.
   Error(Errc code, std::string context, std::filesystem::path path, std::string cause);
+  // The same, keeping the errno behind the cause (an error that wraps another keeps its errno).
+  Error(Errc code, std::string context, std::filesystem::path path, std::string cause,
+        int sys_errno);
+  // The same error (code, path, errno) with `note` appended to what(), for a caller that knows
+  // more about the outcome (" (nothing was written)").
+  Error(const Error& error, std::string_view note);
 
   Errc code() const noexcept { return code_; }
   const std::filesystem::path& path() const noexcept { return path_; }
