@@ -230,12 +230,21 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
     const std::string err = "lockdb: " + missing +
                             ": not a lockdb store: there is no such directory ('lockdb init " +
                             missing + "' creates one in a new or empty directory)\n";
-    for (const auto& args : std::vector<std::vector<std::string>>{
-             {"get", missing, "config"}, {"keys", missing}, {"put", missing, "k", "1"},
-             {"log", missing}, {"history", missing, "k"}, {"verify", missing},
-             {"stats", missing}, {"compact", missing, "--keep-last", "1"}, {"export", missing},
-             {"import", missing}, {"watch", missing, "k"}, {"run", missing, "k", "true"},
-             {"cas", missing, "k", "--absent", "1"}, {"locks", missing}}) {
+    for (const auto& args :
+         std::vector<std::vector<std::string>>{{"get", missing, "config"},
+                                               {"keys", missing},
+                                               {"put", missing, "k", "1"},
+                                               {"log", missing},
+                                               {"history", missing, "k"},
+                                               {"verify", missing},
+                                               {"stats", missing},
+                                               {"compact", missing, "--keep-last", "1"},
+                                               {"export", missing},
+                                               {"import", missing},
+                                               {"watch", missing, "k"},
+                                               {"run", missing, "k", "true"},
+                                               {"cas", missing, "k", "--absent", "1"},
+                                               {"locks", missing}}) {
       INFO(args[0]);
       require_failure(cli(args), 1, err);
     }
@@ -247,10 +256,15 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
     lockdb::test::write_text(fs::path(other) / "notes.txt", "hello");
     const std::string err = "lockdb: " + other +
                             ": not a lockdb store: the directory has no store marker ('lockdb "
-                            "init " + other + "' creates one in a new or empty directory)\n";
-    for (const auto& args : std::vector<std::vector<std::string>>{
-             {"keys", other}, {"log", other}, {"put", other, "k", "1"},
-             {"put", "--create", other, "k", "1"}, {"repair", other}, {"rebuild", other, "x"}}) {
+                            "init " +
+                            other + "' creates one in a new or empty directory)\n";
+    for (const auto& args :
+         std::vector<std::vector<std::string>>{{"keys", other},
+                                               {"log", other},
+                                               {"put", other, "k", "1"},
+                                               {"put", "--create", other, "k", "1"},
+                                               {"repair", other},
+                                               {"rebuild", other, "x"}}) {
       INFO(args[0]);
       require_failure(cli(args), 1, err);
     }
@@ -303,7 +317,8 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
       cause = std::string(e.what()).substr(std::string(e.what()).find("] ") + 2);
     }
     require_failure(cli({"put", store.string(), "config", "{a: 1}"}), 2,
-                    "lockdb: put \"config\": bad JSON argument: " + cause + "\n");
+                    "lockdb: put \"config\": bad JSON argument: " + cause +
+                        " (for a plain string use --string)\n");
     require_failure(cli({"put", store.string(), "config", "-"}, "{a: 1}"), 2,
                     "lockdb: put \"config\": <stdin>: bad JSON: " + cause + "\n");
     CHECK(cli({"get", store.string(), "config", "--json"}).out.find(R"("value":{"a":1})") !=
@@ -313,20 +328,24 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
     const std::string forms =
         " (use RFC 3339 like 2026-11-30T18:00:00Z or '2026-11-30 18:00:00+01:00', a date like "
         "2026-11-30, epoch seconds like 1764525600, a time ago like 10m, 2h, 3d, or now)";
-    for (const auto& [option, command, bad] : std::vector<std::tuple<std::string, std::string,
-                                                                     std::string>>{
-             {"--since", "log", "yesterday"}, {"--until", "log", "2026-02-31"},
-             {"--since", "log", "9999-12-31"}, {"--since", "log", "2026-11-30T18:00: 0Z"},
-             {"--since", "log", "-5m"}, {"--since", "log", "99999999999999999999"},
-             {"--at", "get", "2026-13-01T00:00:00Z"}, {"--before", "compact", "10 minutes"}}) {
+    for (const auto& [option, command, bad] :
+         std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"--since", "log", "yesterday"},
+             {"--until", "log", "2026-02-31"},
+             {"--since", "log", "9999-12-31"},
+             {"--since", "log", "2026-11-30T18:00: 0Z"},
+             {"--since", "log", "-5m"},
+             {"--since", "log", "99999999999999999999"},
+             {"--at", "get", "2026-13-01T00:00:00Z"},
+             {"--before", "compact", "10 minutes"}}) {
       INFO(bad);
       std::vector<std::string> args{command, store.string()};
       if (command == "get") args.push_back("config");
       args.push_back(option);
       args.push_back(bad);
       require_failure(cli(args), 2,
-                      "lockdb: " + option + ": not a time: \"" + bad + "\"" + forms + " (see 'lockdb " +
-                          command + " --help')\n");
+                      "lockdb: " + option + ": not a time: \"" + bad + "\"" + forms +
+                          " (see 'lockdb " + command + " --help')\n");
     }
   }
   SECTION("usage errors: 2") {
@@ -545,7 +564,7 @@ TEST_CASE("log --follow --limit stops once it has printed N records", "[cli]") {
   const fs::path store = dir / "store";
   write_store(store, {"put", "a", "1"});
   Child follow({LOCKDB_CLI, "log", store.string(), "--follow", "--from-start", "--key", "c",
-               "--limit", "3"});
+                "--limit", "3"});
   Child writer(
       {lockdb::test::helper_path(), "cli-write", store.string(), "0", "put-range", "c", "1", "5"});
   REQUIRE(writer.expect_line("DONE"));
@@ -818,7 +837,7 @@ TEST_CASE("progress shows on a terminal only, colours follow --color and NO_COLO
   CHECK(json_out.out.find('\033') == std::string::npos);
 }
 
-TEST_CASE("get -r, several keys, --version; put --string and stdin; keys glob and escaping",
+TEST_CASE("get -r, several keys, --version, put --string and stdin, keys glob and escaping",
           "[cli]") {
   TempDir dir;
   const std::string store = (dir / "store").string();
@@ -869,8 +888,8 @@ TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives",
   REQUIRE(cli({"init", store}).code == 0);
   REQUIRE(cli({"incr", store, "n", "5"}).out == "5\n");
   CHECK(cli({"incr", store, "n", "-7"}).out == "-2\n");
-  for (const char* bad : {"99999999999999999999", "-9223372036854775809", "0x10", " 5", "5 ",
-                          "+5", "1e3", "5.0", ""}) {
+  for (const char* bad : {"99999999999999999999", "-9223372036854775809", "0x10", " 5", "5 ", "+5",
+                          "1e3", "5.0", ""}) {
     INFO(bad);
     require_failure(cli({"incr", store, "n", bad}), 2,
                     std::string("lockdb: incr \"n\": N is not a whole number from "
@@ -879,9 +898,14 @@ TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives",
   }
   CHECK(cli({"get", store, "n"}).out == "-2\n");
   CHECK(json_lines(cli({"log", store, "--json"}).out).size() == 2);  // nothing else logged
-  for (const auto& [command, option] : std::vector<std::pair<std::string, std::string>>{
-           {"log", "--limit"}, {"log", "--last"}, {"history", "--limit"}, {"stats", "--top"},
-           {"compact", "--keep-last"}, {"watch", "--count"}, {"init", "--stripes"}}) {
+  for (const auto& [command, option] :
+       std::vector<std::pair<std::string, std::string>>{{"log", "--limit"},
+                                                        {"log", "--last"},
+                                                        {"history", "--limit"},
+                                                        {"stats", "--top"},
+                                                        {"compact", "--keep-last"},
+                                                        {"watch", "--count"},
+                                                        {"init", "--stripes"}}) {
     for (const char* bad : {"-1", "0x3", " 2", "18446744073709551616", "two"}) {
       INFO(command << " " << option << " " << bad);
       std::vector<std::string> args{command, store};
@@ -895,7 +919,7 @@ TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives",
   }
 }
 
-TEST_CASE("init makes a store once; cas writes only on the expected version, else exits 11",
+TEST_CASE("init makes a store once, cas writes only on the expected version, else exits 11",
           "[cli]") {
   TempDir dir;
   const std::string store = (dir / "store").string();
@@ -931,7 +955,7 @@ TEST_CASE("init makes a store once; cas writes only on the expected version, els
   CHECK(cli({"verify", store}).code == 0);
 }
 
-TEST_CASE("log --last, --reverse, --since forms; history --limit and --last", "[cli]") {
+TEST_CASE("log --last, --reverse, --since forms, history --limit and --last", "[cli]") {
   TempDir dir;
   const fs::path store = dir / "store";
   write_store(store, {"put-range", "k", "1", "5"});
@@ -984,7 +1008,8 @@ TEST_CASE("get --at before the compaction horizon names the earliest time it can
   require_failure(cli({"get", store.string(), "k", "--at", t1}), 1,
                   "lockdb: get \"k\" --at " + t1 + ": " + (store / "log").string() +
                       ": the log was compacted and does not reach back that far; the earliest "
-                      "time it can answer for this key is " + t3 + "\n");
+                      "time it can answer for this key is " +
+                      t3 + "\n");
   CHECK(cli({"get", store.string(), "k", "--at", t3}).out == "{\n  \"n\": 3\n}\n");
 }
 
@@ -1011,7 +1036,7 @@ TEST_CASE("compact that would drop nothing leaves the log byte for byte", "[cli]
   CHECK(snapshot() == before);
 }
 
-TEST_CASE("export and import round-trip; a bad line stops the import with its number", "[cli]") {
+TEST_CASE("export and import round-trip, a bad line stops the import with its number", "[cli]") {
   TempDir dir;
   const fs::path store = dir / "store";
   write_store(store, {"put", "a", "1", "put", "job/x", R"({"s":"t\nu"})", "put", "job/y", "null",
@@ -1046,8 +1071,9 @@ TEST_CASE("export and import round-trip; a bad line stops the import with its nu
   // A bad line: nothing of the input is written.
   const std::string fresh = (dir / "fresh").string();
   REQUIRE(cli({"init", fresh}).code == 0);
-  require_failure(cli({"import", fresh}, "{\"key\":\"a\",\"value\":1}\n\n{\"key\":\"b\",\"value\"\n"),
-                  2, "lockdb: import: <stdin> line 3: not a JSON line (nothing was imported)\n");
+  require_failure(
+      cli({"import", fresh}, "{\"key\":\"a\",\"value\":1}\n\n{\"key\":\"b\",\"value\"\n"), 2,
+      "lockdb: import: <stdin> line 3: not a JSON line (nothing was imported)\n");
   require_failure(cli({"import", fresh}, "{\"key\":\"a\",\"value\":1}\n{\"value\":1}\n"), 2,
                   "lockdb: import: <stdin> line 2: no \"key\" string (nothing was imported)\n");
   require_failure(cli({"import", fresh}, "[1]\n"), 2,
@@ -1100,12 +1126,12 @@ TEST_CASE("run holds the key's lock for a command, logs its change, exits with i
   Child holder({lockdb::test::helper_path(), "hold", "hard", lock.string()});
   REQUIRE(holder.expect_line("LOCKED"));
   const fs::path marker = dir / "ran";
-  auto timed_out = cli({"run", store.string(), "n", "--timeout", "100ms", "--", "touch",
-                        marker.string()});
+  auto timed_out =
+      cli({"run", store.string(), "n", "--timeout", "100ms", "--", "touch", marker.string()});
   CHECK(timed_out.code == 4);
   CHECK(timed_out.out.empty());
-  CHECK(timed_out.err.rfind("lockdb: key \"n\": lock not acquired within 100 ms: " +
-                                lock.string() + ": held by pid " + std::to_string(holder.pid()),
+  CHECK(timed_out.err.rfind("lockdb: key \"n\": lock not acquired within 100 ms: " + lock.string() +
+                                ": held by pid " + std::to_string(holder.pid()),
                             0) == 0);
   CHECK_FALSE(fs::exists(marker));
   auto shared = cli({"run", store.string(), "n", "--shared", "--timeout", "0", "--", "true"});
@@ -1123,9 +1149,9 @@ TEST_CASE("watch prints each change of its keys once, in order, from when it sta
   Child watch({"/bin/sh", "-c", "exec \"$0\" watch \"$1\" a b --count 5 --json 2>&1", LOCKDB_CLI,
                store.string()});
   REQUIRE(watch.expect_line("lockdb: watching 2 keys in " + store.string() + " (Ctrl-C to stop)"));
-  const long writer = write_store(
-      store, {"put", "a", "1", "put", "other", "1", "incr", "b", "1", "put-range", "a", "2", "3",
-              "del", "b", "put", "a", "99"});
+  const long writer =
+      write_store(store, {"put", "a", "1", "put", "other", "1", "incr", "b", "1", "put-range", "a",
+                          "2", "3", "del", "b", "put", "a", "99"});
   std::vector<json> got;
   while (auto line = watch.read_line()) got.push_back(json::parse(*line));
   CHECK(watch.wait() == 0);
@@ -1140,8 +1166,8 @@ TEST_CASE("watch prints each change of its keys once, in order, from when it sta
   }
 
   // --prefix, and a signal ends it cleanly with what it printed flushed.
-  Child by_prefix({"/bin/sh", "-c", "exec \"$0\" watch \"$1\" --prefix job/ 2>&1", LOCKDB_CLI,
-                   store.string()});
+  Child by_prefix(
+      {"/bin/sh", "-c", "exec \"$0\" watch \"$1\" --prefix job/ 2>&1", LOCKDB_CLI, store.string()});
   REQUIRE(by_prefix.expect_line("lockdb: watching keys starting with \"job/\" in " +
                                 store.string() + " (Ctrl-C to stop)"));
   write_store(store, {"put", "jobx", "1", "put", "job/1", "7"});
@@ -1170,16 +1196,15 @@ TEST_CASE("log --follow starts at the end unless asked for the past", "[cli]") {
   const fs::path store = dir / "store";
   write_store(store, {"put", "old", "1"});
   Child follow({"/bin/sh", "-c", "exec \"$0\" log \"$1\" --follow --limit 1 --json 2>&1",
-               LOCKDB_CLI, store.string()});
-  REQUIRE(follow.expect_line("lockdb: following the log of " + store.string() +
-                             " (Ctrl-C to stop)"));
+                LOCKDB_CLI, store.string()});
+  REQUIRE(
+      follow.expect_line("lockdb: following the log of " + store.string() + " (Ctrl-C to stop)"));
   write_store(store, {"put", "new", "2"});
   auto line = follow.read_line();
   REQUIRE(line);
   CHECK(json::parse(*line)["key"] == "new");
   CHECK(follow.wait() == 0);
-  CHECK(json_lines(cli({"log", store.string(), "--follow", "--last", "1", "--limit", "1",
-                        "--json"})
-                       .out)
+  CHECK(json_lines(
+            cli({"log", store.string(), "--follow", "--last", "1", "--limit", "1", "--json"}).out)
             .size() == 1);
 }

@@ -68,7 +68,7 @@ std::vector<lockdb::Record> records_of(const std::string& location, const std::s
 // ---------------------------------------------------------------------------------------------
 // The API on one member
 
-TEST_CASE("etcd: put, get, entry, contains, keys, erase; versions are mod_revisions", "[etcd]") {
+TEST_CASE("etcd: put, get, entry, contains, keys, erase, versions are mod_revisions", "[etcd]") {
   REQUIRE_ETCD();
   Store store(lockdb::test::shared_etcd().fresh_location());
   REQUIRE_FALSE(store.get("a"));
@@ -213,7 +213,7 @@ TEST_CASE("etcd: opening: create=false needs a store, a bad location is invalid_
   REQUIRE(code_of([] { Store s("etcd:///x"); }) == lockdb::Errc::invalid_argument);
 }
 
-TEST_CASE("etcd: errors name the endpoint and cause; a dead endpoint is skipped", "[etcd]") {
+TEST_CASE("etcd: errors name the endpoint and cause, a dead endpoint is skipped", "[etcd]") {
   REQUIRE_ETCD();
   auto& etcd = lockdb::test::shared_etcd();
   // A port nobody listens on: a socket bound without listen().

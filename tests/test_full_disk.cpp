@@ -144,18 +144,27 @@ std::string grown(char c, int i) { return std::string(static_cast<std::size_t>(i
 
 std::vector<Operation> operations() {
   std::vector<Operation> ops;
-  ops.push_back({"put", {}, [](Store& s) { s.put("k", "start"); },
-                 [](Store& s, int i) { s.put("k", grown('p', i)); }, {"k"},
+  ops.push_back({"put",
+                 {},
+                 [](Store& s) { s.put("k", "start"); },
+                 [](Store& s, int i) { s.put("k", grown('p', i)); },
+                 {"k"},
                  [](const std::string&, int i) { return json(grown('p', i)); }});
-  ops.push_back({"update", {}, [](Store& s) { s.put("k", json::object()); },
+  ops.push_back({"update",
+                 {},
+                 [](Store& s) { s.put("k", json::object()); },
                  [](Store& s, int i) {
                    s.update("k", [i](json& v) { v = json{{"grown", grown('u', i)}}; });
                  },
                  {"k"},
-                 [](const std::string&, int i) { return json{{"grown", grown('u', i)}}; }});
+                 [](const std::string&, int i) {
+                   return json{{"grown", grown('u', i)}};
+                 }});
   // The key file is held open by a reader, as when a reader is in the middle of reading it: its
   // old content keeps its page until closed.
-  ops.push_back({"increment", {}, [](Store& s) { s.put("n", 0); },
+  ops.push_back({"increment",
+                 {},
+                 [](Store& s) { s.put("n", 0); },
                  [](Store& s, int i) {
                    const int fd = ::open(s.file_path("n").c_str(), O_RDONLY);
                    REQUIRE(fd >= 0);
@@ -169,10 +178,12 @@ std::vector<Operation> operations() {
                    ::close(fd);
                    if (failed) throw *failed;
                  },
-                 {"n"}, [](const std::string&, int i) { return json(i); },
+                 {"n"},
+                 [](const std::string&, int i) { return json(i); },
                  // Small records: enough of them that the log's end crosses pages.
                  60});
-  ops.push_back({"erase", {},
+  ops.push_back({"erase",
+                 {},
                  [](Store& s) {
                    for (int i = 1; i <= 12; ++i) s.put("e" + std::to_string(i), grown('e', i));
                  },
@@ -186,7 +197,8 @@ std::vector<Operation> operations() {
                    if (n <= i) return std::nullopt;
                    return json(grown('e', n));
                  }});
-  ops.push_back({"update_many", {},
+  ops.push_back({"update_many",
+                 {},
                  [](Store& s) {
                    s.put("a", 0);
                    s.put("b", 0);
@@ -213,12 +225,15 @@ std::vector<Operation> operations() {
   // Small segments: most appends start a new segment (a new file and its header).
   lockdb::StoreOptions small_segments;
   small_segments.log_segment_bytes = 512;
-  ops.push_back({"put with log rotation", small_segments, [](Store& s) { s.put("r", 0); },
-                 [](Store& s, int i) { s.put("r", std::string(static_cast<std::size_t>(i) * 90, 'r')); },
-                 {"r"},
-                 [](const std::string&, int i) {
-                   return json(std::string(static_cast<std::size_t>(i) * 90, 'r'));
-                 }});
+  ops.push_back(
+      {"put with log rotation",
+       small_segments,
+       [](Store& s) { s.put("r", 0); },
+       [](Store& s, int i) { s.put("r", std::string(static_cast<std::size_t>(i) * 90, 'r')); },
+       {"r"},
+       [](const std::string&, int i) {
+         return json(std::string(static_cast<std::size_t>(i) * 90, 'r'));
+       }});
   return ops;
 }
 
@@ -314,8 +329,6 @@ TEST_CASE("a full disk at every size: increment while a reader holds the old fil
 
 TEST_CASE("a full disk at every size: erase", "[full_disk]") { sweep(operations()[3], 3); }
 
-TEST_CASE("a full disk at every size: update_many", "[full_disk]") {
-  sweep(operations()[4], 8);
-}
+TEST_CASE("a full disk at every size: update_many", "[full_disk]") { sweep(operations()[4], 8); }
 
 TEST_CASE("a full disk at every size: log rotation", "[full_disk]") { sweep(operations()[5], 4); }

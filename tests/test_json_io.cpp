@@ -154,7 +154,7 @@ TEST_CASE("dump refuses NaN, infinities, binary and discarded values", "[json]")
   REQUIRE(json_io::dump(json(std::numeric_limits<double>::max()), -1) == "1.7976931348623157e+308");
 }
 
-TEST_CASE("dump refuses a string that is not UTF-8; writes nlohmann's layout", "[json]") {
+TEST_CASE("dump refuses a string that is not UTF-8, writes nlohmann's layout", "[json]") {
   REQUIRE_THROWS_AS(json_io::dump(json("a\xff"), -1), json_io::ValueError);
   REQUIRE_THROWS_AS(json_io::dump(json{{"k\xc3", 1}}, -1), json_io::ValueError);
   const json doc = {{"a", {1, 2}}, {"b", json::object()}, {"c", "\xc3\xa9\n"}};
@@ -178,7 +178,7 @@ TEST_CASE("append_escaped escapes as nlohmann's dump does", "[json]") {
 // ---------------------------------------------------------------------------------------------
 // The limits on the store's and the helpers' paths
 
-TEST_CASE("Store writes refuse values deeper than 512 levels, NaN and infinities; nothing written",
+TEST_CASE("Store writes refuse values deeper than 512 levels, NaN and infinities, nothing written",
           "[json]") {
   TempDir tmp;
   Store store(tmp / "db");

@@ -11,8 +11,8 @@
 #include <csignal>
 
 #include <fcntl.h>
-#include <sys/wait.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "os.hpp"

@@ -114,9 +114,8 @@ TEST_CASE("verify while writer processes run reports nothing", "[store]") {
   { Store create(db); }
   std::vector<std::unique_ptr<Child>> writers;
   for (const char* prefix : {"a", "b", "c"}) {
-    writers.push_back(std::make_unique<Child>(
-        std::vector<std::string>{lockdb::test::helper_path(), "store-churn", db.string(), prefix,
-                                 "4"}));
+    writers.push_back(std::make_unique<Child>(std::vector<std::string>{
+        lockdb::test::helper_path(), "store-churn", db.string(), prefix, "4"}));
     REQUIRE(writers.back()->expect_line("READY"));
   }
   Store store(db);

@@ -38,8 +38,8 @@ CLI::Option* add_count(CLI::App* command, const std::string& name,
             auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
             if (text.empty() || text[0] < '0' || text[0] > '9' || ec != std::errc() ||
                 end != text.data() + text.size() || n > SIZE_MAX) {
-              throw CLI::ValidationError(name, "not a count: \"" + text +
-                                                   "\" (a whole number, 0 or more)");
+              throw CLI::ValidationError(
+                  name, "not a count: \"" + text + "\" (a whole number, 0 or more)");
             }
             target = static_cast<std::size_t>(n);
           },
@@ -64,10 +64,14 @@ void throw_not_a_store(const std::string& dir, const std::string& why) {
                   "' creates one in a new or empty directory)");
 }
 
+bool is_etcd_location(const std::string& store) { return store.starts_with("etcd://"); }
+
 namespace {
 
-// The one check every command makes before it opens a store.
+// The one check every command makes before it opens a store (an etcd location is checked by
+// opening it).
 void require_store_dir(const std::string& dir) {
+  if (is_etcd_location(dir)) return;
   std::error_code ec;
   const auto status = std::filesystem::status(dir, ec);
   if (status.type() == std::filesystem::file_type::not_found) {
@@ -84,7 +88,7 @@ Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds l
                  Durability durability) {
   if (!create) {
     require_store_dir(dir);
-  } else if (std::error_code ec; std::filesystem::is_directory(dir, ec) &&
+  } else if (std::error_code ec; !is_etcd_location(dir) && std::filesystem::is_directory(dir, ec) &&
                                  !std::filesystem::is_empty(dir, ec)) {
     open_store(dir);  // a directory with other things in it does not become a store
   }

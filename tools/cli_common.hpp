@@ -86,6 +86,9 @@ std::string read_stdin();                       // cmd_values.cpp
 // The store's log, with the same errors as open_store for a missing store.
 History open_history(const std::string& dir);
 // The error for "DIR holds no store": exit 1, one shape for every command.
+// Whether a STORE argument names an etcd location ("etcd://...") rather than a directory.
+bool is_etcd_location(const std::string& store);
+
 [[noreturn]] void throw_not_a_store(const std::string& dir, const std::string& why);
 
 // The store-relative name of `path` ("counter.json.lock"), or the path itself when outside.

@@ -81,7 +81,7 @@ std::vector<LockInfo> etcd_lock_infos(const std::string& location) {
 
 int run_locks(const LocksArgs& a, const Settings& settings) {
   Store store = open_store(a.store);
-  const bool on_etcd = a.store.rfind("etcd://", 0) == 0;
+  const bool on_etcd = is_etcd_location(a.store);
   std::map<std::filesystem::path, std::string> key_of_lock;
   for (const auto& key : store.keys()) {
     auto lock = store.file_path(key);

@@ -20,7 +20,7 @@
 namespace lockdb::cli {
 namespace {
 
-const std::vector<std::string> kOps = {"put", "update",      "increment", "erase", "cas",
+const std::vector<std::string> kOps = {"put",         "update", "increment", "erase", "cas",
                                        "update_many", "repair", "import",    "run"};
 
 struct LogArgs {
@@ -204,11 +204,10 @@ int run_log(const LogArgs& a, const Settings& settings) {
     std::fprintf(stderr, "lockdb: following the log of %s (Ctrl-C to stop)\n", a.store.c_str());
     std::fflush(stderr);
   }
-  std::size_t follow_printed = counted ? printed : 0;
+  // --limit counts every record printed, the past ones included.
   return follow_from(
-      history, a.store, end, query, [](const Record&) { return true; },
-      counted ? a.limit : std::nullopt, follow_printed, [&](const Record& r) { print(r); },
-      *watcher);
+      history, a.store, end, query, [](const Record&) { return true; }, a.limit, printed,
+      [&](const Record& r) { print(r); }, *watcher);
 }
 
 int run_watch(const LogArgs& a, const Settings& settings) {

@@ -151,8 +151,7 @@ std::string read_stdin() {
   return text;
 }
 
-nlohmann::json value_argument(const std::string& context, const std::string& text,
-                              bool as_string) {
+nlohmann::json value_argument(const std::string& context, const std::string& text, bool as_string) {
   const bool from_stdin = text == "-";
   std::string input = from_stdin ? read_stdin() : text;
   if (as_string) {

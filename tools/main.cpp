@@ -62,7 +62,8 @@ std::string for_people(std::string text) {
   }
   for (const auto& [from, to] : {std::pair<std::string, std::string>{"repair()", "'lockdb repair'"},
                                  {"verify()", "'lockdb verify'"}}) {
-    for (std::size_t at; (at = text.find(from)) != std::string::npos;) text.replace(at, from.size(), to);
+    for (std::size_t at; (at = text.find(from)) != std::string::npos;)
+      text.replace(at, from.size(), to);
   }
   return text;
 }

@@ -22,7 +22,7 @@
 
 #include "etcd_client.hpp"
 #include "etcd_store.hpp"
-#include "json_text.hpp"
+#include "json_io.hpp"
 #include "log_format.hpp"
 #include "os.hpp"
 #include "store_backend.hpp"
@@ -346,7 +346,7 @@ class EtcdStore final : public StoreBackend {
       const std::string key = kv.key.substr(layout_.keys.size());
       seen.insert(key);
       const fs::path where(loc_.text + "/k/" + key);
-      if (!accepts_json(kv.value)) {
+      if (!detail::json_io::accepts(kv.value)) {
         out.push_back({Finding::Kind::corrupt_key_file, key, where, "the value does not parse"});
         continue;
       }
@@ -433,7 +433,7 @@ class EtcdStore final : public StoreBackend {
 
   json parse(const std::string& key, const std::string& bytes) const {
     try {
-      return parse_json(bytes);
+      return detail::json_io::parse(bytes);
     } catch (const json::exception& e) {
       throw Error(Errc::corrupt, context(key) + ": the value in etcd does not parse",
                   fs::path(loc_.text + "/k/" + key),
@@ -446,8 +446,8 @@ class EtcdStore final : public StoreBackend {
       throw Error(Errc::invalid_argument, context(key), {}, "the value is a discarded json");
     }
     try {
-      return dump_json(value, 2);
-    } catch (const json::exception& e) {
+      return detail::json_io::dump(value, 2);
+    } catch (const detail::json_io::ValueError& e) {
       throw Error(Errc::invalid_argument, context(key) + ": the value cannot be stored", {},
                   e.what());
     }

@@ -20,9 +20,9 @@
 // planted at the path (also where fs.protected_symlinks says EACCES for it), O_NONBLOCK keeps a
 // planted FIFO from blocking the open, and anything but a regular file is refused. Nothing is
 // truncated, and permissions are only changed with fchmod once the lock is held, and only on a
-// file this object created (O_EXCL tells), never on one that was there. An existing lock file we may not write is
-// opened read-only (flock does not need write access). The descriptor is kept open between
-// acquisitions, so an uncontended lock+unlock costs two flock calls and a stat.
+// file this object created (O_EXCL tells), never on one that was there. An existing lock file we
+// may not write is opened read-only (flock does not need write access). The descriptor is kept open
+// between acquisitions, so an uncontended lock+unlock costs two flock calls and a stat.
 //
 // NFS and FUSE. Linux emulates flock on NFS with whole-file fcntl locks (lockd); it works
 // across hosts but then has fcntl's per-process semantics between two descriptors of one

@@ -205,7 +205,11 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
     const auto all = reader::snapshot(log_dir);
     if (all.empty()) return 0;
     const Plan dry = plan_compaction(all, rule, /*sealed_all=*/false);
-    if (dry.kept == dry.lines.size() && dry.torn == 0) return 0;
+    if (dry.kept == dry.lines.size() && dry.torn == 0) {
+      // Segments an earlier compaction superseded but failed to remove still go.
+      if (all.front().compacted) remove_below(log_dir, all.front().number);
+      return 0;
+    }
   }
 
   // 2. Seal everything there is.

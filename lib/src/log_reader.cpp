@@ -126,7 +126,7 @@ std::string_view view(const Value& v) { return {v.GetString(), v.GetStringLength
 // level.
 class DepthLimit {
   static constexpr int kMaxLineDepth = json_io::kMaxDepth + 1;  // the record's object, then
-                                                                  // its value
+                                                                // its value
 
  public:
   explicit DepthLimit(Document& doc) : doc_(doc) {}
@@ -390,10 +390,10 @@ struct RecordParser::Impl {
     bool parsed = false;
     auto generate = [&](Document& d) {
       DepthLimit limited(d);
-      parsed = !reader
-                    .Parse<rapidjson::kParseInsituFlag | rapidjson::kParseFullPrecisionFlag>(
-                        in, limited)
-                    .IsError();
+      parsed =
+          !reader
+               .Parse<rapidjson::kParseInsituFlag | rapidjson::kParseFullPrecisionFlag>(in, limited)
+               .IsError();
       return parsed;
     };
     doc.Populate(generate);

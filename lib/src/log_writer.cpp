@@ -141,8 +141,8 @@ struct LogWriter::Impl {
     // O_NONBLOCK: a FIFO planted here must not block the open (it is refused below).
     auto fd = os::open_beneath(dir_fd.get(), fmt::kLockFile, O_RDWR | O_CREAT | O_NONBLOCK, 0666);
     if (!fd.ok()) {
-      os::throw_beneath("cannot open the log lock file", dir.native(), dir_fd.get(),
-                        fmt::kLockFile, fd.err);
+      os::throw_beneath("cannot open the log lock file", dir.native(), dir_fd.get(), fmt::kLockFile,
+                        fd.err);
     }
     lock_fd = fd.value;  // closed again below unless the state page gets mapped
     auto fail = [this](const char* what, int err) {
@@ -341,8 +341,8 @@ struct LogWriter::Impl {
     if (offset != kNoOffset && offset % block != 0 && offset % block + len <= block) return {};
     auto st = os::fstat(segment->fd);
     if (!st.ok()) return {st.err};
-    os::Status r = os::reserve(segment->fd, static_cast<off_t>(st.value.size),
-                               static_cast<off_t>(len));
+    os::Status r =
+        os::reserve(segment->fd, static_cast<off_t>(st.value.size), static_cast<off_t>(len));
     if (r.err == EOPNOTSUPP || r.err == ENOSYS) {
       can_reserve = false;
       return {};

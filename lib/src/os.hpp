@@ -200,7 +200,8 @@ class Fd {
 // openat(O_NOFOLLOW) per component (O_DIRECTORY for all but the last). O_CLOEXEC and O_NOFOLLOW
 // are always added. ELOOP when a component is a symbolic link, ENOTDIR when an inner one is not a
 // directory. Faults: Op::open.
-Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned mode = 0666) noexcept;
+Result<int> open_beneath(int dir_fd, std::string_view rel, int flags,
+                         unsigned mode = 0666) noexcept;
 // After open_beneath failed with ELOOP or ENOTDIR (or to check a path): the first component of
 // `rel` beneath `dir_fd` that is a symbolic link, or (before the last) not a directory, as the
 // prefix of `rel` naming it; empty when there is none. Never follows a link.
@@ -229,9 +230,9 @@ Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view pr
 // list_dir of an open directory (read from a duplicate of `dir_fd`, from the start).
 Result<std::vector<std::string>> list_dir(int dir_fd) noexcept;
 // Throws for a failed open_beneath(dir_fd, rel, ...), `dir` being dir_fd's path: where a
-// component of `rel` is a symbolic link, or an inner one is not a directory, Error{invalid_argument}
-// "context: <dir>/<that component>: it is a symbolic link (refused, not followed)" (or "... is not
-// a directory"); otherwise as throw_errno for <dir>/<rel>.
+// component of `rel` is a symbolic link, or an inner one is not a directory,
+// Error{invalid_argument} "context: <dir>/<that component>: it is a symbolic link (refused, not
+// followed)" (or "... is not a directory"); otherwise as throw_errno for <dir>/<rel>.
 [[noreturn]] void throw_beneath(const std::string& context, std::string_view dir, int dir_fd,
                                 std::string_view rel, int err);
 // What is wrong with a file found where lockdb keeps one of its own (a store's key file, lock

@@ -702,8 +702,8 @@ Result<int> open_components(int dir_fd, std::string_view rel, int flags, unsigne
         r = {-1, EXDEV};  // not a plain name: could lead out of dir_fd
         break;
       }
-      const int f = last ? flags | O_NOFOLLOW | O_CLOEXEC
-                         : O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+      const int f =
+          last ? flags | O_NOFOLLOW | O_CLOEXEC : O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
       int fd;
       do {
         fd = ::openat(at, name.c_str(), f, static_cast<mode_t>(mode));
@@ -920,7 +920,8 @@ const char* file_kind(unsigned mode) noexcept {
 std::string planted_problem(const FileId& id, bool one_link) {
   const unsigned type = id.mode & S_IFMT;
   if (type == S_IFLNK) return "it is a symbolic link (refused, not followed)";
-  if (type != S_IFREG) return std::string("it is not a regular file (it is ") + file_kind(type) + ")";
+  if (type != S_IFREG)
+    return std::string("it is not a regular file (it is ") + file_kind(type) + ")";
   if (one_link && id.nlink != 1) {
     return "it has " + std::to_string(id.nlink) +
            " hard links (refused: writing it would change the file under its other names)";

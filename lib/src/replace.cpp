@@ -65,8 +65,8 @@ void remove_dead_temps(std::string_view dir, int dir_fd, std::string_view prefix
         !name.ends_with(kSuffix)) {
       continue;
     }
-    const auto pid = os::temp_writer_pid(std::string_view(name).substr(
-        prefix.size(), name.size() - prefix.size() - kSuffix.size()));
+    const auto pid = os::temp_writer_pid(
+        std::string_view(name).substr(prefix.size(), name.size() - prefix.size() - kSuffix.size()));
     if (!pid || *pid == self || os::pid_alive(*pid)) continue;
     path.assign(dir);
     path += '/';
@@ -151,8 +151,8 @@ bool is_directory(const std::string& path, int dir_fd, int unlink_err) {
 // nothing removes the directory's new name.
 void swap_back_directory(const std::string& target, std::string& temp, int dir_fd,
                          std::string_view context) {
-  if (auto s = os::rename_exchange_at(base_of(dir_fd), at_name(temp, dir_fd),
-                                      at_name(target, dir_fd));
+  if (auto s =
+          os::rename_exchange_at(base_of(dir_fd), at_name(temp, dir_fd), at_name(target, dir_fd));
       !s.ok()) {
     const std::string moved_to = temp;
     temp.clear();

@@ -107,9 +107,11 @@ std::optional<std::int64_t> plain_integer(std::string_view text) {
   return value;
 }
 
-bool is_marker_temp(const std::string& name) {
-  const std::string prefix = "." + std::string(format::kMarkerFile) + ".";
-  return name.compare(0, prefix.size(), prefix) == 0;
+bool is_marker_temp(std::string_view name) {
+  if (!name.starts_with('.')) return false;
+  name.remove_prefix(1);
+  return name.starts_with(format::kMarkerFile) &&
+         name.substr(std::string_view(format::kMarkerFile).size()).starts_with('.');
 }
 
 // A directory without a marker may become a store only when it holds nothing else (temp files
@@ -139,8 +141,8 @@ void create_marker(const fs::path& dir, int dir_fd, std::size_t lock_stripes) {
               {format::kFieldCreated, format_time(std::chrono::system_clock::now())}};
   const std::string text = doc.dump(2) + "\n";
   std::string temp;
-  auto fd = os::create_temp_at(dir_fd, dir.native(),
-                               "." + std::string(format::kMarkerFile) + ".", &temp, 0666);
+  auto fd = os::create_temp_at(dir_fd, dir.native(), "." + std::string(format::kMarkerFile) + ".",
+                               &temp, 0666);
   if (!fd.ok()) os::throw_errno("cannot create the store marker in", dir, fd.err);
   const std::string temp_name = temp.substr(temp.rfind('/') + 1);
   const std::string marker(format::kMarkerFile);
@@ -177,8 +179,8 @@ os::Result<std::string> read_marker(const fs::path& dir, int root_fd) {
   auto fd = os::open_beneath(root_fd, format::kMarkerFile, O_RDONLY | O_NONBLOCK);
   if (!fd.ok()) {
     if (fd.err == ENOENT) return {{}, ENOENT};
-    os::throw_beneath("cannot read the store marker", dir.native(), root_fd,
-                      format::kMarkerFile, fd.err);
+    os::throw_beneath("cannot read the store marker", dir.native(), root_fd, format::kMarkerFile,
+                      fd.err);
   }
   os::Fd owned(fd.value);
   os::require_plain_file(owned.get(), "cannot read the store marker", path, /*one_link=*/true);
@@ -374,7 +376,8 @@ json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
 }
 
 void Store::Impl::check_parses(const KeyPaths& p, const Current& cur) const {
-  if (!detail::json_io::accepts(cur.bytes)) (void)parse(p, cur);  // parse() throws the detailed error
+  if (!detail::json_io::accepts(cur.bytes))
+    (void)parse(p, cur);  // parse() throws the detailed error
 }
 
 std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
@@ -640,8 +643,8 @@ bool Store::contains(const std::string& key) const {
   auto fd = os::open_beneath(impl_->keys_fd.get(), p.file_rel(), O_PATH);
   if (!fd.ok()) {
     if (fd.err == ENOENT) return false;
-    os::throw_beneath(impl_->context(key) + ": cannot stat the key file",
-                      impl_->keys_dir.native(), impl_->keys_fd.get(), p.file_rel(), fd.err);
+    os::throw_beneath(impl_->context(key) + ": cannot stat the key file", impl_->keys_dir.native(),
+                      impl_->keys_fd.get(), p.file_rel(), fd.err);
   }
   auto st = os::fstat(fd.value);
   os::close(fd.value);
@@ -669,8 +672,8 @@ void check_value(const std::string& key, const json& value) {
   try {
     detail::json_io::check(value);
   } catch (const detail::json_io::ValueError& e) {
-    throw Error(Errc::invalid_argument, "key " + format::quote_key(key) + ": the value cannot be stored", {},
-                e.what());
+    throw Error(Errc::invalid_argument,
+                "key " + format::quote_key(key) + ": the value cannot be stored", {}, e.what());
   }
 }
 
@@ -815,8 +818,8 @@ std::map<std::string, json> Store::update_many(
     }
     std::string bytes = impl_->render(p, it->second);
     if (cur.exists && bytes == cur.bytes) continue;
-    changes.push_back(Change{&p, &cur, &it->second, format::version_of(bytes), std::nullopt,
-                             std::nullopt});
+    changes.push_back(
+        Change{&p, &cur, &it->second, format::version_of(bytes), std::nullopt, std::nullopt});
     try {
       changes.back().staged.emplace(impl_->stage_file(p, bytes));
     } catch (const Error& e) {

@@ -57,8 +57,8 @@ int open_lock_file(const std::string& path, std::string_view key, int base_fd, s
     const auto slash = rel.rfind('/');
     if (slash != std::string_view::npos) {
       const std::string_view dir = rel.substr(0, slash);
-      const os::Status s = base_fd >= 0 ? os::mkdirs_beneath(base_fd, dir)
-                                        : os::mkdirs(std::filesystem::path(dir));
+      const os::Status s =
+          base_fd >= 0 ? os::mkdirs_beneath(base_fd, dir) : os::mkdirs(std::filesystem::path(dir));
       if (!s.ok()) {
         if (base_fd >= 0) {
           os::throw_beneath(prefixed(key, "cannot create the directory of lock file"),

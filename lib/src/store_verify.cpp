@@ -254,7 +254,8 @@ class Checker {
     check(impl_.log_fd.get(), impl_.log_dir, std::string(detail::log_format::kLockFile));
     if (auto names = os::list_dir(impl_.log_fd.get()); names.ok()) {
       for (const auto& name : names.value) {
-        if (detail::log_format::parse_segment_name(name)) check(impl_.log_fd.get(), impl_.log_dir, name);
+        if (detail::log_format::parse_segment_name(name))
+          check(impl_.log_fd.get(), impl_.log_dir, name);
       }
     }
     return findings_.size() != before;
@@ -271,7 +272,8 @@ class Checker {
           return;
         }
       }
-      if (e.is_file && (format::is_key_file_name(e.name) || ends_with(e.name, format::kLockSuffix))) {
+      if (e.is_file &&
+          (format::is_key_file_name(e.name) || ends_with(e.name, format::kLockSuffix))) {
         // A hard link is never written through (key files are replaced by rename, lock files
         // only locked), yet its other name is outside the store's control: reported.
         if (auto st = os::lstat(e.path); st.ok() && st.value.nlink > 1) {

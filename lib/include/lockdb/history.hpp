@@ -121,7 +121,7 @@ class History {
   std::size_t compact_before(std::chrono::system_clock::time_point before);
 
  private:
-  std::filesystem::path dir_;  // constant after construction
+  std::filesystem::path dir_;                        // constant after construction
   std::shared_ptr<detail::HistoryBackend> backend_;  // set for an etcd location, else null
 };
 

@@ -9,6 +9,8 @@
 // Every function is thread-safe and allocates only for the strings it returns.
 #pragma once
 
+#include <lockdb/config.hpp>
+
 #include <chrono>
 #include <optional>
 #include <string>
