@@ -70,30 +70,18 @@ int base64_value(char c) {
 }  // namespace
 
 std::string base64_encode(std::string_view bytes) {
+  auto byte = [&](std::size_t i) -> std::uint32_t {
+    return i < bytes.size() ? static_cast<unsigned char>(bytes[i]) : 0U;
+  };
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16 |
-                       static_cast<unsigned char>(bytes[i + 1]) << 8 |
-                       static_cast<unsigned char>(bytes[i + 2]);
-    out += kBase64[v >> 18];
-    out += kBase64[(v >> 12) & 63];
-    out += kBase64[(v >> 6) & 63];
-    out += kBase64[v & 63];
-  }
-  if (i + 1 == bytes.size()) {
-    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
-    out += kBase64[v >> 18];
-    out += kBase64[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == bytes.size()) {
-    const unsigned v =
-        static_cast<unsigned char>(bytes[i]) << 16 | static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out += kBase64[v >> 18];
-    out += kBase64[(v >> 12) & 63];
-    out += kBase64[(v >> 6) & 63];
-    out += '=';
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::uint32_t v = byte(i) << 16U | byte(i + 1) << 8U | byte(i + 2);
+    const std::size_t left = bytes.size() - i;  // 1, 2 or 3 and more
+    out += kBase64[v >> 18U];
+    out += kBase64[(v >> 12U) & 63U];
+    out += left > 1 ? kBase64[(v >> 6U) & 63U] : '=';
+    out += left > 2 ? kBase64[v & 63U] : '=';
   }
   return out;
 }
