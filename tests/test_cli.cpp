@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -225,54 +226,101 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
   lockdb::StoreOptions no_create;
   no_create.create = false;
 
-  SECTION("a missing store: 1, the same line for every command, saying how to make one") {
-    const std::string missing = (dir / "missing").string();
-    const std::string err = "lockdb: " + missing +
-                            ": not a lockdb store: there is no such directory ('lockdb init " +
-                            missing + "' creates one in a new or empty directory)\n";
-    for (const auto& args :
-         std::vector<std::vector<std::string>>{{"get", missing, "config"},
-                                               {"keys", missing},
-                                               {"put", missing, "k", "1"},
-                                               {"log", missing},
-                                               {"history", missing, "k"},
-                                               {"verify", missing},
-                                               {"stats", missing},
-                                               {"compact", missing, "--keep-last", "1"},
-                                               {"export", missing},
-                                               {"import", missing},
-                                               {"watch", missing, "k"},
-                                               {"run", missing, "k", "true"},
-                                               {"cas", missing, "k", "--absent", "1"},
-                                               {"locks", missing}}) {
-      INFO(args[0]);
-      require_failure(cli(args), 1, err);
+  SECTION("not a store: exit 1 and one line of one shape, from every command") {
+    // Every command that takes a store, with S for the store argument.
+    const std::vector<std::vector<std::string>> commands{
+        {"get", "S", "config"},
+        {"get", "S", "config", "--at", "1h"},
+        {"get", "S", "a", "b", "--raw"},
+        {"put", "S", "k", "1"},
+        {"incr", "S", "k"},
+        {"del", "S", "k"},
+        {"keys", "S"},
+        {"path", "S", "k"},
+        {"log", "S"},
+        {"log", "S", "--follow"},
+        {"history", "S", "k"},
+        {"watch", "S", "k"},
+        {"locks", "S"},
+        {"verify", "S"},
+        {"repair", "S"},
+        {"stats", "S"},
+        {"compact", "S", "--keep-last", "1"},
+        {"rebuild", "S", (dir / "target").string()},
+        {"cas", "S", "k", "--absent", "1"},
+        {"export", "S"},
+        {"import", "S"},
+        {"run", "S", "k", "--", "touch", (dir / "ran").string()}};
+    // The list covers every command there is (init makes stores: it is tested below).
+    const auto unknown = cli({"frobnicate"});
+    const std::string listed = unknown.err.substr(unknown.err.find("(commands: ") + 11);
+    std::set<std::string> all;
+    for (std::size_t at = 0; at < listed.size();) {
+      const std::size_t end = listed.find_first_of(",;", at);
+      all.insert(listed.substr(at, end - at));
+      if (listed[end] == ';') break;
+      at = end + 2;
     }
-    CHECK_FALSE(fs::exists(missing));
-  }
-  SECTION("a directory that is not a store: 1, the same line for every command") {
-    const std::string other = (dir / "other").string();
+    std::set<std::string> covered{"init"};
+    for (const auto& c : commands) covered.insert(c[0]);
+    CHECK(covered == all);
+
+    const fs::path file = dir / "file";
+    lockdb::test::write_text(file, "hello");
+    const fs::path other = dir / "other";
     fs::create_directories(other);
-    lockdb::test::write_text(fs::path(other) / "notes.txt", "hello");
-    const std::string err = "lockdb: " + other +
-                            ": not a lockdb store: the directory has no store marker ('lockdb "
-                            "init " +
-                            other + "' creates one in a new or empty directory)\n";
-    for (const auto& args :
-         std::vector<std::vector<std::string>>{{"keys", other},
-                                               {"log", other},
-                                               {"put", other, "k", "1"},
-                                               {"put", "--create", other, "k", "1"},
-                                               {"repair", other},
-                                               {"rebuild", other, "x"}}) {
-      INFO(args[0]);
-      require_failure(cli(args), 1, err);
+    lockdb::test::write_text(other / "notes.txt", "hello");
+    const auto hint = [](const std::string& init) {
+      return " ('lockdb init " + init + "' creates one in a new or empty directory)\n";
+    };
+    // {store argument, the line every command prints, whether put/incr --create say it too}
+    const std::vector<std::tuple<std::string, std::string, bool>> cases{
+        {(dir / "missing").string(),
+         (dir / "missing").string() + ": not a lockdb store: there is no such directory" +
+             hint((dir / "missing").string()),
+         false},
+        {other.string(),
+         other.string() + ": not a lockdb store: the directory has no store marker" +
+             hint(other.string()),
+         true},
+        {file.string(), file.string() + ": not a lockdb store: it is not a directory" + hint("DIR"),
+         true},
+        {(file / "sub").string(),
+         (file / "sub").string() + ": not a lockdb store: " + file.string() +
+             " is not a directory" + hint("DIR"),
+         true}};
+    for (const auto& [store_arg, line, with_create] : cases) {
+      auto all_commands = commands;
+      if (with_create) {
+        all_commands.push_back({"put", "--create", "S", "k", "1"});
+        all_commands.push_back({"incr", "--create", "S", "k"});
+      }
+      for (auto args : all_commands) {
+        std::replace(args.begin(), args.end(), std::string("S"), store_arg);
+        std::string shown;
+        for (const auto& arg : args) shown += arg + " ";
+        INFO(shown);
+        require_failure(cli(args), 1, "lockdb: " + line);
+      }
     }
-    require_failure(cli({"init", other}), 2,
-                    "lockdb: init: " + other +
+    CHECK_FALSE(fs::exists(dir / "missing"));
+    CHECK_FALSE(fs::exists(dir / "target"));
+    CHECK_FALSE(fs::exists(dir / "ran"));
+    CHECK(lockdb::test::read_text(file) == "hello");
+    CHECK(std::distance(fs::directory_iterator(other), fs::directory_iterator()) == 1);
+
+    // init makes stores: where it cannot, a usage error that says what to give instead.
+    require_failure(cli({"init", other.string()}), 2,
+                    "lockdb: init: " + other.string() +
                         ": the directory is not empty and holds no lockdb store; give a new or "
                         "empty directory\n");
-    CHECK(lockdb::test::read_text(fs::path(other) / "notes.txt") == "hello");
+    require_failure(cli({"init", file.string()}), 2,
+                    "lockdb: init: " + file.string() +
+                        ": it is not a directory; give a new or empty directory\n");
+    require_failure(cli({"init", (file / "sub").string()}), 2,
+                    "lockdb: init: " + (file / "sub").string() + ": " + file.string() +
+                        " is not a directory; give a new or empty directory\n");
+    CHECK(lockdb::test::read_text(other / "notes.txt") == "hello");
   }
   SECTION("an unknown key: 1") {
     require_failure(
@@ -880,6 +928,25 @@ TEST_CASE("get -r, several keys, --version, put --string and stdin, keys glob an
   auto log = cli({"log", store, "--key", "job/odd\nname"});
   CHECK(lines(log.out).size() == 1);
   CHECK(log.out.find("\"job/odd\\nname\"  4") != std::string::npos);
+  const std::string shown = "\"job/odd\\nname\"";  // the key as a JSON string literal
+  CHECK(cli({"put", store, "job/odd\nname", "5"}).out.rfind(shown + ": version ", 0) == 0);
+  // locks, verify, repair and stats: one line per lock, finding and key too.
+  auto locks = cli({"locks", store});
+  CHECK(locks.code == 0);
+  CHECK(lines(locks.out).size() == 1 + json_lines(cli({"locks", store, "--json"}).out).size());
+  CHECK(locks.out.find("  " + shown + "  hard  free ") != std::string::npos);
+  lockdb::test::write_text(key_file(store, "job/odd\nname"), "{");
+  auto verify = cli({"verify", store});
+  CHECK(verify.code == 6);
+  REQUIRE(lines(verify.out).size() == 1);
+  CHECK(verify.out.rfind("corrupt_key_file  " + shown + "  ", 0) == 0);
+  auto repair = cli({"repair", store});
+  CHECK(repair.code == 0);
+  REQUIRE(lines(repair.out).size() == 1);
+  CHECK(repair.out.rfind("corrupt_key_file  " + shown + "  ", 0) == 0);
+  auto stats = cli({"stats", store, "--top", "1"});
+  CHECK(stats.code == 0);
+  CHECK(lines(stats.out).back() == "  3  " + shown);
 }
 
 TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives", "[cli]") {

@@ -50,6 +50,11 @@ Store open_for_write(const DataArgs& a) {
 int run_init(const DataArgs& a, const Settings& settings) {
   bool existed = false;
   std::error_code ec;
+  if (const auto blocker = not_a_directory(a.store)) {
+    throw Error(Errc::invalid_argument, "init", a.store,
+                (*blocker == a.store ? std::string("it") : blocker->string()) +
+                    " is not a directory; give a new or empty directory");
+  }
   if (std::filesystem::is_directory(a.store, ec)) {
     try {
       Store existing = open_store(a.store);
