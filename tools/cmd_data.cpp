@@ -59,6 +59,15 @@ int run_init(const DataArgs& a, const Settings& settings) {
     try {
       Store existing = open_store(a.store);
       existed = true;
+      const std::size_t has = existing.options().lock_stripes;
+      if (a.stripes && *a.stripes != has) {
+        throw Error(Errc::invalid_argument, "init", a.store,
+                    "a lockdb store is already there, with " +
+                        (has ? std::to_string(has) + " lock stripes"
+                             : std::string("one lock file per key")) +
+                        " (fixed at creation; give --stripes " + std::to_string(has) +
+                        " or leave it out)");
+      }
     } catch (const Error& e) {
       if (e.code() != Errc::not_found) throw;
       if (!std::filesystem::is_empty(a.store, ec)) {
@@ -71,7 +80,7 @@ int run_init(const DataArgs& a, const Settings& settings) {
   StoreOptions options;
   options.create = true;
   options.lock_stripes = a.stripes.value_or(0);
-  Store store(a.store, options);  // an existing store with other stripes: invalid_argument
+  Store store(a.store, options);  // 0 adopts an existing store's stripes
   const std::size_t stripes = store.options().lock_stripes;
   if (settings.json) {
     out_line(JsonObject()
@@ -350,7 +359,7 @@ void add_data_commands(CLI::App& app, Commands& commands) {
         "  lockdb run ./state config -- sh -c 'jq \".n += 1\" \"$LOCKDB_FILE\" > "
         "\"$LOCKDB_FILE.new\""
         " && mv \"$LOCKDB_FILE.new\" \"$LOCKDB_FILE\"'\n"
-        "  lockdb run ./state config --shared -- cat '$LOCKDB_FILE'\n"
+        "  lockdb run ./state config --shared -- sh -c 'cat \"$LOCKDB_FILE\"'\n"
         "  lockdb run ./state deploy --timeout 0 -- ./deploy.sh   # exit 4 if someone holds it\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("KEY", a->key, "The key")->required();
@@ -364,7 +373,11 @@ void add_data_commands(CLI::App& app, Commands& commands) {
     command->footer(
         "The key file's path is in LOCKDB_FILE (it may not exist yet). A change the command makes "
         "to it is logged (op run), so verify stays clean; write a temp file and mv it over "
-        "LOCKDB_FILE so that readers never see a partial value.\n\n" +
+        "LOCKDB_FILE so that readers never see a partial value. Exit status: the command's (128 + "
+        "N when signal N killed it, 127 when it could not be started), or lockdb's own code when "
+        "the lock was not had (4) or the store is missing (1). With --json, a summary "
+        "{\"key\",\"status\",\"changed\",\"logged\"} goes to stderr: stdout is the "
+        "command's.\n\n" +
         command->get_footer());
     commands.on_run(command, [a, &settings] { return run_run(*a, settings); });
   }

@@ -339,6 +339,7 @@ void add_log_commands(CLI::App& app, Commands& commands) {
         "  lockdb log ./state --reverse --limit 5        # the newest 5, newest first\n"
         "  lockdb log ./state --follow                   # changes from now on\n"
         "  lockdb log ./state --follow --last 10         # like tail -n 10 -f\n"
+        "  lockdb log ./state --follow --from-start      # the whole log, then new records\n"
         "  lockdb log ./state --key jobs --json | jq -c '{time, value}'\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("--key", a->key, "Only records of KEY")->type_name("KEY");
@@ -368,7 +369,8 @@ void add_log_commands(CLI::App& app, Commands& commands) {
     auto* command =
         commands.add(app, "history", "One line per change of a key: time, op, who, what changed",
                      "  lockdb history ./state config\n"
-                     "  lockdb history ./state config --last 5\n"
+                     "  lockdb history ./state config --last 5      # the newest 5\n"
+                     "  lockdb history ./state config --limit 3     # the first 3\n"
                      "  lockdb history ./state config --json | jq -c '[.time, .pid, .value]'\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("KEY", a->key, "The key")->required();
