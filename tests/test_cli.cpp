@@ -1312,6 +1312,42 @@ TEST_CASE("watch prints each change of its keys once, in order, from when it sta
                   "lockdb: watch: give KEY... or --prefix PREFIX\n");
 }
 
+// Whether process `pid` has an inotify instance open.
+bool has_inotify(long pid) {
+  for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code ec;
+    if (fs::read_symlink(fd.path(), ec).string() == "anon_inode:inotify") return true;
+  }
+  return false;
+}
+
+TEST_CASE("watch and log --follow use inotify, and poll where asked, seeing every change",
+          "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put", "a", "0"});
+  for (const std::string poll : {"", "1"}) {
+    INFO("LOCKDB_POLL=" << poll);
+    Child watch({"/usr/bin/env", "LOCKDB_POLL=" + poll, "/bin/sh", "-c",
+                 "exec \"$0\" watch \"$1\" a --count 3 --json 2>&1", LOCKDB_CLI, store.string()});
+    REQUIRE(watch.expect_line("lockdb: watching \"a\" in " + store.string() + " (Ctrl-C to stop)"));
+    Child follow({"/usr/bin/env", "LOCKDB_POLL=" + poll, "/bin/sh", "-c",
+                  "exec \"$0\" log \"$1\" --follow --limit 3 --json 2>&1", LOCKDB_CLI,
+                  store.string()});
+    REQUIRE(
+        follow.expect_line("lockdb: following the log of " + store.string() + " (Ctrl-C to stop)"));
+    CHECK(has_inotify(watch.pid()) == poll.empty());
+    CHECK(has_inotify(follow.pid()) == poll.empty());
+    write_store(store, {"put-range", "a", "1", "3"});
+    for (Child* c : {&watch, &follow}) {
+      std::vector<int> got;
+      while (auto line = c->read_line()) got.push_back(json::parse(*line)["value"]["n"]);
+      CHECK(c->wait() == 0);
+      CHECK(got == std::vector<int>{1, 2, 3});
+    }
+  }
+}
+
 TEST_CASE("log --follow starts at the end unless asked for the past", "[cli]") {
   TempDir dir;
   const fs::path store = dir / "store";
