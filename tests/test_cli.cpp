@@ -1199,8 +1199,29 @@ TEST_CASE("export and import round-trip, a bad line stops the import with its nu
                   "lockdb: import: <stdin> line 2: no \"key\" string (nothing was imported)\n");
   require_failure(cli({"import", fresh}, "[1]\n"), 2,
                   "lockdb: import: <stdin> line 1: not a JSON object (nothing was imported)\n");
+  // Lines the store would refuse stop the import before anything is written, in every mode.
+  const std::string deep = std::string(513, '[') + std::string(513, ']');
+  const std::string ok = std::string(512, '[') + std::string(512, ']');
+  for (const std::string mode : {"", "--if-absent", "--overwrite"}) {
+    INFO(mode);
+    std::vector<std::string> args{"import", fresh};
+    if (!mode.empty()) args.push_back(mode);
+    require_failure(cli(args, "{\"key\":\"a\",\"value\":1}\n{\"key\":\"\",\"value\":2}\n"), 2,
+                    "lockdb: import: <stdin> line 2: invalid key \"\": the key is empty (nothing "
+                    "was imported)\n");
+    require_failure(
+        cli(args, "{\"key\":\"a\",\"value\":1}\n{\"key\":\"d\",\"value\":" + deep + "}\n"), 2,
+        "lockdb: import: <stdin> line 2: key \"d\": the value nests deeper than 512 levels "
+        "(nothing was imported)\n");
+  }
+  require_failure(
+      cli({"import", fresh, "--if-absent", "--overwrite"}, "{\"key\":\"a\",\"value\":1}\n"), 2,
+      "lockdb: import: give --if-absent or --overwrite, not both\n");
   CHECK(cli({"keys", fresh}).out.empty());
   CHECK(cli({"log", fresh}).out.empty());
+  // The deepest value the store takes is imported.
+  CHECK(cli({"import", fresh, "--json"}, "{\"key\":\"d\",\"value\":" + ok + "}\n").out ==
+        "{\"written\":1,\"skipped\":0}\n");
 }
 
 TEST_CASE("run holds the key's lock for a command, logs its change, exits with its status",
@@ -1260,6 +1281,23 @@ TEST_CASE("run holds the key's lock for a command, logs its change, exits with i
   holder.write_line("go");
   REQUIRE(holder.expect_line("RELEASED"));
   CHECK(cli({"run", store.string(), "n", "--shared", "--", "true"}).code == 0);
+
+  // --shared: readers run together, a writer waits for them.
+  REQUIRE(cli({"put", store.string(), "n", "7"}).code == 0);
+  Child reader({lockdb::test::helper_path(), "hold", "hard", lock.string(), "shared"});
+  REQUIRE(reader.expect_line("LOCKED"));
+  auto together = cli({"run", store.string(), "n", "--shared", "--timeout", "0", "--json", "--",
+                       "sh", "-c", "cat \"$LOCKDB_FILE\""});
+  CHECK(together.code == 0);
+  CHECK(together.out == "7");  // the key file, as it is
+  CHECK(together.err == "{\"key\":\"n\",\"status\":0,\"changed\":false,\"logged\":false}\n");
+  auto writer = cli({"run", store.string(), "n", "--timeout", "0", "--", "touch", marker.string()});
+  CHECK(writer.code == 4);
+  CHECK_FALSE(fs::exists(marker));
+  reader.write_line("go");
+  REQUIRE(reader.expect_line("RELEASED"));
+  // A command killed by a signal: 128 + the signal, like a shell.
+  CHECK(cli({"run", store.string(), "n", "--", "sh", "-c", "kill -TERM $$"}).code == 128 + SIGTERM);
 }
 
 TEST_CASE("watch prints each change of its keys once, in order, from when it started", "[cli]") {

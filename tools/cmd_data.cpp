@@ -1,5 +1,6 @@
 // Commands that make a store, move data in and out, and write under conditions: init, cas,
 // export, import, run.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -146,6 +147,17 @@ int run_export(const DataArgs& a, const Settings&) {
   return 0;
 }
 
+// The deepest nesting of arrays and objects a store value may have (store.hpp's writes).
+constexpr std::size_t kMaxNesting = 512;
+
+// How deeply `value` nests arrays and objects (a scalar: 0). Stops counting past kMaxNesting.
+std::size_t nesting(const nlohmann::json& value, std::size_t depth = 0) {
+  if (!value.is_structured() || depth > kMaxNesting) return 0;
+  std::size_t deepest = 0;
+  for (const auto& item : value) deepest = std::max(deepest, nesting(item, depth + 1));
+  return 1 + deepest;
+}
+
 struct ImportLine {
   std::size_t number = 0;
   std::string key;
@@ -185,15 +197,26 @@ int run_import(const DataArgs& a, const Settings& settings) {
   }
   const std::vector<ImportLine> lines = read_import(read_stdin());
   Store store = open_for_write(a);
-  if (!a.if_absent && !a.overwrite) {  // the default: refuse to replace anything
-    for (const auto& line : lines) {
-      if (store.contains(line.key)) {
-        throw Error(
-            Errc::conflict,
-            "import: <stdin> line " + std::to_string(line.number) + ": key " + quote(line.key),
-            store.file_path(line.key),
-            "exists (nothing was imported; use --overwrite or --if-absent)");
-      }
+  // Every line is checked before the first write: an invalid key, a value the store refuses, or
+  // (by default) a key that exists stops the import with nothing written.
+  for (const auto& line : lines) {
+    const std::string where = "import: <stdin> line " + std::to_string(line.number);
+    bool exists = false;
+    try {
+      exists = store.contains(line.key);
+    } catch (const Error& e) {
+      if (e.code() != Errc::invalid_argument) throw;
+      throw Error(Errc::invalid_argument, where, {},
+                  std::string(e.what()) + " (nothing was imported)");
+    }
+    if (nesting(line.value) > kMaxNesting) {
+      throw Error(Errc::invalid_argument, where + ": key " + quote(line.key), {},
+                  "the value nests deeper than " + std::to_string(kMaxNesting) +
+                      " levels (nothing was imported)");
+    }
+    if (exists && !a.if_absent && !a.overwrite) {  // the default: refuse to replace anything
+      throw Error(Errc::conflict, where + ": key " + quote(line.key), store.file_path(line.key),
+                  "exists (nothing was imported; use --overwrite or --if-absent)");
     }
   }
   std::size_t written = 0, skipped = 0;
