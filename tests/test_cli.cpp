@@ -1132,6 +1132,23 @@ TEST_CASE("get --at before the compaction horizon names the earliest time it can
                       "time it can answer for this key is " +
                       t3 + "\n");
   CHECK(cli({"get", store.string(), "k", "--at", t3}).out == "{\n  \"n\": 3\n}\n");
+
+  // A key erased and made again: compaction dropped its first life, whose first record had no
+  // previous version either. Before the compaction that time had a value; after it, the log
+  // says it was compacted rather than "no value".
+  const fs::path again = dir / "again";
+  write_store(again, {"put", "j", "1", "del", "j", "put", "j", "2", "put", "j", "3"});
+  const auto jrecs = json_lines(cli({"log", again.string(), "--json"}).out);
+  REQUIRE(jrecs.size() == 4);
+  const std::string j1 = jrecs[0]["time"], j3 = jrecs[2]["time"];
+  CHECK(cli({"get", again.string(), "j", "--at", j1}).out == "1\n");
+  REQUIRE(cli({"compact", again.string(), "--keep-last", "2"}).code == 0);
+  REQUIRE(json_lines(cli({"log", again.string(), "--json"}).out).front()["prev"] == nullptr);
+  require_failure(cli({"get", again.string(), "j", "--at", j1}), 1,
+                  "lockdb: get \"j\" --at " + j1 + ": " + (again / "log").string() +
+                      ": the log was compacted and does not reach back that far; the earliest "
+                      "time it can answer for this key is " +
+                      j3 + "\n");
 }
 
 TEST_CASE("compact that would drop nothing leaves the log byte for byte", "[cli]") {
