@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <tuple>
@@ -1074,6 +1075,41 @@ TEST_CASE("init makes a store once, cas writes only on the expected version, els
   CHECK(ops[0]["op"] == "cas");
   CHECK(ops[1]["op"] == "cas");
   CHECK(cli({"verify", store}).code == 0);
+
+  // A real race: eight processes cas from the same version, released together through their
+  // stdin. Exactly one wins; the others exit 11, naming the winner's version.
+  std::vector<std::unique_ptr<Child>> racers;
+  for (int i = 0; i < 8; ++i) {
+    racers.push_back(std::make_unique<Child>(std::vector<std::string>{
+        "/bin/sh", "-c", "echo READY; read go; exec \"$0\" cas \"$1\" leader \"$2\" \"$3\" 2>&1",
+        LOCKDB_CLI, store, v2, std::to_string(i)}));
+  }
+  for (auto& r : racers) REQUIRE(r->expect_line("READY"));
+  for (auto& r : racers) r->write_line("go");
+  int winners = 0;
+  std::string winner_line;
+  std::vector<std::string> loser_lines;
+  for (auto& r : racers) {
+    auto line = r->read_line();
+    REQUIRE(line);
+    const int code = r->wait();
+    if (code == 0) {
+      ++winners;
+      winner_line = *line;
+    } else {
+      CHECK(code == 11);
+      loser_lines.push_back(*line);
+    }
+  }
+  REQUIRE(winners == 1);
+  const auto now = json::parse(cli({"get", store, "leader", "--json"}).out);
+  CHECK(winner_line == "leader: version " + now["version"].get<std::string>());
+  for (const auto& line : loser_lines) {
+    CHECK(line == "lockdb: cas \"leader\": " + key_file(store, "leader").string() +
+                      ": not written: the key's version is " + now["version"].get<std::string>() +
+                      ", not " + v2);
+  }
+  CHECK(json_lines(cli({"log", store, "--json"}).out).size() == 3);  // one more cas, the winner's
 }
 
 TEST_CASE("log --last, --reverse, --since forms, history --limit and --last", "[cli]") {
