@@ -1436,6 +1436,18 @@ TEST_CASE("watch and log --follow use inotify, and poll where asked, seeing ever
       CHECK(c->wait() == 0);
       CHECK(got == std::vector<int>{1, 2, 3});
     }
+    // Ctrl-C ends a watch cleanly, in either mode: exit 0, what it printed flushed.
+    Child interrupted({"/usr/bin/env", "LOCKDB_POLL=" + poll, "/bin/sh", "-c",
+                       "exec \"$0\" watch \"$1\" a 2>&1", LOCKDB_CLI, store.string()});
+    REQUIRE(interrupted.expect_line("lockdb: watching \"a\" in " + store.string() +
+                                    " (Ctrl-C to stop)"));
+    write_store(store, {"put", "a", "4"});
+    auto line = interrupted.read_line();
+    REQUIRE(line);
+    CHECK(line->ends_with("  a  4"));
+    interrupted.kill(SIGINT);
+    CHECK(interrupted.wait() == 0);
+    CHECK_FALSE(interrupted.read_line());
   }
 }
 
