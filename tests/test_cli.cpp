@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <pty.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1190,24 +1191,40 @@ TEST_CASE("get --at before the compaction horizon names the earliest time it can
 TEST_CASE("compact that would drop nothing leaves the log byte for byte", "[cli]") {
   TempDir dir;
   const fs::path store = dir / "store";
-  write_store(store, {"put", "a", "1", "put", "b", "2"});
+  // Several segments (1 KiB each), none of whose records a compaction below may drop.
+  write_store(store, {"put", "a", "1", "put", "b", "2", "put-range", "k", "1", "30"}, 1024);
+  REQUIRE(segment_files(store) >= 3);
+  // Each segment's bytes and inode (a rewrite with the same bytes is a new inode), and no
+  // temp file left behind.
   auto snapshot = [&] {
-    std::map<std::string, std::string> files;
+    std::map<std::string, std::pair<std::string, ino_t>> files;
     for (const auto& e : fs::directory_iterator(store / "log")) {
+      const std::string name = e.path().filename().string();
+      CHECK(name.rfind(".", 0) != 0);
+      struct stat st {};
+      REQUIRE(::stat(e.path().c_str(), &st) == 0);
       if (e.path().extension() == ".jsonl")
-        files[e.path().filename().string()] = lockdb::test::read_text(e.path());
+        files[name] = {lockdb::test::read_text(e.path()), st.st_ino};
     }
     return files;
   };
   const auto before = snapshot();
   for (int i = 0; i < 3; ++i) {
-    auto r = cli({"compact", store.string(), "--keep-last", "5"});
+    auto r = cli({"compact", store.string(), "--keep-last", "30"});
     CHECK(r.code == 0);
     CHECK(r.out.rfind("dropped 0 records", 0) == 0);
     CHECK(snapshot() == before);
   }
   CHECK(cli({"compact", store.string(), "--before", "2000-01-01"}).code == 0);
   CHECK(snapshot() == before);
+  // A compacted log compacted again by the same rule: nothing more to drop, left as it is.
+  auto dropping = cli({"compact", store.string(), "--keep-last", "2"});
+  REQUIRE(dropping.code == 0);
+  CHECK(dropping.out.rfind("dropped 28 records", 0) == 0);
+  const auto compacted = snapshot();
+  auto again = cli({"compact", store.string(), "--keep-last", "2"});
+  CHECK(again.out.rfind("dropped 0 records", 0) == 0);
+  CHECK(snapshot() == compacted);
 }
 
 TEST_CASE("export and import round-trip, a bad line stops the import with its number", "[cli]") {
