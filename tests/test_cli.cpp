@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "etcd_cluster.hpp"
 #include "support.hpp"
 
 using lockdb::test::Child;
@@ -1484,4 +1485,33 @@ TEST_CASE("log --follow starts at the end unless asked for the past", "[cli]") {
   CHECK(json_lines(
             cli({"log", store.string(), "--follow", "--last", "1", "--limit", "1", "--json"}).out)
             .size() == 1);
+}
+
+TEST_CASE("not a store on etcd: the same exit code and line shape as for a directory", "[cli]") {
+  if (!lockdb::test::EtcdCluster::available()) {
+    WARN("skipped: /usr/bin/etcd is not installed (apt-get install etcd-server)");
+    return;
+  }
+  lockdb::test::EtcdCluster cluster;
+  const std::string location = cluster.fresh_location();
+  const std::string line = "lockdb: " + location +
+                           ": not a lockdb store: the prefix has no store marker ('lockdb init " +
+                           location + "' creates one)\n";
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"get", location, "k"},
+                                             {"put", location, "k", "1"},
+                                             {"keys", location},
+                                             {"log", location},
+                                             {"history", location, "k"},
+                                             {"export", location},
+                                             {"cas", location, "k", "--absent", "1"},
+                                             {"run", location, "k", "--", "true"},
+                                             {"stats", location},
+                                             {"verify", location}}) {
+    INFO(args[0]);
+    require_failure(cli(args), 1, line);
+  }
+  REQUIRE(cli({"init", location}).code == 0);
+  CHECK(cli({"put", location, "k", "1"}).code == 0);
+  CHECK(cli({"get", location, "k"}).out == "1\n");
 }

@@ -75,12 +75,18 @@ void throw_not_a_store(const std::string& dir, const std::string& why) {
   const bool blocked = not_a_directory(dir).has_value();
   throw Error(Errc::not_found, dir, {},
               "not a lockdb store: " + why + " ('lockdb init " + (blocked ? "DIR" : dir) +
-                  "' creates one in a new or empty directory)");
+                  "' creates one" +
+                  (is_etcd_location(dir) ? std::string(")") : " in a new or empty directory)"));
 }
 
 bool is_etcd_location(const std::string& store) { return store.starts_with("etcd://"); }
 
 namespace {
+
+std::string no_marker(const std::string& dir) {
+  return is_etcd_location(dir) ? "the prefix has no store marker"
+                               : "the directory has no store marker";
+}
 
 // The one check every command makes before it opens a store (an etcd location is checked by
 // opening it). With `create`, a missing directory is fine: the store makes it.
@@ -114,7 +120,7 @@ Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds l
     return Store(dir, options);
   } catch (const Error& e) {
     if (e.code() == Errc::not_found && !create) {
-      throw_not_a_store(dir, "the directory has no store marker");
+      throw_not_a_store(dir, no_marker(dir));
     }
     throw;
   }
@@ -131,7 +137,7 @@ History open_history(const std::string& dir) {
   try {
     return History(dir);
   } catch (const Error& e) {
-    if (e.code() == Errc::not_found) throw_not_a_store(dir, "the directory has no store marker");
+    if (e.code() == Errc::not_found) throw_not_a_store(dir, no_marker(dir));
     throw;
   }
 }
