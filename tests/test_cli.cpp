@@ -1011,6 +1011,7 @@ TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives",
        std::vector<std::pair<std::string, std::string>>{{"log", "--limit"},
                                                         {"log", "--last"},
                                                         {"history", "--limit"},
+                                                        {"history", "--last"},
                                                         {"stats", "--top"},
                                                         {"compact", "--keep-last"},
                                                         {"watch", "--count"},
@@ -1485,6 +1486,17 @@ TEST_CASE("log --follow starts at the end unless asked for the past", "[cli]") {
   CHECK(json_lines(
             cli({"log", store.string(), "--follow", "--last", "1", "--limit", "1", "--json"}).out)
             .size() == 1);
+  // --since and --from-start print the past first (and --limit counts it).
+  auto since = cli({"log", store.string(), "--follow", "--since", "1h", "--limit", "2", "--json"});
+  CHECK(since.code == 0);
+  const auto past = json_lines(since.out);
+  REQUIRE(past.size() == 2);
+  CHECK(past[0]["key"] == "old");
+  CHECK(past[1]["key"] == "new");
+  auto from_start =
+      cli({"log", store.string(), "--follow", "--from-start", "--limit", "1", "--json", "-q"});
+  CHECK(from_start.err.empty());
+  CHECK(json_lines(from_start.out).at(0)["key"] == "old");
 }
 
 TEST_CASE("not a store on etcd: the same exit code and line shape as for a directory", "[cli]") {
