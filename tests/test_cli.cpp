@@ -1527,3 +1527,37 @@ TEST_CASE("not a store on etcd: the same exit code and line shape as for a direc
   CHECK(cli({"put", location, "k", "1"}).code == 0);
   CHECK(cli({"get", location, "k"}).out == "1\n");
 }
+
+TEST_CASE("the README's CLI tour runs as written", "[cli]") {
+  const std::string readme = lockdb::test::read_text(LOCKDB_README);
+  const std::string start = "A tour:\n\n```sh\n";
+  const auto begin = readme.find(start);
+  REQUIRE(begin != std::string::npos);
+  const auto end = readme.find("```\n", begin + start.size());
+  REQUIRE(end != std::string::npos);
+  // The lines that wait for changes (follow, watch) and the one that asks for a fixed past time
+  // (--at) are left out: the rest runs in order.
+  std::string script = "set -e\n", command;
+  for (const auto& line : lines(readme.substr(begin + start.size(), end - begin - start.size()))) {
+    command += line + "\n";
+    if (line.ends_with("\\")) continue;
+    if (command.find("--follow") == std::string::npos &&
+        command.find("lockdb watch") == std::string::npos &&
+        command.find("--at ") == std::string::npos)
+      script += command;
+    command.clear();
+  }
+  CHECK(script.find("lockdb run ./state config") != std::string::npos);
+  TempDir dir;
+  lockdb::test::write_text(dir / "tour.sh", script);
+  const std::string bin = fs::path(LOCKDB_CLI).parent_path().string();
+  auto r = lockdb::test::run({"/bin/sh", "-c", "cd \"$1\" && PATH=\"$2:$PATH\" sh tour.sh", "sh",
+                              dir.path().string(), bin});
+  INFO(r.err);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("hello world\n") != std::string::npos);
+  CHECK(cli({"get", (dir / "state").string(), "config", "--json"}).out.find(R"("workers":9)") !=
+        std::string::npos);
+  CHECK(cli({"export", (dir / "copy").string()}).code == 0);
+  CHECK(cli({"verify", (dir / "state").string()}).code == 0);
+}
