@@ -14,14 +14,18 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include <pty.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "etcd_cluster.hpp"
 #include "support.hpp"
 
 using lockdb::test::Child;
@@ -94,6 +98,9 @@ fs::path key_file(const fs::path& store, const std::string& key) {
 void require_failure(const RunResult& r, int code, const std::string& err) {
   INFO("stdout: " << r.out);
   CHECK(r.err == err);
+  // Never the library's internals: nlohmann's tags, C++ calls, option names.
+  for (const char* internal : {"json.exception", "()", "create = false", "options", "lock_stripes"})
+    CHECK(r.err.find(internal) == std::string::npos);
   CHECK(r.code == code);
   CHECK(r.out.empty());
 }
@@ -158,10 +165,46 @@ TEST_CASE("version flag, help with examples, and a missing command", "[cli]") {
     INFO(text);
     CHECK(help.out.find(text) != std::string::npos);
   }
-  auto log_help = cli({"log", "--help"});
-  CHECK(log_help.code == 0);
-  CHECK(log_help.out.find("lockdb log ./state --follow --last 10") != std::string::npos);
-  CHECK(log_help.out.find("--json") != std::string::npos);
+  // The forms of times and the exit-code table, with what produces 11.
+  for (const char* text : {"1764525600", "'2026-11-30 19:00:00.5+01:00'", "3d ago",
+                           "1 not found (not a store", "11 conflict (a lost"}) {
+    INFO(text);
+    CHECK(help.out.find(text) != std::string::npos);
+  }
+  // Each command's --help shows its forms, with examples.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> forms{
+      {"get",
+       {"lockdb get ./state greeting -r", "lockdb get ./state a b c", "--raw", "--version",
+        "lockdb get ./state config --version", "--at '2026-11-30 18:00:00Z'"}},
+      {"put", {"--string 'hello world'", "lockdb put ./state cfg -", "--string -"}},
+      {"incr", {"lockdb incr ./state budget -5"}},
+      {"keys", {"lockdb keys ./state --prefix job/", "lockdb keys ./state 'job/*.done'"}},
+      {"cas", {"lockdb cas ./state config \"$v\"", "--absent", "exit 11"}},
+      {"init", {"lockdb init ./state", "--stripes 64"}},
+      {"log",
+       {"--last 20", "--reverse --limit 5", "lockdb log ./state --follow ", "--follow --from-start",
+        "--follow --last 10", "--until 1764525600"}},
+      {"history", {"--last 5", "--limit 3"}},
+      {"watch",
+       {"lockdb watch ./state config", "--prefix job/", "--count 1", "--since 1h",
+        "NFS, SMB, 9p, Ceph, AFS, sshfs"}},
+      {"export", {"lockdb export ./state > dump.jsonl", "--prefix job/"}},
+      {"import", {"< dump.jsonl", "--overwrite", "--if-absent"}},
+      {"run",
+       {"LOCKDB_FILE", "--shared -- sh -c 'cat \"$LOCKDB_FILE\"'", "--timeout 0", "exit 4",
+        "128 + N"}},
+      {"compact", {"--keep-last 100", "--before 30d"}}};
+  for (const auto& [command, texts] : forms) {
+    auto command_help = cli({command, "--help"});
+    CHECK(command_help.code == 0);
+    CHECK(command_help.out.find("Examples:\n") != std::string::npos);
+    CHECK(command_help.out.find("lockdb " + command + " ./state") != std::string::npos);
+    CHECK(command_help.out.find("--json") != std::string::npos);
+    for (const auto& text : texts) {
+      INFO(command << ": " << text);
+      CHECK(command_help.out.find(text) != std::string::npos);
+    }
+  }
 
   auto none = cli({});
   CHECK(none.code == 2);
@@ -225,54 +268,101 @@ TEST_CASE("bad input gives one stderr line naming the cause, and its exit code",
   lockdb::StoreOptions no_create;
   no_create.create = false;
 
-  SECTION("a missing store: 1, the same line for every command, saying how to make one") {
-    const std::string missing = (dir / "missing").string();
-    const std::string err = "lockdb: " + missing +
-                            ": not a lockdb store: there is no such directory ('lockdb init " +
-                            missing + "' creates one in a new or empty directory)\n";
-    for (const auto& args :
-         std::vector<std::vector<std::string>>{{"get", missing, "config"},
-                                               {"keys", missing},
-                                               {"put", missing, "k", "1"},
-                                               {"log", missing},
-                                               {"history", missing, "k"},
-                                               {"verify", missing},
-                                               {"stats", missing},
-                                               {"compact", missing, "--keep-last", "1"},
-                                               {"export", missing},
-                                               {"import", missing},
-                                               {"watch", missing, "k"},
-                                               {"run", missing, "k", "true"},
-                                               {"cas", missing, "k", "--absent", "1"},
-                                               {"locks", missing}}) {
-      INFO(args[0]);
-      require_failure(cli(args), 1, err);
+  SECTION("not a store: exit 1 and one line of one shape, from every command") {
+    // Every command that takes a store, with S for the store argument.
+    const std::vector<std::vector<std::string>> commands{
+        {"get", "S", "config"},
+        {"get", "S", "config", "--at", "1h"},
+        {"get", "S", "a", "b", "--raw"},
+        {"put", "S", "k", "1"},
+        {"incr", "S", "k"},
+        {"del", "S", "k"},
+        {"keys", "S"},
+        {"path", "S", "k"},
+        {"log", "S"},
+        {"log", "S", "--follow"},
+        {"history", "S", "k"},
+        {"watch", "S", "k"},
+        {"locks", "S"},
+        {"verify", "S"},
+        {"repair", "S"},
+        {"stats", "S"},
+        {"compact", "S", "--keep-last", "1"},
+        {"rebuild", "S", (dir / "target").string()},
+        {"cas", "S", "k", "--absent", "1"},
+        {"export", "S"},
+        {"import", "S"},
+        {"run", "S", "k", "--", "touch", (dir / "ran").string()}};
+    // The list covers every command there is (init makes stores: it is tested below).
+    const auto unknown = cli({"frobnicate"});
+    const std::string listed = unknown.err.substr(unknown.err.find("(commands: ") + 11);
+    std::set<std::string> all;
+    for (std::size_t at = 0; at < listed.size();) {
+      const std::size_t end = listed.find_first_of(",;", at);
+      all.insert(listed.substr(at, end - at));
+      if (listed[end] == ';') break;
+      at = end + 2;
     }
-    CHECK_FALSE(fs::exists(missing));
-  }
-  SECTION("a directory that is not a store: 1, the same line for every command") {
-    const std::string other = (dir / "other").string();
+    std::set<std::string> covered{"init"};
+    for (const auto& c : commands) covered.insert(c[0]);
+    CHECK(covered == all);
+
+    const fs::path file = dir / "file";
+    lockdb::test::write_text(file, "hello");
+    const fs::path other = dir / "other";
     fs::create_directories(other);
-    lockdb::test::write_text(fs::path(other) / "notes.txt", "hello");
-    const std::string err = "lockdb: " + other +
-                            ": not a lockdb store: the directory has no store marker ('lockdb "
-                            "init " +
-                            other + "' creates one in a new or empty directory)\n";
-    for (const auto& args :
-         std::vector<std::vector<std::string>>{{"keys", other},
-                                               {"log", other},
-                                               {"put", other, "k", "1"},
-                                               {"put", "--create", other, "k", "1"},
-                                               {"repair", other},
-                                               {"rebuild", other, "x"}}) {
-      INFO(args[0]);
-      require_failure(cli(args), 1, err);
+    lockdb::test::write_text(other / "notes.txt", "hello");
+    const auto hint = [](const std::string& init) {
+      return " ('lockdb init " + init + "' creates one in a new or empty directory)\n";
+    };
+    // {store argument, the line every command prints, whether put/incr --create say it too}
+    const std::vector<std::tuple<std::string, std::string, bool>> cases{
+        {(dir / "missing").string(),
+         (dir / "missing").string() + ": not a lockdb store: there is no such directory" +
+             hint((dir / "missing").string()),
+         false},
+        {other.string(),
+         other.string() + ": not a lockdb store: the directory has no store marker" +
+             hint(other.string()),
+         true},
+        {file.string(), file.string() + ": not a lockdb store: it is not a directory" + hint("DIR"),
+         true},
+        {(file / "sub").string(),
+         (file / "sub").string() + ": not a lockdb store: " + file.string() +
+             " is not a directory" + hint("DIR"),
+         true}};
+    for (const auto& [store_arg, line, with_create] : cases) {
+      auto all_commands = commands;
+      if (with_create) {
+        all_commands.push_back({"put", "--create", "S", "k", "1"});
+        all_commands.push_back({"incr", "--create", "S", "k"});
+      }
+      for (auto args : all_commands) {
+        std::replace(args.begin(), args.end(), std::string("S"), store_arg);
+        std::string shown;
+        for (const auto& arg : args) shown += arg + " ";
+        INFO(shown);
+        require_failure(cli(args), 1, "lockdb: " + line);
+      }
     }
-    require_failure(cli({"init", other}), 2,
-                    "lockdb: init: " + other +
+    CHECK_FALSE(fs::exists(dir / "missing"));
+    CHECK_FALSE(fs::exists(dir / "target"));
+    CHECK_FALSE(fs::exists(dir / "ran"));
+    CHECK(lockdb::test::read_text(file) == "hello");
+    CHECK(std::distance(fs::directory_iterator(other), fs::directory_iterator()) == 1);
+
+    // init makes stores: where it cannot, a usage error that says what to give instead.
+    require_failure(cli({"init", other.string()}), 2,
+                    "lockdb: init: " + other.string() +
                         ": the directory is not empty and holds no lockdb store; give a new or "
                         "empty directory\n");
-    CHECK(lockdb::test::read_text(fs::path(other) / "notes.txt") == "hello");
+    require_failure(cli({"init", file.string()}), 2,
+                    "lockdb: init: " + file.string() +
+                        ": it is not a directory; give a new or empty directory\n");
+    require_failure(cli({"init", (file / "sub").string()}), 2,
+                    "lockdb: init: " + (file / "sub").string() + ": " + file.string() +
+                        " is not a directory; give a new or empty directory\n");
+    CHECK(lockdb::test::read_text(other / "notes.txt") == "hello");
   }
   SECTION("an unknown key: 1") {
     require_failure(
@@ -880,6 +970,25 @@ TEST_CASE("get -r, several keys, --version, put --string and stdin, keys glob an
   auto log = cli({"log", store, "--key", "job/odd\nname"});
   CHECK(lines(log.out).size() == 1);
   CHECK(log.out.find("\"job/odd\\nname\"  4") != std::string::npos);
+  const std::string shown = "\"job/odd\\nname\"";  // the key as a JSON string literal
+  CHECK(cli({"put", store, "job/odd\nname", "5"}).out.rfind(shown + ": version ", 0) == 0);
+  // locks, verify, repair and stats: one line per lock, finding and key too.
+  auto locks = cli({"locks", store});
+  CHECK(locks.code == 0);
+  CHECK(lines(locks.out).size() == 1 + json_lines(cli({"locks", store, "--json"}).out).size());
+  CHECK(locks.out.find("  " + shown + "  hard  free ") != std::string::npos);
+  lockdb::test::write_text(key_file(store, "job/odd\nname"), "{");
+  auto verify = cli({"verify", store});
+  CHECK(verify.code == 6);
+  REQUIRE(lines(verify.out).size() == 1);
+  CHECK(verify.out.rfind("corrupt_key_file  " + shown + "  ", 0) == 0);
+  auto repair = cli({"repair", store});
+  CHECK(repair.code == 0);
+  REQUIRE(lines(repair.out).size() == 1);
+  CHECK(repair.out.rfind("corrupt_key_file  " + shown + "  ", 0) == 0);
+  auto stats = cli({"stats", store, "--top", "1"});
+  CHECK(stats.code == 0);
+  CHECK(lines(stats.out).back() == "  3  " + shown);
 }
 
 TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives", "[cli]") {
@@ -902,6 +1011,7 @@ TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives",
        std::vector<std::pair<std::string, std::string>>{{"log", "--limit"},
                                                         {"log", "--last"},
                                                         {"history", "--limit"},
+                                                        {"history", "--last"},
                                                         {"stats", "--top"},
                                                         {"compact", "--keep-last"},
                                                         {"watch", "--count"},
@@ -930,6 +1040,21 @@ TEST_CASE("init makes a store once, cas writes only on the expected version, els
   auto again = cli({"init", store, "--json"});
   CHECK(again.code == 0);
   CHECK(json::parse(again.out)["created"] == false);
+  CHECK(json::parse(again.out)["lock_stripes"] == 8);
+  CHECK(cli({"init", store, "--stripes", "8"}).out ==
+        "a lockdb store is already in " + store + " (8 lock stripes)\n");
+  for (const char* other : {"4", "0"}) {
+    require_failure(cli({"init", store, "--stripes", other}), 2,
+                    "lockdb: init: " + store +
+                        ": a lockdb store is already there, with 8 lock stripes (fixed at "
+                        "creation; give --stripes 8 or leave it out)\n");
+  }
+  const std::string plain = (dir / "plain").string();
+  CHECK(cli({"init", plain}).out == "created a lockdb store in " + plain + "\n");
+  require_failure(cli({"init", plain, "--stripes", "2"}), 2,
+                  "lockdb: init: " + plain +
+                      ": a lockdb store is already there, with one lock file per key (fixed at "
+                      "creation; give --stripes 0 or leave it out)\n");
 
   auto first = cli({"cas", store, "leader", "--absent", "--string", "host-a", "--json"});
   REQUIRE(first.code == 0);
@@ -953,6 +1078,41 @@ TEST_CASE("init makes a store once, cas writes only on the expected version, els
   CHECK(ops[0]["op"] == "cas");
   CHECK(ops[1]["op"] == "cas");
   CHECK(cli({"verify", store}).code == 0);
+
+  // A real race: eight processes cas from the same version, released together through their
+  // stdin. Exactly one wins; the others exit 11, naming the winner's version.
+  std::vector<std::unique_ptr<Child>> racers;
+  for (int i = 0; i < 8; ++i) {
+    racers.push_back(std::make_unique<Child>(std::vector<std::string>{
+        "/bin/sh", "-c", "echo READY; read go; exec \"$0\" cas \"$1\" leader \"$2\" \"$3\" 2>&1",
+        LOCKDB_CLI, store, v2, std::to_string(i)}));
+  }
+  for (auto& r : racers) REQUIRE(r->expect_line("READY"));
+  for (auto& r : racers) r->write_line("go");
+  int winners = 0;
+  std::string winner_line;
+  std::vector<std::string> loser_lines;
+  for (auto& r : racers) {
+    auto line = r->read_line();
+    REQUIRE(line);
+    const int code = r->wait();
+    if (code == 0) {
+      ++winners;
+      winner_line = *line;
+    } else {
+      CHECK(code == 11);
+      loser_lines.push_back(*line);
+    }
+  }
+  REQUIRE(winners == 1);
+  const auto now = json::parse(cli({"get", store, "leader", "--json"}).out);
+  CHECK(winner_line == "leader: version " + now["version"].get<std::string>());
+  for (const auto& line : loser_lines) {
+    CHECK(line == "lockdb: cas \"leader\": " + key_file(store, "leader").string() +
+                      ": not written: the key's version is " + now["version"].get<std::string>() +
+                      ", not " + v2);
+  }
+  CHECK(json_lines(cli({"log", store, "--json"}).out).size() == 3);  // one more cas, the winner's
 }
 
 TEST_CASE("log --last, --reverse, --since forms, history --limit and --last", "[cli]") {
@@ -1011,29 +1171,62 @@ TEST_CASE("get --at before the compaction horizon names the earliest time it can
                       "time it can answer for this key is " +
                       t3 + "\n");
   CHECK(cli({"get", store.string(), "k", "--at", t3}).out == "{\n  \"n\": 3\n}\n");
+
+  // A key erased and made again: compaction dropped its first life, whose first record had no
+  // previous version either. Before the compaction that time had a value; after it, the log
+  // says it was compacted rather than "no value".
+  const fs::path again = dir / "again";
+  write_store(again, {"put", "j", "1", "del", "j", "put", "j", "2", "put", "j", "3"});
+  const auto jrecs = json_lines(cli({"log", again.string(), "--json"}).out);
+  REQUIRE(jrecs.size() == 4);
+  const std::string j1 = jrecs[0]["time"], j3 = jrecs[2]["time"];
+  CHECK(cli({"get", again.string(), "j", "--at", j1}).out == "1\n");
+  REQUIRE(cli({"compact", again.string(), "--keep-last", "2"}).code == 0);
+  REQUIRE(json_lines(cli({"log", again.string(), "--json"}).out).front()["prev"] == nullptr);
+  require_failure(cli({"get", again.string(), "j", "--at", j1}), 1,
+                  "lockdb: get \"j\" --at " + j1 + ": " + (again / "log").string() +
+                      ": the log was compacted and does not reach back that far; the earliest "
+                      "time it can answer for this key is " +
+                      j3 + "\n");
 }
 
 TEST_CASE("compact that would drop nothing leaves the log byte for byte", "[cli]") {
   TempDir dir;
   const fs::path store = dir / "store";
-  write_store(store, {"put", "a", "1", "put", "b", "2"});
+  // Several segments (1 KiB each), none of whose records a compaction below may drop.
+  write_store(store, {"put", "a", "1", "put", "b", "2", "put-range", "k", "1", "30"}, 1024);
+  REQUIRE(segment_files(store) >= 3);
+  // Each segment's bytes and inode (a rewrite with the same bytes is a new inode), and no
+  // temp file left behind.
   auto snapshot = [&] {
-    std::map<std::string, std::string> files;
+    std::map<std::string, std::pair<std::string, ino_t>> files;
     for (const auto& e : fs::directory_iterator(store / "log")) {
+      const std::string name = e.path().filename().string();
+      CHECK(name.rfind(".", 0) != 0);
+      struct stat st {};
+      REQUIRE(::stat(e.path().c_str(), &st) == 0);
       if (e.path().extension() == ".jsonl")
-        files[e.path().filename().string()] = lockdb::test::read_text(e.path());
+        files[name] = {lockdb::test::read_text(e.path()), st.st_ino};
     }
     return files;
   };
   const auto before = snapshot();
   for (int i = 0; i < 3; ++i) {
-    auto r = cli({"compact", store.string(), "--keep-last", "5"});
+    auto r = cli({"compact", store.string(), "--keep-last", "30"});
     CHECK(r.code == 0);
     CHECK(r.out.rfind("dropped 0 records", 0) == 0);
     CHECK(snapshot() == before);
   }
   CHECK(cli({"compact", store.string(), "--before", "2000-01-01"}).code == 0);
   CHECK(snapshot() == before);
+  // A compacted log compacted again by the same rule: nothing more to drop, left as it is.
+  auto dropping = cli({"compact", store.string(), "--keep-last", "2"});
+  REQUIRE(dropping.code == 0);
+  CHECK(dropping.out.rfind("dropped 28 records", 0) == 0);
+  const auto compacted = snapshot();
+  auto again = cli({"compact", store.string(), "--keep-last", "2"});
+  CHECK(again.out.rfind("dropped 0 records", 0) == 0);
+  CHECK(snapshot() == compacted);
 }
 
 TEST_CASE("export and import round-trip, a bad line stops the import with its number", "[cli]") {
@@ -1078,8 +1271,29 @@ TEST_CASE("export and import round-trip, a bad line stops the import with its nu
                   "lockdb: import: <stdin> line 2: no \"key\" string (nothing was imported)\n");
   require_failure(cli({"import", fresh}, "[1]\n"), 2,
                   "lockdb: import: <stdin> line 1: not a JSON object (nothing was imported)\n");
+  // Lines the store would refuse stop the import before anything is written, in every mode.
+  const std::string deep = std::string(513, '[') + std::string(513, ']');
+  const std::string ok = std::string(512, '[') + std::string(512, ']');
+  for (const std::string mode : {"", "--if-absent", "--overwrite"}) {
+    INFO(mode);
+    std::vector<std::string> args{"import", fresh};
+    if (!mode.empty()) args.push_back(mode);
+    require_failure(cli(args, "{\"key\":\"a\",\"value\":1}\n{\"key\":\"\",\"value\":2}\n"), 2,
+                    "lockdb: import: <stdin> line 2: invalid key \"\": the key is empty (nothing "
+                    "was imported)\n");
+    require_failure(
+        cli(args, "{\"key\":\"a\",\"value\":1}\n{\"key\":\"d\",\"value\":" + deep + "}\n"), 2,
+        "lockdb: import: <stdin> line 2: key \"d\": the value nests deeper than 512 levels "
+        "(nothing was imported)\n");
+  }
+  require_failure(
+      cli({"import", fresh, "--if-absent", "--overwrite"}, "{\"key\":\"a\",\"value\":1}\n"), 2,
+      "lockdb: import: give --if-absent or --overwrite, not both\n");
   CHECK(cli({"keys", fresh}).out.empty());
   CHECK(cli({"log", fresh}).out.empty());
+  // The deepest value the store takes is imported.
+  CHECK(cli({"import", fresh, "--json"}, "{\"key\":\"d\",\"value\":" + ok + "}\n").out ==
+        "{\"written\":1,\"skipped\":0}\n");
 }
 
 TEST_CASE("run holds the key's lock for a command, logs its change, exits with its status",
@@ -1139,6 +1353,23 @@ TEST_CASE("run holds the key's lock for a command, logs its change, exits with i
   holder.write_line("go");
   REQUIRE(holder.expect_line("RELEASED"));
   CHECK(cli({"run", store.string(), "n", "--shared", "--", "true"}).code == 0);
+
+  // --shared: readers run together, a writer waits for them.
+  REQUIRE(cli({"put", store.string(), "n", "7"}).code == 0);
+  Child reader({lockdb::test::helper_path(), "hold", "hard", lock.string(), "shared"});
+  REQUIRE(reader.expect_line("LOCKED"));
+  auto together = cli({"run", store.string(), "n", "--shared", "--timeout", "0", "--json", "--",
+                       "sh", "-c", "cat \"$LOCKDB_FILE\""});
+  CHECK(together.code == 0);
+  CHECK(together.out == "7");  // the key file, as it is
+  CHECK(together.err == "{\"key\":\"n\",\"status\":0,\"changed\":false,\"logged\":false}\n");
+  auto writer = cli({"run", store.string(), "n", "--timeout", "0", "--", "touch", marker.string()});
+  CHECK(writer.code == 4);
+  CHECK_FALSE(fs::exists(marker));
+  reader.write_line("go");
+  REQUIRE(reader.expect_line("RELEASED"));
+  // A command killed by a signal: 128 + the signal, like a shell.
+  CHECK(cli({"run", store.string(), "n", "--", "sh", "-c", "kill -TERM $$"}).code == 128 + SIGTERM);
 }
 
 TEST_CASE("watch prints each change of its keys once, in order, from when it started", "[cli]") {
@@ -1191,6 +1422,54 @@ TEST_CASE("watch prints each change of its keys once, in order, from when it sta
                   "lockdb: watch: give KEY... or --prefix PREFIX\n");
 }
 
+// Whether process `pid` has an inotify instance open.
+bool has_inotify(long pid) {
+  for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code ec;
+    if (fs::read_symlink(fd.path(), ec).string() == "anon_inode:inotify") return true;
+  }
+  return false;
+}
+
+TEST_CASE("watch and log --follow use inotify, and poll where asked, seeing every change",
+          "[cli]") {
+  TempDir dir;
+  const fs::path store = dir / "store";
+  write_store(store, {"put", "a", "0"});
+  for (const std::string poll : {"", "1"}) {
+    INFO("LOCKDB_POLL=" << poll);
+    Child watch({"/usr/bin/env", "LOCKDB_POLL=" + poll, "/bin/sh", "-c",
+                 "exec \"$0\" watch \"$1\" a --count 3 --json 2>&1", LOCKDB_CLI, store.string()});
+    REQUIRE(watch.expect_line("lockdb: watching \"a\" in " + store.string() + " (Ctrl-C to stop)"));
+    Child follow({"/usr/bin/env", "LOCKDB_POLL=" + poll, "/bin/sh", "-c",
+                  "exec \"$0\" log \"$1\" --follow --limit 3 --json 2>&1", LOCKDB_CLI,
+                  store.string()});
+    REQUIRE(
+        follow.expect_line("lockdb: following the log of " + store.string() + " (Ctrl-C to stop)"));
+    CHECK(has_inotify(watch.pid()) == poll.empty());
+    CHECK(has_inotify(follow.pid()) == poll.empty());
+    write_store(store, {"put-range", "a", "1", "3"});
+    for (Child* c : {&watch, &follow}) {
+      std::vector<int> got;
+      while (auto line = c->read_line()) got.push_back(json::parse(*line)["value"]["n"]);
+      CHECK(c->wait() == 0);
+      CHECK(got == std::vector<int>{1, 2, 3});
+    }
+    // Ctrl-C ends a watch cleanly, in either mode: exit 0, what it printed flushed.
+    Child interrupted({"/usr/bin/env", "LOCKDB_POLL=" + poll, "/bin/sh", "-c",
+                       "exec \"$0\" watch \"$1\" a 2>&1", LOCKDB_CLI, store.string()});
+    REQUIRE(interrupted.expect_line("lockdb: watching \"a\" in " + store.string() +
+                                    " (Ctrl-C to stop)"));
+    write_store(store, {"put", "a", "4"});
+    auto line = interrupted.read_line();
+    REQUIRE(line);
+    CHECK(line->ends_with("  a  4"));
+    interrupted.kill(SIGINT);
+    CHECK(interrupted.wait() == 0);
+    CHECK_FALSE(interrupted.read_line());
+  }
+}
+
 TEST_CASE("log --follow starts at the end unless asked for the past", "[cli]") {
   TempDir dir;
   const fs::path store = dir / "store";
@@ -1207,4 +1486,78 @@ TEST_CASE("log --follow starts at the end unless asked for the past", "[cli]") {
   CHECK(json_lines(
             cli({"log", store.string(), "--follow", "--last", "1", "--limit", "1", "--json"}).out)
             .size() == 1);
+  // --since and --from-start print the past first (and --limit counts it).
+  auto since = cli({"log", store.string(), "--follow", "--since", "1h", "--limit", "2", "--json"});
+  CHECK(since.code == 0);
+  const auto past = json_lines(since.out);
+  REQUIRE(past.size() == 2);
+  CHECK(past[0]["key"] == "old");
+  CHECK(past[1]["key"] == "new");
+  auto from_start =
+      cli({"log", store.string(), "--follow", "--from-start", "--limit", "1", "--json", "-q"});
+  CHECK(from_start.err.empty());
+  CHECK(json_lines(from_start.out).at(0)["key"] == "old");
+}
+
+TEST_CASE("not a store on etcd: the same exit code and line shape as for a directory", "[cli]") {
+  if (!lockdb::test::EtcdCluster::available()) {
+    WARN("skipped: /usr/bin/etcd is not installed (apt-get install etcd-server)");
+    return;
+  }
+  lockdb::test::EtcdCluster cluster;
+  const std::string location = cluster.fresh_location();
+  const std::string line = "lockdb: " + location +
+                           ": not a lockdb store: the prefix has no store marker ('lockdb init " +
+                           location + "' creates one)\n";
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"get", location, "k"},
+                                             {"put", location, "k", "1"},
+                                             {"keys", location},
+                                             {"log", location},
+                                             {"history", location, "k"},
+                                             {"export", location},
+                                             {"cas", location, "k", "--absent", "1"},
+                                             {"run", location, "k", "--", "true"},
+                                             {"stats", location},
+                                             {"verify", location}}) {
+    INFO(args[0]);
+    require_failure(cli(args), 1, line);
+  }
+  REQUIRE(cli({"init", location}).code == 0);
+  CHECK(cli({"put", location, "k", "1"}).code == 0);
+  CHECK(cli({"get", location, "k"}).out == "1\n");
+}
+
+TEST_CASE("the README's CLI tour runs as written", "[cli]") {
+  const std::string readme = lockdb::test::read_text(LOCKDB_README);
+  const std::string start = "A tour:\n\n```sh\n";
+  const auto begin = readme.find(start);
+  REQUIRE(begin != std::string::npos);
+  const auto end = readme.find("```\n", begin + start.size());
+  REQUIRE(end != std::string::npos);
+  // The lines that wait for changes (follow, watch) and the one that asks for a fixed past time
+  // (--at) are left out: the rest runs in order.
+  std::string script = "set -e\n", command;
+  for (const auto& line : lines(readme.substr(begin + start.size(), end - begin - start.size()))) {
+    command += line + "\n";
+    if (line.ends_with("\\")) continue;
+    if (command.find("--follow") == std::string::npos &&
+        command.find("lockdb watch") == std::string::npos &&
+        command.find("--at ") == std::string::npos)
+      script += command;
+    command.clear();
+  }
+  CHECK(script.find("lockdb run ./state config") != std::string::npos);
+  TempDir dir;
+  lockdb::test::write_text(dir / "tour.sh", script);
+  const std::string bin = fs::path(LOCKDB_CLI).parent_path().string();
+  auto r = lockdb::test::run({"/bin/sh", "-c", "cd \"$1\" && PATH=\"$2:$PATH\" sh tour.sh", "sh",
+                              dir.path().string(), bin});
+  INFO(r.err);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("hello world\n") != std::string::npos);
+  CHECK(cli({"get", (dir / "state").string(), "config", "--json"}).out.find(R"("workers":9)") !=
+        std::string::npos);
+  CHECK(cli({"export", (dir / "copy").string()}).code == 0);
+  CHECK(cli({"verify", (dir / "state").string()}).code == 0);
 }

@@ -58,27 +58,47 @@ std::optional<std::int64_t> parse_int64(std::string_view text) {
 
 // ---- the store ----
 
+std::optional<std::filesystem::path> not_a_directory(const std::string& path) {
+  if (is_etcd_location(path)) return std::nullopt;
+  std::error_code ec;
+  for (std::filesystem::path p = path; !p.empty(); p = p.parent_path()) {
+    const auto type = std::filesystem::status(p, ec).type();
+    if (type == std::filesystem::file_type::directory) return std::nullopt;
+    if (type != std::filesystem::file_type::not_found && !ec) return p;
+    if (p == p.parent_path()) break;
+  }
+  return std::nullopt;
+}
+
 void throw_not_a_store(const std::string& dir, const std::string& why) {
+  // Where a file is in the way, 'lockdb init' cannot make the store there: the hint says DIR.
+  const bool blocked = not_a_directory(dir).has_value();
   throw Error(Errc::not_found, dir, {},
-              "not a lockdb store: " + why + " ('lockdb init " + dir +
-                  "' creates one in a new or empty directory)");
+              "not a lockdb store: " + why + " ('lockdb init " + (blocked ? "DIR" : dir) +
+                  "' creates one" +
+                  (is_etcd_location(dir) ? std::string(")") : " in a new or empty directory)"));
 }
 
 bool is_etcd_location(const std::string& store) { return store.starts_with("etcd://"); }
 
 namespace {
 
+std::string no_marker(const std::string& dir) {
+  return is_etcd_location(dir) ? "the prefix has no store marker"
+                               : "the directory has no store marker";
+}
+
 // The one check every command makes before it opens a store (an etcd location is checked by
-// opening it).
-void require_store_dir(const std::string& dir) {
+// opening it). With `create`, a missing directory is fine: the store makes it.
+void require_store_dir(const std::string& dir, bool create = false) {
   if (is_etcd_location(dir)) return;
-  std::error_code ec;
-  const auto status = std::filesystem::status(dir, ec);
-  if (status.type() == std::filesystem::file_type::not_found) {
-    throw_not_a_store(dir, "there is no such directory");
+  if (const auto blocker = not_a_directory(dir)) {
+    throw_not_a_store(
+        dir, *blocker == dir ? "it is not a directory" : blocker->string() + " is not a directory");
   }
-  if (!ec && status.type() != std::filesystem::file_type::directory) {
-    throw_not_a_store(dir, "it is not a directory");
+  std::error_code ec;
+  if (!create && std::filesystem::status(dir, ec).type() == std::filesystem::file_type::not_found) {
+    throw_not_a_store(dir, "there is no such directory");
   }
 }
 
@@ -86,10 +106,10 @@ void require_store_dir(const std::string& dir) {
 
 Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds lock_timeout,
                  Durability durability) {
-  if (!create) {
-    require_store_dir(dir);
-  } else if (std::error_code ec; !is_etcd_location(dir) && std::filesystem::is_directory(dir, ec) &&
-                                 !std::filesystem::is_empty(dir, ec)) {
+  require_store_dir(dir, create);
+  if (std::error_code ec; create && !is_etcd_location(dir) &&
+                          std::filesystem::is_directory(dir, ec) &&
+                          !std::filesystem::is_empty(dir, ec)) {
     open_store(dir);  // a directory with other things in it does not become a store
   }
   StoreOptions options;
@@ -100,7 +120,7 @@ Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds l
     return Store(dir, options);
   } catch (const Error& e) {
     if (e.code() == Errc::not_found && !create) {
-      throw_not_a_store(dir, "the directory has no store marker");
+      throw_not_a_store(dir, no_marker(dir));
     }
     throw;
   }
@@ -117,7 +137,7 @@ History open_history(const std::string& dir) {
   try {
     return History(dir);
   } catch (const Error& e) {
-    if (e.code() == Errc::not_found) throw_not_a_store(dir, "the directory has no store marker");
+    if (e.code() == Errc::not_found) throw_not_a_store(dir, no_marker(dir));
     throw;
   }
 }

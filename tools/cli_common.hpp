@@ -85,11 +85,14 @@ nlohmann::json value_argument(const std::string& context, const std::string& tex
 std::string read_stdin();                       // cmd_values.cpp
 // The store's log, with the same errors as open_store for a missing store.
 History open_history(const std::string& dir);
-// The error for "DIR holds no store": exit 1, one shape for every command.
 // Whether a STORE argument names an etcd location ("etcd://...") rather than a directory.
 bool is_etcd_location(const std::string& store);
-
+// The error for "DIR holds no store": Error{not_found} (exit 1), one shape for every command:
+// "DIR: not a lockdb store: WHY ('lockdb init DIR' creates one in a new or empty directory)".
 [[noreturn]] void throw_not_a_store(const std::string& dir, const std::string& why);
+// The path itself or the nearest existing ancestor of it when that is not a directory (a file
+// in the way of a store there); nullopt when the nearest existing one is a directory.
+std::optional<std::filesystem::path> not_a_directory(const std::string& path);
 
 // The store-relative name of `path` ("counter.json.lock"), or the path itself when outside.
 std::string relative_name(const std::filesystem::path& store_dir,

@@ -32,7 +32,7 @@ void print_findings(const std::vector<Finding>& findings, const Store& store,
   std::size_t kind_width = 0, key_width = 1, path_width = 0;
   for (const auto& f : findings) {
     kind_width = std::max(kind_width, std::string_view(finding_kind_name(f.kind)).size());
-    key_width = std::max(key_width, f.key.size());
+    key_width = std::max(key_width, show_key(f.key).size());
     path_width = std::max(path_width, relative_name(store.dir(), f.path).size());
   }
   auto pad = [](std::string s, std::size_t width) {
@@ -41,7 +41,7 @@ void print_findings(const std::vector<Finding>& findings, const Store& store,
   };
   for (const auto& f : findings) {
     out_line(style.red(pad(finding_kind_name(f.kind), kind_width)) + "  " +
-             pad(f.key.empty() ? "-" : f.key, key_width) + "  " +
+             pad(f.key.empty() ? "-" : show_key(f.key), key_width) + "  " +
              pad(relative_name(store.dir(), f.path), path_width) + "  " + f.detail);
   }
 }

@@ -1,5 +1,6 @@
 // Commands that make a store, move data in and out, and write under conditions: init, cas,
 // export, import, run.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -50,10 +51,24 @@ Store open_for_write(const DataArgs& a) {
 int run_init(const DataArgs& a, const Settings& settings) {
   bool existed = false;
   std::error_code ec;
+  if (const auto blocker = not_a_directory(a.store)) {
+    throw Error(Errc::invalid_argument, "init", a.store,
+                (*blocker == a.store ? std::string("it") : blocker->string()) +
+                    " is not a directory; give a new or empty directory");
+  }
   if (std::filesystem::is_directory(a.store, ec)) {
     try {
       Store existing = open_store(a.store);
       existed = true;
+      const std::size_t has = existing.options().lock_stripes;
+      if (a.stripes && *a.stripes != has) {
+        throw Error(Errc::invalid_argument, "init", a.store,
+                    "a lockdb store is already there, with " +
+                        (has ? std::to_string(has) + " lock stripes"
+                             : std::string("one lock file per key")) +
+                        " (fixed at creation; give --stripes " + std::to_string(has) +
+                        " or leave it out)");
+      }
     } catch (const Error& e) {
       if (e.code() != Errc::not_found) throw;
       if (!std::filesystem::is_empty(a.store, ec)) {
@@ -66,7 +81,7 @@ int run_init(const DataArgs& a, const Settings& settings) {
   StoreOptions options;
   options.create = true;
   options.lock_stripes = a.stripes.value_or(0);
-  Store store(a.store, options);  // an existing store with other stripes: invalid_argument
+  Store store(a.store, options);  // 0 adopts an existing store's stripes
   const std::size_t stripes = store.options().lock_stripes;
   if (settings.json) {
     out_line(JsonObject()
@@ -132,6 +147,17 @@ int run_export(const DataArgs& a, const Settings&) {
   return 0;
 }
 
+// The deepest nesting of arrays and objects a store value may have (store.hpp's writes).
+constexpr std::size_t kMaxNesting = 512;
+
+// How deeply `value` nests arrays and objects (a scalar: 0). Stops counting past kMaxNesting.
+std::size_t nesting(const nlohmann::json& value, std::size_t depth = 0) {
+  if (!value.is_structured() || depth > kMaxNesting) return 0;
+  std::size_t deepest = 0;
+  for (const auto& item : value) deepest = std::max(deepest, nesting(item, depth + 1));
+  return 1 + deepest;
+}
+
 struct ImportLine {
   std::size_t number = 0;
   std::string key;
@@ -171,15 +197,26 @@ int run_import(const DataArgs& a, const Settings& settings) {
   }
   const std::vector<ImportLine> lines = read_import(read_stdin());
   Store store = open_for_write(a);
-  if (!a.if_absent && !a.overwrite) {  // the default: refuse to replace anything
-    for (const auto& line : lines) {
-      if (store.contains(line.key)) {
-        throw Error(
-            Errc::conflict,
-            "import: <stdin> line " + std::to_string(line.number) + ": key " + quote(line.key),
-            store.file_path(line.key),
-            "exists (nothing was imported; use --overwrite or --if-absent)");
-      }
+  // Every line is checked before the first write: an invalid key, a value the store refuses, or
+  // (by default) a key that exists stops the import with nothing written.
+  for (const auto& line : lines) {
+    const std::string where = "import: <stdin> line " + std::to_string(line.number);
+    bool exists = false;
+    try {
+      exists = store.contains(line.key);
+    } catch (const Error& e) {
+      if (e.code() != Errc::invalid_argument) throw;
+      throw Error(Errc::invalid_argument, where, {},
+                  std::string(e.what()) + " (nothing was imported)");
+    }
+    if (nesting(line.value) > kMaxNesting) {
+      throw Error(Errc::invalid_argument, where + ": key " + quote(line.key), {},
+                  "the value nests deeper than " + std::to_string(kMaxNesting) +
+                      " levels (nothing was imported)");
+    }
+    if (exists && !a.if_absent && !a.overwrite) {  // the default: refuse to replace anything
+      throw Error(Errc::conflict, where + ": key " + quote(line.key), store.file_path(line.key),
+                  "exists (nothing was imported; use --overwrite or --if-absent)");
     }
   }
   std::size_t written = 0, skipped = 0;
@@ -345,7 +382,7 @@ void add_data_commands(CLI::App& app, Commands& commands) {
         "  lockdb run ./state config -- sh -c 'jq \".n += 1\" \"$LOCKDB_FILE\" > "
         "\"$LOCKDB_FILE.new\""
         " && mv \"$LOCKDB_FILE.new\" \"$LOCKDB_FILE\"'\n"
-        "  lockdb run ./state config --shared -- cat '$LOCKDB_FILE'\n"
+        "  lockdb run ./state config --shared -- sh -c 'cat \"$LOCKDB_FILE\"'\n"
         "  lockdb run ./state deploy --timeout 0 -- ./deploy.sh   # exit 4 if someone holds it\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("KEY", a->key, "The key")->required();
@@ -359,7 +396,11 @@ void add_data_commands(CLI::App& app, Commands& commands) {
     command->footer(
         "The key file's path is in LOCKDB_FILE (it may not exist yet). A change the command makes "
         "to it is logged (op run), so verify stays clean; write a temp file and mv it over "
-        "LOCKDB_FILE so that readers never see a partial value.\n\n" +
+        "LOCKDB_FILE so that readers never see a partial value. Exit status: the command's (128 + "
+        "N when signal N killed it, 127 when it could not be started), or lockdb's own code when "
+        "the lock was not had (4) or the store is missing (1). With --json, a summary "
+        "{\"key\",\"status\",\"changed\",\"logged\"} goes to stderr: stdout is the "
+        "command's.\n\n" +
         command->get_footer());
     commands.on_run(command, [a, &settings] { return run_run(*a, settings); });
   }

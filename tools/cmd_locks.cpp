@@ -116,7 +116,7 @@ int run_locks(const LocksArgs& a, const Settings& settings) {
   std::size_t name_width = 4, key_width = 3;
   for (const auto& l : locks) {
     name_width = std::max(name_width, l.name.size());
-    key_width = std::max(key_width, l.key ? l.key->size() : 1);
+    key_width = std::max(key_width, l.key ? show_key(*l.key).size() : 1);
   }
   out_line(
       style.bold(pad("LOCK", name_width) + "  " + pad("KEY", key_width) + "  KIND  STATE  HOLDER"));
@@ -124,8 +124,8 @@ int run_locks(const LocksArgs& a, const Settings& settings) {
     std::string state = pad(l.state, 5);
     if (l.state == "held") state = style.yellow(state);
     if (l.state == "stale") state = style.red(state);
-    out_line(pad(l.name, name_width) + "  " + pad(l.key.value_or("-"), key_width) + "  " +
-             pad(l.kind, 4) + "  " + state + "  " + (l.holder ? l.holder->describe() : "-"));
+    out_line(pad(l.name, name_width) + "  " + pad(l.key ? show_key(*l.key) : "-", key_width) +
+             "  " + pad(l.kind, 4) + "  " + state + "  " + (l.holder ? l.holder->describe() : "-"));
   }
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <set>
 
 #include <csignal>
+#include <cstdlib>
 #include <deque>
 
 #include <signal.h>
@@ -76,14 +77,21 @@ bool inotify_blind(const std::filesystem::path& dir) {
 #endif
 }
 
+// LOCKDB_POLL set and not "0": poll even where inotify seems to work (a network filesystem
+// that inotify_blind does not know).
+bool poll_asked() {
+  const char* env = std::getenv("LOCKDB_POLL");
+  return env != nullptr && *env != '\0' && std::string_view(env) != "0";
+}
+
 // Wakes `log --follow` and `watch` when the log directory changes: inotify on Linux, with a
 // one-second re-check as a safety net; a 200 ms poll where inotify is unavailable or blind
-// (inotify_blind above, or no inotify instance left).
+// (inotify_blind above, or no inotify instance left) or LOCKDB_POLL asks for it.
 class LogWatcher {
  public:
   explicit LogWatcher(const std::filesystem::path& log_dir) {
 #ifdef __linux__
-    if (inotify_blind(log_dir)) return;
+    if (poll_asked() || inotify_blind(log_dir)) return;
     fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (fd_ >= 0 && ::inotify_add_watch(fd_, log_dir.c_str(),
                                         IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
@@ -339,6 +347,7 @@ void add_log_commands(CLI::App& app, Commands& commands) {
         "  lockdb log ./state --reverse --limit 5        # the newest 5, newest first\n"
         "  lockdb log ./state --follow                   # changes from now on\n"
         "  lockdb log ./state --follow --last 10         # like tail -n 10 -f\n"
+        "  lockdb log ./state --follow --from-start      # the whole log, then new records\n"
         "  lockdb log ./state --key jobs --json | jq -c '{time, value}'\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("--key", a->key, "Only records of KEY")->type_name("KEY");
@@ -368,7 +377,8 @@ void add_log_commands(CLI::App& app, Commands& commands) {
     auto* command =
         commands.add(app, "history", "One line per change of a key: time, op, who, what changed",
                      "  lockdb history ./state config\n"
-                     "  lockdb history ./state config --last 5\n"
+                     "  lockdb history ./state config --last 5      # the newest 5\n"
+                     "  lockdb history ./state config --limit 3     # the first 3\n"
                      "  lockdb history ./state config --json | jq -c '[.time, .pid, .value]'\n");
     command->add_option("STORE_DIR", a->store, "The store directory")->required();
     command->add_option("KEY", a->key, "The key")->required();
@@ -396,7 +406,8 @@ void add_log_commands(CLI::App& app, Commands& commands) {
                       "No \"watching\" line on stderr once the watch is in place");
     command->footer(
         "Changes come from the log: inotify wakes the watch at once; on network and FUSE "
-        "filesystems (NFS, SMB, 9p, Ceph, AFS, sshfs) it polls every 200 ms.\n\n" +
+        "filesystems (NFS, SMB, 9p, Ceph, AFS, sshfs) it polls every 200 ms (LOCKDB_POLL=1: "
+        "poll everywhere, for a network filesystem lockdb does not recognise).\n\n" +
         command->get_footer());
     commands.on_run(command, [a, &settings] { return run_watch(*a, settings); });
   }

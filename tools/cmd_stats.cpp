@@ -112,7 +112,7 @@ int run_stats(const StatsArgs& a, const Settings& settings) {
     count_width = std::max(count_width, std::to_string(n).size());
   for (const auto& [key, n] : busiest) {
     const std::string count = std::to_string(n);
-    out_line("  " + std::string(count_width - count.size(), ' ') + count + "  " + key);
+    out_line("  " + std::string(count_width - count.size(), ' ') + count + "  " + show_key(key));
   }
   return 0;
 }

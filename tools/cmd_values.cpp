@@ -1,5 +1,6 @@
 // Commands on values: get, put, incr, del, keys, path.
 #include <cstdio>
+#include <fstream>
 #include <memory>
 
 #include <fnmatch.h>
@@ -61,6 +62,19 @@ std::string parse_cause(const nlohmann::json::parse_error& e) {
   return end == std::string::npos ? what : what.substr(end + 2);
 }
 
+// Whether a compaction wrote one of the log's segments: its header line has a "compacted"
+// member (FORMAT.md, "History log").
+bool log_compacted(const History& history) {
+  for (const auto& segment : history.segments()) {
+    std::ifstream in(segment);
+    std::string header;
+    if (!std::getline(in, header)) continue;
+    const auto doc = nlohmann::json::parse(header, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_object() && doc.contains("compacted")) return true;
+  }
+  return false;
+}
+
 // The value `key` had at time t, from the log. When there is none, says why: the key did not
 // exist then, or the log was compacted and no longer reaches back to t.
 nlohmann::json value_at(const History& history, const std::string& store, const std::string& key,
@@ -81,7 +95,9 @@ nlohmann::json value_at(const History& history, const std::string& store, const 
   });
   const std::string context = "get " + quote(key) + " --at " + format_time(t);
   const auto log_dir = std::filesystem::path(store) / "log";
-  if (earliest && earliest->prev_version && earliest->time > t) {
+  // The key's first record follows a change the log no longer has (prev_version), or the log
+  // was compacted, which may have dropped an earlier life of the key.
+  if (earliest && earliest->time > t && (earliest->prev_version || log_compacted(history))) {
     throw Error(Errc::not_found, context, log_dir,
                 "the log was compacted and does not reach back that far; the earliest time it "
                 "can answer for this key is " +

@@ -18,20 +18,28 @@
 namespace {
 
 constexpr const char* kFooter = R"(Times (--since, --until, --at, --before):
-  RFC 3339 (2026-11-30T18:00:00Z, 2026-11-30T19:00:00.5+01:00, 2026-11-30),
-  now, or a time ago: a number and s, m, h, d or w (30s, 10m, 2h, 3d, 1w).
+  RFC 3339 with T or a space (2026-11-30T18:00:00Z, '2026-11-30 19:00:00.5+01:00'),
+  a date alone (2026-11-30, its midnight UTC), epoch seconds (1764525600), now,
+  or a time ago: a number and s, m, h, d or w (30s, 10m, 2h, 3d, 1w; also '3d ago').
 
 Exit codes:
-  0 ok, 1 not found (store, key, value), 2 usage or bad input (option, JSON, time, key),
-  4 lock timeout, 5 already running, 6 corrupt (and verify with findings), 7 I/O error,
-  8 permission denied, 9 locks unsupported, 10 not owner, 11 conflict, 12 newer store format.
+  0 ok, 1 not found (not a store, no such key, no value), 2 usage or bad input (option,
+  JSON, time, key), 4 lock timeout, 5 already running, 6 corrupt (and verify with findings),
+  7 I/O error, 8 permission denied, 9 locks unsupported, 10 not owner, 11 conflict (a lost
+  cas, an import onto existing keys), 12 newer store format; run: the command's own status.
 
 Examples:
+  lockdb init ./state
   lockdb put ./state config '{"workers": 4}'
-  lockdb get ./state config
+  lockdb put ./state greeting --string 'hello world'
+  lockdb get ./state greeting -r
   lockdb incr ./state jobs_done
+  lockdb keys ./state 'job/*'
   lockdb log ./state --key config --since 1h --json | jq .value
   lockdb log ./state --follow
+  lockdb watch ./state config --count 1
+  lockdb run ./state deploy -- ./deploy.sh
+  lockdb export ./state > dump.jsonl && lockdb import ./copy < dump.jsonl
   lockdb verify ./state || lockdb repair ./state
 
 Run 'lockdb COMMAND --help' for a command's options and examples.)";
