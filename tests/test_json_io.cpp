@@ -347,3 +347,39 @@ TEST_CASE("a log line with a value deeper than 512 levels is skipped and reporte
   (void)history.compact_keep_last(1);
   REQUIRE(records_of(store, "k") == 1);
 }
+
+TEST_CASE("a log line holding a string that is not UTF-8 is skipped and reported, no crash",
+          "[json]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("k", 1);
+  const fs::path segment = store.dir() / "log" / "000001.jsonl";
+  // Records as the store writes them, but with a byte 0xff in the value, in a member name of
+  // the value, and in the host (found by fuzz_log_line: the value could be read, not written).
+  for (const std::string& bad : {std::string(R"("host":"h","value":"a)") + "\xff" + "\"}",
+                                 std::string(R"("host":"h","value":{")") + "\xcf\xff" + "\":1}}",
+                                 std::string(R"("host":"h)") + "\xff" + "\",\"value\":3}"}) {
+    std::ofstream(segment, std::ios::binary | std::ios::app)
+        << R"({"time":"2026-12-01T00:00:00.000000Z","key":"k","op":"put","prev":null,)"
+        << R"("version":null,"pid":1,)" << bad << "\n";
+  }
+  store.put("k", 2);
+  lockdb::History history(store.dir());
+  const auto records = history.records(lockdb::Query{});
+  REQUIRE(records.size() == 2);
+  for (const auto& r : records) REQUIRE_NOTHROW(r.value->dump());
+  REQUIRE(records.back().value == 2);
+  lockdb::Query q;
+  q.key = "k";
+  REQUIRE(history.records(q).size() == 2);
+  std::vector<std::string> reported;
+  for (const auto& f : store.verify()) {
+    if (f.kind == lockdb::Finding::Kind::torn_log_line) reported.push_back(f.detail);
+  }
+  REQUIRE(reported.size() == 1);
+  REQUIRE_THAT(reported[0], Catch::StartsWith("3 torn or unreadable line(s) in the log"));
+  history.rebuild(tmp / "rebuilt");
+  REQUIRE(Store(tmp / "rebuilt").get("k") == 2);
+  REQUIRE(history.compact_keep_last(1) == 1);
+  REQUIRE(records_of(store, "k") == 1);
+}

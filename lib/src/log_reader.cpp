@@ -123,7 +123,10 @@ std::string_view view(const Value& v) { return {v.GetString(), v.GetStringLength
 // Hands RapidJSON's reader events to the document, and stops the parse (a line that is not a
 // record) at an array or object nested deeper than a record holding a value of
 // json_io::kMaxDepth levels: the reader, to_json() and everything after them recurse once per
-// level.
+// level. It stops it too at a string (or member name) that is not UTF-8, which RapidJSON's
+// reader lets through unless asked to check every byte (which turns off its SIMD scanning):
+// JSON text is UTF-8, such a line was not written by a store, and a value holding one could be
+// read but not written again (rebuild, lockdb log).
 class DepthLimit {
   static constexpr int kMaxLineDepth = json_io::kMaxDepth + 1;  // the record's object, then
                                                                 // its value
@@ -140,8 +143,12 @@ class DepthLimit {
   bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) {
     return doc_.RawNumber(s, n, copy);
   }
-  bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc_.String(s, n, copy); }
-  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc_.Key(s, n, copy); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) {
+    return fmt::valid_utf8({s, n}) && doc_.String(s, n, copy);
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) {
+    return fmt::valid_utf8({s, n}) && doc_.Key(s, n, copy);
+  }
   bool StartObject() { return ++depth_ <= kMaxLineDepth && doc_.StartObject(); }
   bool EndObject(rapidjson::SizeType members) {
     --depth_;
