@@ -236,6 +236,40 @@ TEST_CASE("a symbolic link planted anywhere in a store leads nothing outside it"
   }
 }
 
+TEST_CASE("History compaction refuses a symlinked log directory, writing nothing outside",
+          "[hostile]") {
+  Fixture fx;
+  {
+    Store store(fx.db);
+    store.put("k", json{{"v", 2}});
+    store.put("k", json{{"v", 3}});  // two records compaction would drop
+  }
+  const fs::path moved = fx.outside / "log";
+  fs::rename(fx.db / "log", moved);
+  fs::create_symlink(moved, fx.db / "log");
+  const auto before = snapshot(fx.outside);
+  lockdb::History history(fx.db);
+  for (int which = 0; which < 2; ++which) {
+    Outcome o = run([&] {
+      if (which == 0) {
+        (void)history.compact_keep_last(1);
+      } else {
+        (void)history.compact_before(std::chrono::system_clock::now());
+      }
+    });
+    INFO(o.what);
+    REQUIRE(o.threw);
+    REQUIRE(o.code == Errc::invalid_argument);
+    REQUIRE_THAT(o.what, Catch::Contains((fx.db / "log").string() +
+                                         ": it is a symbolic link (refused, not followed)"));
+    REQUIRE(snapshot(fx.outside) == before);
+  }
+  // The same log in its place compacts.
+  fs::remove(fx.db / "log");
+  fs::rename(moved, fx.db / "log");
+  REQUIRE(history.compact_keep_last(1) == 2);
+}
+
 TEST_CASE("a hard link planted in a store is never written through", "[hostile]") {
   Fixture fx;
   const auto before_plant = snapshot(fx.outside);
