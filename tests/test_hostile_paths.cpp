@@ -5,6 +5,7 @@
 
 #include <lockdb/lockdb.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -268,6 +269,71 @@ TEST_CASE("History compaction refuses a symlinked log directory, writing nothing
   fs::remove(fx.db / "log");
   fs::rename(moved, fx.db / "log");
   REQUIRE(history.compact_keep_last(1) == 2);
+}
+
+TEST_CASE("a link planted at a sealed log segment is refused by readers and compaction",
+          "[hostile]") {
+  lockdb::test::TempDir tmp;
+  const fs::path db = tmp / "db";
+  const fs::path outside = tmp / "outside";
+  fs::create_directories(outside);
+  lockdb::StoreOptions options;
+  options.log_segment_bytes = 300;  // a segment per record or two
+  {
+    Store store(db, options);
+    for (int i = 0; i < 6; ++i) store.put("k", json{{"v", i}});
+  }
+  std::vector<fs::path> segments;
+  for (const auto& e : fs::directory_iterator(db / "log")) {
+    if (lockdb::detail::log_format::parse_segment_name(e.path().filename().string())) {
+      segments.push_back(e.path());
+    }
+  }
+  std::sort(segments.begin(), segments.end());
+  REQUIRE(segments.size() >= 3);
+  for (const bool hard : {false, true}) {
+    INFO((hard ? "hard link" : "symbolic link") << " at " << segments[1]);
+    const fs::path victim = outside / (hard ? "hard" : "soft");
+    fs::copy_file(segments[1], victim);
+    fs::remove(segments[1]);
+    if (hard) {
+      fs::create_hard_link(victim, segments[1]);
+    } else {
+      fs::create_symlink(victim, segments[1]);
+    }
+    const auto before = snapshot(outside);
+    const std::string victim_text = lockdb::test::read_text(victim);
+    const auto victim_perms = fs::status(victim).permissions();
+    const std::string problem = hard ? ": it has 2 hard links" : ": it is a symbolic link";
+    require_reported(db, segments[1]);
+    // Writers append to the newest segment only: they go on.
+    Store(db, options).put("w", 1);
+    if (!hard) {  // a reader never follows it
+      Outcome o = run([&] { (void)lockdb::History(db).records(); });
+      INFO(o.what);
+      REQUIRE(o.code == Errc::invalid_argument);
+      REQUIRE_THAT(o.what, Catch::Contains(segments[1].string() + problem));
+    }
+    Outcome o = run([&] { (void)lockdb::History(db).compact_keep_last(1); });
+    INFO(o.what);
+    // A symbolic link is refused; a hard-linked sealed segment is only read, then unlinked.
+    REQUIRE(o.threw == !hard);
+    if (o.threw) {
+      REQUIRE(o.code == Errc::invalid_argument);
+      REQUIRE_THAT(o.what, Catch::Contains(segments[1].string() + problem));
+    }
+    if (hard) {  // compaction may remove the store's name of it: only the link count changes
+      REQUIRE(lockdb::test::read_text(victim) == victim_text);
+      REQUIRE(fs::status(victim).permissions() == victim_perms);
+    } else {
+      REQUIRE(snapshot(outside) == before);
+    }
+    if (fs::is_symlink(segments[1]) || fs::exists(segments[1])) {
+      fs::remove(segments[1]);
+      fs::copy_file(victim, segments[1]);
+    }
+    fs::remove(victim);
+  }
 }
 
 TEST_CASE("a hard link planted in a store is never written through", "[hostile]") {
