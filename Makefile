@@ -3,7 +3,8 @@
 #
 #   make demo   build (preset dev) and run the worker-counters demo
 #   make test   check the formatting, build and run every test (preset dev, with the
-#               install/consumer check), then the concurrency tests under ASan+UBSan and TSan
+#               install/consumer check and a short run of each fuzz target), then the
+#               concurrency tests under ASan+UBSan and TSan
 #   make bench  build and run the benchmarks (not part of the tests)
 #   make tidy   clang-tidy over the library (not part of the tests: see README)
 #   make format-check   clang-format --dry-run over every source file (part of `make test`)
@@ -79,10 +80,10 @@ clean:
 	rm -rf build
 
 # ---- fuzzing (fuzz/): each libFuzzer target for FUZZ_SECONDS, new inputs kept in build/fuzz ----
+# (`make test` runs each for 5 s: the tests fuzz_build and fuzz_<target> of the dev preset.)
 FUZZ_SECONDS ?= 300
 fuzz: deps
-	cmake -S fuzz -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
-	cmake --build build/fuzz -j $(JOBS)
+	cmake -DSOURCE_DIR=fuzz -DBINARY_DIR=build/fuzz -DCOMPILER=clang++ -DJOBS=$(JOBS) -P fuzz/build.cmake
 	for t in key_file log_line cli_value key_codec; do \
 	  mkdir -p build/fuzz/found/$$t && \
 	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/found/$$t fuzz/corpus/$$t || exit 1; \

@@ -5,6 +5,7 @@
 
 #include <lockdb/lockdb.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -236,6 +237,105 @@ TEST_CASE("a symbolic link planted anywhere in a store leads nothing outside it"
   }
 }
 
+TEST_CASE("History compaction refuses a symlinked log directory, writing nothing outside",
+          "[hostile]") {
+  Fixture fx;
+  {
+    Store store(fx.db);
+    store.put("k", json{{"v", 2}});
+    store.put("k", json{{"v", 3}});  // two records compaction would drop
+  }
+  const fs::path moved = fx.outside / "log";
+  fs::rename(fx.db / "log", moved);
+  fs::create_symlink(moved, fx.db / "log");
+  const auto before = snapshot(fx.outside);
+  lockdb::History history(fx.db);
+  for (int which = 0; which < 2; ++which) {
+    Outcome o = run([&] {
+      if (which == 0) {
+        (void)history.compact_keep_last(1);
+      } else {
+        (void)history.compact_before(std::chrono::system_clock::now());
+      }
+    });
+    INFO(o.what);
+    REQUIRE(o.threw);
+    REQUIRE(o.code == Errc::invalid_argument);
+    REQUIRE_THAT(o.what, Catch::Contains((fx.db / "log").string() +
+                                         ": it is a symbolic link (refused, not followed)"));
+    REQUIRE(snapshot(fx.outside) == before);
+  }
+  // The same log in its place compacts.
+  fs::remove(fx.db / "log");
+  fs::rename(moved, fx.db / "log");
+  REQUIRE(history.compact_keep_last(1) == 2);
+}
+
+TEST_CASE("a link planted at a sealed log segment is refused by readers and compaction",
+          "[hostile]") {
+  lockdb::test::TempDir tmp;
+  const fs::path db = tmp / "db";
+  const fs::path outside = tmp / "outside";
+  fs::create_directories(outside);
+  lockdb::StoreOptions options;
+  options.log_segment_bytes = 300;  // a segment per record or two
+  {
+    Store store(db, options);
+    for (int i = 0; i < 6; ++i) store.put("k", json{{"v", i}});
+  }
+  std::vector<fs::path> segments;
+  for (const auto& e : fs::directory_iterator(db / "log")) {
+    if (lockdb::detail::log_format::parse_segment_name(e.path().filename().string())) {
+      segments.push_back(e.path());
+    }
+  }
+  std::sort(segments.begin(), segments.end());
+  REQUIRE(segments.size() >= 3);
+  for (const bool hard : {false, true}) {
+    INFO((hard ? "hard link" : "symbolic link") << " at " << segments[1]);
+    const fs::path victim = outside / (hard ? "hard" : "soft");
+    fs::copy_file(segments[1], victim);
+    fs::remove(segments[1]);
+    if (hard) {
+      fs::create_hard_link(victim, segments[1]);
+    } else {
+      fs::create_symlink(victim, segments[1]);
+    }
+    const auto before = snapshot(outside);
+    const std::string victim_text = lockdb::test::read_text(victim);
+    const auto victim_perms = fs::status(victim).permissions();
+    const std::string problem = hard ? ": it has 2 hard links" : ": it is a symbolic link";
+    require_reported(db, segments[1]);
+    // Writers append to the newest segment only: they go on.
+    Store(db, options).put("w", 1);
+    if (!hard) {  // a reader never follows it
+      Outcome o = run([&] { (void)lockdb::History(db).records(); });
+      INFO(o.what);
+      REQUIRE(o.code == Errc::invalid_argument);
+      REQUIRE_THAT(o.what, Catch::Contains(segments[1].string() + problem));
+    }
+    Outcome o = run([&] { (void)lockdb::History(db).compact_keep_last(1); });
+    INFO(o.what);
+    // A symbolic link is refused; a hard-linked sealed segment is only read, then unlinked.
+    REQUIRE(o.threw == !hard);
+    if (o.threw) {
+      REQUIRE(o.code == Errc::invalid_argument);
+      REQUIRE_THAT(o.what, Catch::Contains(segments[1].string() + problem));
+    }
+    if (hard) {  // compaction may remove the store's name of it: only the link count changes
+      REQUIRE(lockdb::test::read_text(victim) == victim_text);
+      REQUIRE(fs::status(victim).permissions() == victim_perms);
+    } else {
+      REQUIRE(snapshot(outside) == before);
+    }
+    if (fs::is_symlink(segments[1]) || fs::exists(segments[1])) {
+      fs::remove(segments[1]);
+      fs::copy_file(victim, segments[1]);
+    }
+    fs::remove(victim);
+  }
+}
+
 TEST_CASE("a hard link planted in a store is never written through", "[hostile]") {
   Fixture fx;
   const auto before_plant = snapshot(fx.outside);
@@ -405,6 +505,9 @@ TEST_CASE("a symlink planted by another user in a sticky directory gives the sym
   const fs::path link = sticky / "x.lock";
   fs::create_symlink(sticky / "target", link);
   REQUIRE(::lchown(link.c_str(), 1, 1) == 0);  // owned by uid 1 (daemon), not by the locker
+  const fs::path singleton_link = sticky / "x.singleton.lock";  // SingletonGuard("x", sticky)
+  fs::create_symlink(sticky / "target", singleton_link);
+  REQUIRE(::lchown(singleton_link.c_str(), 1, 1) == 0);
 
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
@@ -416,13 +519,16 @@ TEST_CASE("a symlink planted by another user in a sticky directory gives the sym
     if (::setgid(65534) != 0 || ::setuid(65534) != 0) {
       report = "setuid failed";
     } else {
-      for (int which = 0; which < 2; ++which) {
+      for (int which = 0; which < 3; ++which) {
         try {
           if (which == 0) {
             lockdb::FileLock lock(link);
             (void)lock.acquire(std::chrono::seconds(0));
-          } else {
+          } else if (which == 1) {
             lockdb::locked_write(sticky / "x", "data");  // its lock is sticky/x.lock
+          } else {
+            lockdb::SingletonGuard guard("x", sticky);
+            (void)guard.acquire();
           }
           report = "no error";
         } catch (const lockdb::Error& e) {
@@ -444,7 +550,12 @@ TEST_CASE("a symlink planted by another user in a sticky directory gives the sym
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   const std::string expected = "invalid_argument|cannot open lock file: " + link.string() +
                                ": it is a symbolic link (refused, not followed)\n";
-  REQUIRE(got == expected + expected);
+  INFO(got);
+  REQUIRE(got.substr(0, 2 * expected.size()) == expected + expected);
+  REQUIRE_THAT(got.substr(2 * expected.size()),
+               Catch::StartsWith("invalid_argument|") &&
+                   Catch::Contains(singleton_link.string() +
+                                   ": it is a symbolic link (refused, not followed)\n"));
   REQUIRE_FALSE(fs::exists(sticky / "target"));
   REQUIRE_FALSE(fs::exists(sticky / "x"));
 }

@@ -347,3 +347,61 @@ TEST_CASE("a log line with a value deeper than 512 levels is skipped and reporte
   (void)history.compact_keep_last(1);
   REQUIRE(records_of(store, "k") == 1);
 }
+
+TEST_CASE("a log line holding a string that is not UTF-8 is skipped and reported, no crash",
+          "[json]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("k", 1);
+  const fs::path segment = store.dir() / "log" / "000001.jsonl";
+  // Records as the store writes them, but with a byte 0xff in the value, in a member name of
+  // the value, and in the host (found by fuzz_log_line: the value could be read, not written).
+  for (const std::string& bad : {std::string(R"("host":"h","value":"a)") + "\xff" + "\"}",
+                                 std::string(R"("host":"h","value":{")") + "\xcf\xff" + "\":1}}",
+                                 std::string(R"("host":"h)") + "\xff" + "\",\"value\":3}"}) {
+    std::ofstream(segment, std::ios::binary | std::ios::app)
+        << R"({"time":"2026-12-01T00:00:00.000000Z","key":"k","op":"put","prev":null,)"
+        << R"("version":null,"pid":1,)" << bad << "\n";
+  }
+  store.put("k", 2);
+  lockdb::History history(store.dir());
+  const auto records = history.records(lockdb::Query{});
+  REQUIRE(records.size() == 2);
+  for (const auto& r : records) REQUIRE_NOTHROW(r.value->dump());
+  REQUIRE(records.back().value == 2);
+  lockdb::Query q;
+  q.key = "k";
+  REQUIRE(history.records(q).size() == 2);
+  std::vector<std::string> reported;
+  for (const auto& f : store.verify()) {
+    if (f.kind == lockdb::Finding::Kind::torn_log_line) reported.push_back(f.detail);
+  }
+  REQUIRE(reported.size() == 1);
+  REQUIRE_THAT(reported[0], Catch::StartsWith("3 torn or unreadable line(s) in the log"));
+  history.rebuild(tmp / "rebuilt");
+  REQUIRE(Store(tmp / "rebuilt").get("k") == 2);
+  REQUIRE(history.compact_keep_last(1) == 1);
+  REQUIRE(records_of(store, "k") == 1);
+}
+
+TEST_CASE("a log value with a zero significand and a large exponent reads as 0", "[json]") {
+  // 0E220 took RapidJSON 1.1.0 to __builtin_clzll(0) (found by fuzz_log_line): the value read
+  // must still be nlohmann's.
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("k", 1);
+  const fs::path segment = store.dir() / "log" / "000001.jsonl";
+  for (const char* number : {"0E220", "0e-400", "0.000e+308", "-0E220"}) {
+    std::ofstream(segment, std::ios::binary | std::ios::app)
+        << R"({"time":"2026-12-01T00:00:00.000000Z","key":"k","op":"put","prev":null,)"
+        << R"("version":null,"pid":1,"host":"h","value":)" << number << "}\n";
+  }
+  const auto records = lockdb::History(store.dir()).records(lockdb::Query{});
+  REQUIRE(records.size() == 5);
+  for (std::size_t i = 1; i < records.size(); ++i) {
+    INFO("record " << i);
+    REQUIRE(records[i].value->is_number_float());
+    REQUIRE(records[i].value->get<double>() == 0.0);
+  }
+  REQUIRE(*records[1].value == json::parse("0E220"));
+}

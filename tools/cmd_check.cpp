@@ -59,9 +59,15 @@ int run_verify(const CheckArgs& a, const Settings& settings) {
     return 0;
   }
   const std::size_t n = findings.size();
-  throw Error(
-      Errc::corrupt, "verify", store.dir(),
-      std::to_string(n) + (n == 1 ? " finding" : " findings") + " (run 'lockdb repair' to fix)");
+  // repair cannot clear torn log lines (the log is append-only): compact rewrites the log.
+  std::size_t torn = 0;
+  for (const auto& f : findings) torn += f.kind == lockdb::Finding::Kind::torn_log_line;
+  const std::string hint = torn == n   ? "run 'lockdb compact' to clear"
+                           : torn == 0 ? "run 'lockdb repair' to fix"
+                                       : "run 'lockdb repair' to fix, 'lockdb compact' to clear "
+                                         "the torn log lines";
+  throw Error(Errc::corrupt, "verify", store.dir(),
+              std::to_string(n) + (n == 1 ? " finding" : " findings") + " (" + hint + ")");
 }
 
 int run_repair(const CheckArgs& a, const Settings& settings) {

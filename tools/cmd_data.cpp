@@ -179,14 +179,16 @@ std::vector<ImportLine> read_import(const std::string& text) {
       return Error(Errc::invalid_argument, "import: <stdin> line " + std::to_string(number), {},
                    why + " (nothing was imported)");
     };
-    const auto doc = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    auto doc = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded()) throw bad("not a JSON line");
     if (!doc.is_object()) throw bad("not a JSON object");
     const auto key = doc.find("key");
     const auto value = doc.find("value");
     if (key == doc.end() || !key->is_string()) throw bad("no \"key\" string");
     if (value == doc.end()) throw bad("no \"value\"");
-    out.push_back({number, key->get<std::string>(), *value});
+    // Moved, not copied: a copy recurses once per level, and the value's depth is checked only
+    // when it is written (Store refuses one deeper than 512 levels).
+    out.push_back({number, key->get<std::string>(), std::move(*value)});
   }
   return out;
 }

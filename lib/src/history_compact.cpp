@@ -19,6 +19,12 @@
 //
 // Readers that are following (read_from) and were in a replaced segment are moved into the
 // compacted one via its header's "replaced" list (see history.hpp, read_from).
+//
+// Links. The log directory is opened beneath the store's directory, following no link (a
+// symbolic link planted at log/, or a file there, is Error{invalid_argument} naming it), and
+// every file compaction creates, renames or removes is named relative to that descriptor, so
+// nothing planted in the store leads a write outside it. Segments are only read (each opened
+// with O_NOFOLLOW by the reader).
 #include <lockdb/file_lock.hpp>
 #include <lockdb/history.hpp>
 
@@ -87,33 +93,36 @@ class OutFile {
   std::uint64_t bytes_ = 0;
 };
 
-// The temp file, removed unless committed.
+// The temp file (`name` in the log directory `dir_fd`), removed unless committed.
 struct TempFile {
+  int dir_fd = -1;
   std::filesystem::path path;
+  std::string name;
   int fd = -1;
   bool committed = false;
   ~TempFile() {
     os::close(fd);
-    if (!committed && !path.empty()) (void)os::unlink(path);
+    if (!committed && !name.empty()) (void)os::unlink_at(dir_fd, name);
   }
 };
 
-// Removes every segment numbered below `number` (superseded by the compacted segment `number`).
-void remove_below(const std::filesystem::path& log_dir, std::uint64_t number) {
-  auto names = os::list_dir(log_dir);
+// Removes every segment numbered below `number` (superseded by the compacted segment `number`)
+// from the log directory `log_fd` (whose path is `log_dir`).
+void remove_below(int log_fd, const std::filesystem::path& log_dir, std::uint64_t number) {
+  auto names = os::list_dir(log_fd);
   if (!names.ok()) os::throw_errno("cannot list the log directory", log_dir, names.err);
   bool removed = false;
   for (const auto& name : names.value) {
     auto n = fmt::parse_segment_name(name);
     if (!n || *n >= number) continue;
-    if (auto s = os::unlink(log_dir / name); !s.ok() && s.err != ENOENT) {
+    if (auto s = os::unlink_at(log_fd, name); !s.ok() && s.err != ENOENT) {
       os::throw_errno("cannot remove a compacted log segment (readers skip it)", log_dir / name,
                       s.err);
     }
     removed = true;
   }
   if (!removed) return;
-  if (auto s = os::fsync_dir(log_dir); !s.ok()) os::throw_errno("cannot fsync", log_dir, s.err);
+  if (auto s = os::fsync(log_fd); !s.ok()) os::throw_errno("cannot fsync", log_dir, s.err);
 }
 
 // What compaction keeps of `sealed` under `rule`. `sealed_all`: false when the last segment is
@@ -184,20 +193,30 @@ Plan plan_compaction(const std::vector<reader::SegmentFile>& sealed, const Rule&
   return plan;
 }
 
-std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
-  if (auto st = os::stat(log_dir); !st.ok()) {
-    if (st.err == ENOENT) return 0;  // nothing logged yet
-    os::throw_errno("cannot compact the log", log_dir, st.err);
+std::size_t compact(const std::filesystem::path& store_dir, const Rule& rule) {
+  const auto log_dir = store_dir / detail::store_format::kLogDir;
+  auto root = os::open(store_dir, O_RDONLY | O_DIRECTORY);
+  if (!root.ok()) os::throw_errno("cannot compact the log", store_dir, root.err);
+  const os::Fd root_fd(root.value);
+  auto opened =
+      os::open_beneath(root_fd.get(), detail::store_format::kLogDir, O_RDONLY | O_DIRECTORY);
+  if (!opened.ok()) {
+    if (opened.err == ENOENT) return 0;  // nothing logged yet
+    os::throw_beneath("cannot compact the log", store_dir.native(), root_fd.get(),
+                      detail::store_format::kLogDir, opened.err);
   }
+  const os::Fd log_fd(opened.value);
+  // Its lock file is opened by path (FileLock), but in the directory just checked, and never
+  // followed itself.
   FileLock compact_lock(log_dir / fmt::kCompactLockFile);
   auto held = compact_lock.acquire();
 
   // 1. Leftovers of a compaction that crashed before its rename.
-  auto names = os::list_dir(log_dir);
+  auto names = os::list_dir(log_fd.get());
   if (!names.ok()) os::throw_errno("cannot list the log directory", log_dir, names.err);
   for (const auto& name : names.value) {
     if (name.starts_with(fmt::kCompactTempPrefix) && name.ends_with(fmt::kTempSuffix)) {
-      (void)os::unlink(log_dir / name);
+      (void)os::unlink_at(log_fd.get(), name);
     }
   }
   {
@@ -207,13 +226,13 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
     const Plan dry = plan_compaction(all, rule, /*sealed_all=*/false);
     if (dry.kept == dry.lines.size() && dry.torn == 0) {
       // Segments an earlier compaction superseded but failed to remove still go.
-      if (all.front().compacted) remove_below(log_dir, all.front().number);
+      if (all.front().compacted) remove_below(log_fd.get(), log_dir, all.front().number);
       return 0;
     }
   }
 
   // 2. Seal everything there is.
-  detail::LogWriter writer(log_dir, 0, Durability::full);
+  detail::LogWriter writer(log_dir, log_fd.get(), 0, Durability::full);
   const std::uint64_t newest = writer.rotate();
 
   // 3. Read the sealed segments and decide.
@@ -228,15 +247,20 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
   const std::size_t torn = plan.torn, kept = plan.kept;
   const std::size_t dropped = lines.size() - kept;
   if (dropped == 0 && torn == 0) {
-    if (sealed.front().compacted) remove_below(log_dir, sealed.front().number);
+    if (sealed.front().compacted) remove_below(log_fd.get(), log_dir, sealed.front().number);
     return 0;
   }
 
   // 4. Write the kept lines after the header.
   TempFile temp;
-  auto fd = os::create_temp(log_dir, fmt::kCompactTempPrefix, &temp.path, 0666);
+  temp.dir_fd = log_fd.get();
+  std::string temp_path;
+  auto fd =
+      os::create_temp_at(log_fd.get(), log_dir.native(), fmt::kCompactTempPrefix, &temp_path, 0666);
   if (!fd.ok()) os::throw_errno("cannot create the compacted log segment", log_dir, fd.err);
   temp.fd = fd.value;
+  temp.name = temp_path.substr(log_dir.native().size() + 1);
+  temp.path = std::move(temp_path);
   const auto& target = sealed.back();
   // Where each sealed segment's kept records begin, counted from the first record.
   std::vector<std::uint64_t> at(sealed.size() + 1, 0);
@@ -289,14 +313,15 @@ std::size_t compact(const std::filesystem::path& log_dir, const Rule& rule) {
   }
 
   // 5. Commit.
-  if (auto s = os::rename(temp.path, target.path); !s.ok()) {
+  if (auto s = os::rename_at(log_fd.get(), temp.name, log_fd.get(), target.path.filename());
+      !s.ok()) {
     os::throw_errno("cannot rename the compacted log segment into place", target.path, s.err);
   }
   temp.committed = true;
-  if (auto s = os::fsync_dir(log_dir); !s.ok()) os::throw_errno("cannot fsync", log_dir, s.err);
+  if (auto s = os::fsync(log_fd.get()); !s.ok()) os::throw_errno("cannot fsync", log_dir, s.err);
 
   // 6. Remove what it replaced, and leftovers of earlier crashed compactions.
-  remove_below(log_dir, target.number);
+  remove_below(log_fd.get(), log_dir, target.number);
   return dropped;
 }
 
@@ -307,7 +332,7 @@ std::size_t History::compact_keep_last(std::size_t keep_last) {
   Rule rule;
   rule.keep_last = keep_last;
   rule.text = "keep_last " + std::to_string(keep_last);
-  return compact(dir_ / detail::store_format::kLogDir, rule);
+  return compact(dir_, rule);
 }
 
 std::size_t History::compact_before(std::chrono::system_clock::time_point before) {
@@ -315,7 +340,7 @@ std::size_t History::compact_before(std::chrono::system_clock::time_point before
   Rule rule;
   rule.before = before;
   rule.text = "before " + fmt::format_time(before);
-  return compact(dir_ / detail::store_format::kLogDir, rule);
+  return compact(dir_, rule);
 }
 
 }  // namespace lockdb

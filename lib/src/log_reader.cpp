@@ -3,6 +3,7 @@
 #include <lockdb/error.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -123,7 +124,15 @@ std::string_view view(const Value& v) { return {v.GetString(), v.GetStringLength
 // Hands RapidJSON's reader events to the document, and stops the parse (a line that is not a
 // record) at an array or object nested deeper than a record holding a value of
 // json_io::kMaxDepth levels: the reader, to_json() and everything after them recurse once per
-// level.
+// level. It stops it too at a string (or member name) that is not UTF-8, which RapidJSON's
+// reader lets through unless asked to check every byte (which turns off its SIMD scanning):
+// JSON text is UTF-8, such a line was not written by a store, and a value holding one could be
+// read but not written again (rebuild, lockdb log).
+// Numbers come as text (kParseNumbersAsStringsFlag) and are converted here as nlohmann's parser
+// converts them: RapidJSON 1.1.0's full-precision conversion reads a zero with a large exponent
+// (0E220) as 3.5e219. An integer is unsigned when it fits 64 bits, signed when negative and it
+// fits, else (like any number with a fraction or exponent) the nearest double; a number beyond a
+// double's range stops the parse, as RapidJSON's own conversion did.
 class DepthLimit {
   static constexpr int kMaxLineDepth = json_io::kMaxDepth + 1;  // the record's object, then
                                                                 // its value
@@ -137,11 +146,31 @@ class DepthLimit {
   bool Int64(std::int64_t i) { return doc_.Int64(i); }
   bool Uint64(std::uint64_t u) { return doc_.Uint64(u); }
   bool Double(double d) { return doc_.Double(d); }
-  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) {
-    return doc_.RawNumber(s, n, copy);
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool /*copy*/) {
+    const char* end = s + n;
+    if (std::string_view(s, n).find_first_of(".eE") == std::string_view::npos) {
+      if (*s == '-') {
+        std::int64_t i = 0;
+        if (auto r = std::from_chars(s, end, i); r.ec == std::errc{} && r.ptr == end) {
+          return doc_.Int64(i);
+        }
+      } else {
+        std::uint64_t u = 0;
+        if (auto r = std::from_chars(s, end, u); r.ec == std::errc{} && r.ptr == end) {
+          return doc_.Uint64(u);
+        }
+      }
+    }
+    double d = 0;
+    const auto r = std::from_chars(s, end, d);
+    return r.ec == std::errc{} && r.ptr == end && doc_.Double(d);
   }
-  bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc_.String(s, n, copy); }
-  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc_.Key(s, n, copy); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) {
+    return fmt::valid_utf8({s, n}) && doc_.String(s, n, copy);
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) {
+    return fmt::valid_utf8({s, n}) && doc_.Key(s, n, copy);
+  }
   bool StartObject() { return ++depth_ <= kMaxLineDepth && doc_.StartObject(); }
   bool EndObject(rapidjson::SizeType members) {
     --depth_;
@@ -390,10 +419,10 @@ struct RecordParser::Impl {
     bool parsed = false;
     auto generate = [&](Document& d) {
       DepthLimit limited(d);
-      parsed =
-          !reader
-               .Parse<rapidjson::kParseInsituFlag | rapidjson::kParseFullPrecisionFlag>(in, limited)
-               .IsError();
+      parsed = !reader
+                    .Parse<rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag>(
+                        in, limited)
+                    .IsError();
       return parsed;
     };
     doc.Populate(generate);
