@@ -1579,6 +1579,20 @@ TEST_CASE("example: worker_counters", "[store][examples]") {
 }
 #endif
 
+#ifdef LOCKDB_EXAMPLE_HELLO_STORE
+TEST_CASE("example: hello_store, the README's first program", "[store][examples]") {
+  TempDir tmp;
+  auto r = lockdb::test::run({LOCKDB_EXAMPLE_HELLO_STORE, (tmp / "db").string()});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Catch::StartsWith("jobs_done = 4000\n"));
+  REQUIRE_THAT(r.out, Catch::Contains(" put by pid "));
+  Store store(tmp / "db");
+  REQUIRE(store.get("jobs_done") == 4000);
+  REQUIRE(store.verify().empty());
+}
+#endif
+
 #ifdef LOCKDB_EXAMPLE_SHARED_CONFIG
 TEST_CASE("example: shared_config", "[store][examples]") {
   TempDir tmp;

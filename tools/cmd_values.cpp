@@ -63,7 +63,7 @@ std::string parse_cause(const nlohmann::json::parse_error& e) {
 }
 
 // Whether a compaction wrote one of the log's segments: its header line has a "compacted"
-// member (FORMAT.md, "History log").
+// member (docs/FORMAT.md, "History log").
 bool log_compacted(const History& history) {
   for (const auto& segment : history.segments()) {
     std::ifstream in(segment);

@@ -1,6 +1,6 @@
 // The history log's on-disk format (private): the constants, and the small codecs the writer and
-// the reader share. FORMAT.md ("History log") has the long form; change both together, and bump
-// kLogFormatVersion when an old reader would misread the new layout.
+// the reader share. docs/FORMAT.md ("History log") has the long form; change both together, and
+// bump kLogFormatVersion when an old reader would misread the new layout.
 //
 //   <store>/log/000001.jsonl        segment 1: a header line, then one record per line
 //   <store>/log/000002.jsonl        ... numbered from 1, at least kSegmentDigits digits

@@ -1,7 +1,7 @@
 // Reading the history log (private): a consistent snapshot of the segments, a chunked line
 // scanner that filters on raw bytes before anything is parsed, and the record parser
 // (RapidJSON, hidden behind RecordParser). Used by History (history.cpp) and by compaction
-// (history_compact.cpp). Format: log_format.hpp and FORMAT.md.
+// (history_compact.cpp). Format: log_format.hpp and docs/FORMAT.md.
 #pragma once
 
 #include <lockdb/history.hpp>

@@ -31,8 +31,9 @@
 // segment. A writer that opens a segment (under the exclusive lock) ends such a line with "\n",
 // so the next record starts on a fresh line; a writer whose own write failed ends its fragment
 // the same way (best effort) and, if that failed too, checks the tail before its next append.
-// Readers skip torn lines and resynchronize on the start of a record within a line (FORMAT.md),
-// so even a fragment that another process's record got glued onto loses nothing but itself.
+// Readers skip torn lines and resynchronize on the start of a record within a line
+// (docs/FORMAT.md), so even a fragment that another process's record got glued onto loses nothing
+// but itself.
 //
 // Durability: with file or full, the segment is fsynced before append() returns; a failed fsync
 // throws and is not retried. Creating a segment fsyncs it, and with full also the directory.

@@ -1,6 +1,6 @@
 // The history log's writer (private): used by Store to append one record per change while the
 // key is still locked. The reader side is public (history.hpp). On-disk layout and record
-// fields: log_format.hpp and FORMAT.md; the append protocol: log_writer.cpp.
+// fields: log_format.hpp and docs/FORMAT.md; the append protocol: log_writer.cpp.
 #pragma once
 
 #include <lockdb/durability.hpp>

@@ -1,5 +1,5 @@
 // The store's on-disk format (private): the constants, and the key -> file name encoding.
-// FORMAT.md ("Store layout") has the long form; change both together, and bump
+// docs/FORMAT.md ("Store layout") has the long form; change both together, and bump
 // kStoreFormatVersion when an old reader would misread the new layout.
 //
 //   <store>/lockdb-store.json            marker: {"format":"lockdb-store","version":1,...}

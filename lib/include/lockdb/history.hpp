@@ -6,7 +6,7 @@
 // the current one reaches StoreOptions::log_segment_bytes, without losing or duplicating a
 // record while many processes append. Readers see all segments, in order, as one history.
 //
-// Record fields (FORMAT.md has the long form):
+// Record fields (docs/FORMAT.md has the long form):
 //   "time"    UTC, RFC 3339 with microseconds        "key"     the key
 //   "op"      put | update | increment | erase | cas | update_many | repair
 //   "value"   the new value (absent on erase)        "prev"    previous version (null: absent)
