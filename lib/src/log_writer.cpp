@@ -34,6 +34,11 @@
 // Readers skip torn lines and resynchronize on the start of a record within a line (FORMAT.md),
 // so even a fragment that another process's record got glued onto loses nothing but itself.
 //
+// Waiting: append() waits for the writer's mutex (another thread of this process appending) and
+// for the log lock (a rotation, the start of a compaction, or another program holding it) until
+// the caller's deadline at most, then throws Timeout naming log.lock and its holder, having
+// written nothing: a store write's lock_timeout bounds the whole write, the log included.
+//
 // Durability: with file or full, the segment is fsynced before append() returns; a failed fsync
 // throws and is not retried. Creating a segment fsyncs it, and with full also the directory.
 //
@@ -94,7 +99,7 @@ struct LogWriter::Impl {
   std::uint64_t segment_bytes = 0;
   Durability durability = Durability::none;
 
-  std::mutex mu;
+  std::timed_mutex mu;  // timed: an append waits for it no longer than its deadline
   // Guarded by mu.
   unsigned fork_generation = 0;
   int lock_fd = -1;
@@ -170,11 +175,29 @@ struct LogWriter::Impl {
     generation_seen = 0;
   }
 
-  // The log lock, released on scope exit.
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+
+  // The Timeout of an append that began at `start` and could not have the log lock (or the
+  // writer's mutex) by its deadline: names the log lock and whoever holds it now. `fd`: the lock
+  // file's descriptor when the caller holds mu (else -1: the file is looked up by its path).
+  [[noreturn]] void throw_timeout(std::chrono::steady_clock::time_point start, int fd) const {
+    auto st = fd >= 0 ? os::fstat(fd) : os::stat(lock_path);
+    std::optional<LockHolder> holder;
+    if (st.ok()) holder = os::flock_holder(st.value.dev, st.value.ino);
+    throw Timeout("cannot append to the log", lock_path,
+                  std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now() - start),
+                  std::move(holder));
+  }
+
+  // The log lock, released on scope exit. Waits until `deadline` at most, then THROWS Timeout.
   class Held {
    public:
-    Held(Impl& impl, bool shared) : impl_(impl) {
-      if (auto s = os::flock_until(impl_.lock_fd, shared, std::nullopt); !s.ok()) {
+    Held(Impl& impl, bool shared, Deadline deadline = std::nullopt,
+         std::chrono::steady_clock::time_point start = {})
+        : impl_(impl) {
+      if (auto s = os::flock_until(impl_.lock_fd, shared, deadline); !s.ok()) {
+        if (s.err == EWOULDBLOCK) impl_.throw_timeout(start, impl_.lock_fd);
         os::throw_errno("cannot lock the log", impl_.lock_path, s.err);
       }
     }
@@ -362,11 +385,13 @@ struct LogWriter::Impl {
     return 512;
   }
 
-  // Appends buffer (the record and its newline). Returns the segment written to.
-  std::shared_ptr<Segment> append_locked() {
+  // Appends buffer (the record and its newline). Returns the segment written to. Waits for the
+  // log lock until `deadline` at most (`start`: when the append began, for the Timeout).
+  std::shared_ptr<Segment> append_locked(Deadline deadline,
+                                         std::chrono::steady_clock::time_point start) {
     const std::uint64_t len = buffer.size();
     for (;;) {
-      Held lock(*this, /*shared=*/true);
+      Held lock(*this, /*shared=*/true, deadline, start);
       bool ours =
           segment && state_valid() &&
           word(fmt::kStateWordGeneration).load(std::memory_order_acquire) == generation_seen;
@@ -381,7 +406,7 @@ struct LogWriter::Impl {
       }
       if (!ours) {
         lock.release();
-        Held exclusive(*this, /*shared=*/false);
+        Held exclusive(*this, /*shared=*/false, deadline, start);
         sync_with_directory(Rotate::if_full);
         continue;
       }
@@ -518,18 +543,25 @@ LogWriter::LogWriter(std::filesystem::path log_dir, int log_dir_fd, std::uint64_
 
 LogWriter::~LogWriter() = default;
 
-void LogWriter::append(std::string_view record_line) {
+void LogWriter::append(std::string_view record_line,
+                       std::optional<std::chrono::steady_clock::time_point> deadline) {
   if (record_line.find('\n') != std::string_view::npos) {
     throw Error(Errc::invalid_argument, "cannot log a record", impl_->dir,
                 "the record spans several lines");
   }
+  const auto start = std::chrono::steady_clock::now();
   std::shared_ptr<Segment> written;
   {
-    std::lock_guard guard(impl_->mu);
+    std::unique_lock guard(impl_->mu, std::defer_lock);
+    if (!deadline) {
+      guard.lock();
+    } else if (!guard.try_lock_until(*deadline)) {
+      impl_->throw_timeout(start, -1);  // another thread of this process appends or waits
+    }
     impl_->prepare();
     impl_->buffer.assign(record_line);
     impl_->buffer += '\n';
-    written = impl_->append_locked();
+    written = impl_->append_locked(deadline, start);
   }
   if (impl_->durability != Durability::none) {
     if (auto s = os::fsync(written->fd); !s.ok()) {
@@ -542,7 +574,7 @@ void LogWriter::append(std::string_view record_line) {
 }
 
 std::uint64_t LogWriter::rotate() {
-  std::lock_guard guard(impl_->mu);
+  std::lock_guard guard(impl_->mu);  // waits as long as it takes: compaction has no deadline
   impl_->prepare();
   Impl::Held exclusive(*impl_, /*shared=*/false);
   return impl_->sync_with_directory(Impl::Rotate::if_not_empty);
