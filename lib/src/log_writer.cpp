@@ -34,7 +34,7 @@
 // Readers skip torn lines and resynchronize on the start of a record within a line (FORMAT.md),
 // so even a fragment that another process's record got glued onto loses nothing but itself.
 //
-// Waiting: append() waits for the writer's mutex (another thread of this process appending) and
+// Waiting: append() waits for its turn at the writer (another thread of this process appending) and
 // for the log lock (a rotation, the start of a compaction, or another program holding it) until
 // the caller's deadline at most, then throws Timeout naming log.lock and its holder, having
 // written nothing: a store write's lock_timeout bounds the whole write, the log included.
@@ -50,6 +50,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <mutex>
 #include <utility>
 
@@ -64,7 +65,7 @@ namespace lockdb::detail {
 namespace fmt = log_format;
 namespace {
 
-// One open segment. Shared so that an fsync outside the writer's mutex keeps it open.
+// One open segment. Shared so that an fsync after the writer's turn keeps it open.
 struct Segment {
   int fd = -1;
   std::uint64_t number = 0;
@@ -99,8 +100,13 @@ struct LogWriter::Impl {
   std::uint64_t segment_bytes = 0;
   Durability durability = Durability::none;
 
-  std::timed_mutex mu;  // timed: an append waits for it no longer than its deadline
-  // Guarded by mu.
+  // This process's appends and rotations take turns: `busy` under `turn_mu`, waited for on
+  // `turn_over` (a condition variable, so that an append waits no longer than its deadline).
+  std::mutex turn_mu;
+  std::condition_variable turn_over;
+  bool busy = false;  // guarded by turn_mu
+  // Used only by the thread whose turn it is (setting and clearing `busy` under turn_mu orders
+  // the accesses).
   unsigned fork_generation = 0;
   int lock_fd = -1;
   std::uint64_t* state = nullptr;  // the mapped first page of log.lock
@@ -177,9 +183,38 @@ struct LogWriter::Impl {
 
   using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
+  // This thread's turn to use the writer (see `busy`), until destroyed. Waits for it until
+  // `deadline` at most, then THROWS Timeout (`start`: when the append began).
+  class Turn {
+   public:
+    Turn(Impl& impl, Deadline deadline, std::chrono::steady_clock::time_point start) : impl_(impl) {
+      std::unique_lock lk(impl_.turn_mu);
+      auto free = [this] { return !impl_.busy; };
+      if (!deadline) {
+        impl_.turn_over.wait(lk, free);
+      } else if (!impl_.turn_over.wait_until(lk, *deadline, free)) {
+        lk.unlock();
+        impl_.throw_timeout(start, -1);  // another thread of this process appends or waits
+      }
+      impl_.busy = true;
+    }
+    ~Turn() {
+      {
+        std::lock_guard lk(impl_.turn_mu);
+        impl_.busy = false;
+      }
+      impl_.turn_over.notify_one();
+    }
+    Turn(const Turn&) = delete;
+    Turn& operator=(const Turn&) = delete;
+
+   private:
+    Impl& impl_;
+  };
+
   // The Timeout of an append that began at `start` and could not have the log lock (or the
-  // writer's mutex) by its deadline: names the log lock and whoever holds it now. `fd`: the lock
-  // file's descriptor when the caller holds mu (else -1: the file is looked up by its path).
+  // writer's turn) by its deadline: names the log lock and whoever holds it now. `fd`: the lock
+  // file's descriptor when it is the caller's turn (else -1: the file is looked up by its path).
   [[noreturn]] void throw_timeout(std::chrono::steady_clock::time_point start, int fd) const {
     auto st = fd >= 0 ? os::fstat(fd) : os::stat(lock_path);
     std::optional<LockHolder> holder;
@@ -552,12 +587,7 @@ void LogWriter::append(std::string_view record_line,
   const auto start = std::chrono::steady_clock::now();
   std::shared_ptr<Segment> written;
   {
-    std::unique_lock guard(impl_->mu, std::defer_lock);
-    if (!deadline) {
-      guard.lock();
-    } else if (!guard.try_lock_until(*deadline)) {
-      impl_->throw_timeout(start, -1);  // another thread of this process appends or waits
-    }
+    Impl::Turn turn(*impl_, deadline, start);
     impl_->prepare();
     impl_->buffer.assign(record_line);
     impl_->buffer += '\n';
@@ -574,7 +604,7 @@ void LogWriter::append(std::string_view record_line,
 }
 
 std::uint64_t LogWriter::rotate() {
-  std::lock_guard guard(impl_->mu);  // waits as long as it takes: compaction has no deadline
+  Impl::Turn turn(*impl_, std::nullopt, {});  // waits as long as it takes: no deadline here
   impl_->prepare();
   Impl::Held exclusive(*impl_, /*shared=*/false);
   return impl_->sync_with_directory(Impl::Rotate::if_not_empty);
