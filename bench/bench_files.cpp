@@ -3,12 +3,14 @@
 //   python   the seed's Python pattern: its own atomic_json_update (python3 + filelock, json,
 //            os.replace), one interpreter per process;
 //   raw      a raw C loop of exactly the system calls atomic_json_update makes (strace), no JSON
-//            library: the lock descriptor kept open, fstat after flock (the lock file still has a
-//            name), fstat + one read of the data file (its size and the permission bits kept),
-//            the temp file created with those bits and fstat'ed (the umask took none), then
-//            rename, or where lockdb swaps files in (ext4, btrfs: replace.hpp) renameat2
-//            RENAME_EXCHANGE + unlink. This is the design's limit: lockdb/raw is the library's
-//            own cost, and the target applies to it (as bench_store's "raw");
+//            library: the lock file opened, its filesystem asked (fstatfs) and fstat'ed (a regular
+//            file) on every call and closed after it (no descriptor is kept between calls), fstat
+//            after flock (the lock file still has a name), fstat + one read of the data file (its
+//            size and the permission bits kept), the temp file created with those bits and
+//            fstat'ed (the umask took none), then rename, or where lockdb swaps files in (ext4,
+//            btrfs: replace.hpp) renameat2 RENAME_EXCHANGE + unlink. This is the design's limit:
+//            lockdb/raw is the library's own cost, and the target applies to it (as bench_store's
+//            "raw");
 //   raw-minimal  the least a "flock + read + write temp + rename" loop needs: no check of the lock
 //            file, no permission bits kept, a second read to see the end of the file, rename
 //            over the data file (the seed's pattern; on ext4 that starts writeback of every new
@@ -144,15 +146,18 @@ long raw_worker(const std::string& path, double seconds) {
   const std::string temp = fs::path(path).parent_path().string() + "/." +
                            fs::path(path).filename().string() + "." +
                            std::string(pid_hex, hex_end) + ".tmp";
-  const int lock_fd = ::open(lock.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
-  if (lock_fd < 0) throw std::runtime_error("raw: cannot open " + lock);
-  const bool swap_in = lockdb::detail::swap_in_pays(lockdb::os::fs_magic(lock_fd));
   ready_and_wait();
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   long count = 0;
   char in[16384], out[64];
   struct stat st {};
   while (Clock::now() < end) {
+    // The lock file is opened (and its filesystem asked) anew each time: no descriptor is kept.
+    const int lock_fd =
+        ::open(lock.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (lock_fd < 0) throw std::runtime_error("raw: cannot open " + lock);
+    const bool swap_in = lockdb::detail::swap_in_pays(lockdb::os::fs_magic(lock_fd));
+    if (::fstat(lock_fd, &st) != 0 || !S_ISREG(st.st_mode)) throw std::runtime_error("raw: lock");
     if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0 && ::flock(lock_fd, LOCK_EX) != 0) {
       throw std::runtime_error("raw: flock");
     }
@@ -186,6 +191,7 @@ long raw_worker(const std::string& path, double seconds) {
       throw std::runtime_error("raw: rename");
     }
     ::flock(lock_fd, LOCK_UN);
+    ::close(lock_fd);
     ++count;
   }
   return count;

@@ -266,59 +266,13 @@ TEST_CASE("the helpers work from an atexit handler, after the thread's thread_lo
   }
 }
 
-TEST_CASE(
-    "the helpers keep at most 64 read-only lock descriptors, close_idle_lock_files closes them",
-    "[files]") {
-  TempDir dir;
-  // The descriptors this process has open: path -> open flags (from /proc/self/fdinfo).
-  auto open_fds = [] {
-    std::map<std::string, int> fds;
-    for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
-      std::error_code ec;
-      const auto target = fs::read_symlink(e.path(), ec);
-      if (ec) continue;  // the directory iterator's own descriptor, closed meanwhile
-      std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
-      std::string word;
-      int flags = -1;
-      while (info >> word) {
-        if (word == "flags:") info >> std::oct >> flags;
-      }
-      fds[target.string()] = flags;
-    }
-    return fds;
-  };
-  lockdb::close_idle_lock_files();
-  const auto before = open_fds();
-  for (int i = 0; i < 100; ++i) {
-    const auto path = dir / ("f" + std::to_string(i));
-    lockdb::locked_write(path, "x");
-    lockdb::atomic_write(path, "y");
-    lockdb::atomic_json_update(path.string() + ".json", [](json& doc) { doc["k"] = 1; });
-    lockdb::locked_append(path, "z");
-    (void)lockdb::locked_read(path);
-    (void)lockdb::try_locked_write(path, "w");
-    lockdb::nfs_safe_write(dir / ("n" + std::to_string(i)), "v");
-  }
-  std::size_t kept = 0;
-  for (const auto& [target, flags] : open_fds()) {
-    if (before.count(target)) continue;
-    INFO(target);
-    REQUIRE(target.rfind(dir.path().string(), 0) == 0);
-    REQUIRE(target.ends_with(".lock"));
-    REQUIRE((flags & O_ACCMODE) == O_RDONLY);  // never keeps a remount read-only from working
-    ++kept;
-  }
-  REQUIRE(kept == 64);
-  REQUIRE(lockdb::close_idle_lock_files() == 64);
-  REQUIRE(open_fds() == before);
-}
-
-TEST_CASE("a kept lock descriptor whose file was deleted is not trusted: the path is opened again",
+// (That no call keeps a descriptor open is test_descriptors.cpp's.)
+TEST_CASE("a lock file deleted between calls is made again: its new holder excludes the helpers",
           "[files]") {
   TempDir dir;
   const auto path = dir / "data.json";
   const auto lock = lockdb::lock_file_for(path);
-  lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = 1; });  // keeps lock's descriptor
+  lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = 1; });
   fs::remove(lock);
   // Another process locks the new lock file at the same path: this process must see it held.
   Child holder({lockdb::test::helper_path(), "hold", "hard", lock.string()});

@@ -35,6 +35,11 @@
 // (docs/FORMAT.md), so even a fragment that another process's record got glued onto loses nothing
 // but itself.
 //
+// Waiting: append() waits for its turn at the writer (another thread of this process appending) and
+// for the log lock (a rotation, the start of a compaction, or another program holding it) until
+// the caller's deadline at most, then throws Timeout naming log.lock and its holder, having
+// written nothing: a store write's lock_timeout bounds the whole write, the log included.
+//
 // Durability: with file or full, the segment is fsynced before append() returns; a failed fsync
 // throws and is not retried. Creating a segment fsyncs it, and with full also the directory.
 //
@@ -46,6 +51,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <mutex>
 #include <utility>
 
@@ -60,7 +66,7 @@ namespace lockdb::detail {
 namespace fmt = log_format;
 namespace {
 
-// One open segment. Shared so that an fsync outside the writer's mutex keeps it open.
+// One open segment. Shared so that an fsync after the writer's turn keeps it open.
 struct Segment {
   int fd = -1;
   std::uint64_t number = 0;
@@ -95,8 +101,13 @@ struct LogWriter::Impl {
   std::uint64_t segment_bytes = 0;
   Durability durability = Durability::none;
 
-  std::mutex mu;
-  // Guarded by mu.
+  // This process's appends and rotations take turns: `busy` under `turn_mu`, waited for on
+  // `turn_over` (a condition variable, so that an append waits no longer than its deadline).
+  std::mutex turn_mu;
+  std::condition_variable turn_over;
+  bool busy = false;  // guarded by turn_mu
+  // Used only by the thread whose turn it is (setting and clearing `busy` under turn_mu orders
+  // the accesses).
   unsigned fork_generation = 0;
   int lock_fd = -1;
   std::uint64_t* state = nullptr;  // the mapped first page of log.lock
@@ -171,11 +182,58 @@ struct LogWriter::Impl {
     generation_seen = 0;
   }
 
-  // The log lock, released on scope exit.
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+
+  // This thread's turn to use the writer (see `busy`), until destroyed. Waits for it until
+  // `deadline` at most, then THROWS Timeout (`start`: when the append began).
+  class Turn {
+   public:
+    Turn(Impl& impl, Deadline deadline, std::chrono::steady_clock::time_point start) : impl_(impl) {
+      std::unique_lock lk(impl_.turn_mu);
+      auto free = [this] { return !impl_.busy; };
+      if (!deadline) {
+        impl_.turn_over.wait(lk, free);
+      } else if (!impl_.turn_over.wait_until(lk, *deadline, free)) {
+        lk.unlock();
+        impl_.throw_timeout(start, -1);  // another thread of this process appends or waits
+      }
+      impl_.busy = true;
+    }
+    ~Turn() {
+      {
+        std::lock_guard lk(impl_.turn_mu);
+        impl_.busy = false;
+      }
+      impl_.turn_over.notify_one();
+    }
+    Turn(const Turn&) = delete;
+    Turn& operator=(const Turn&) = delete;
+
+   private:
+    Impl& impl_;
+  };
+
+  // The Timeout of an append that began at `start` and could not have the log lock (or the
+  // writer's turn) by its deadline: names the log lock and whoever holds it now. `fd`: the lock
+  // file's descriptor when it is the caller's turn (else -1: the file is looked up by its path).
+  [[noreturn]] void throw_timeout(std::chrono::steady_clock::time_point start, int fd) const {
+    auto st = fd >= 0 ? os::fstat(fd) : os::stat(lock_path);
+    std::optional<LockHolder> holder;
+    if (st.ok()) holder = os::flock_holder(st.value.dev, st.value.ino);
+    throw Timeout("cannot append to the log", lock_path,
+                  std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now() - start),
+                  std::move(holder));
+  }
+
+  // The log lock, released on scope exit. Waits until `deadline` at most, then THROWS Timeout.
   class Held {
    public:
-    Held(Impl& impl, bool shared) : impl_(impl) {
-      if (auto s = os::flock_until(impl_.lock_fd, shared, std::nullopt); !s.ok()) {
+    Held(Impl& impl, bool shared, Deadline deadline = std::nullopt,
+         std::chrono::steady_clock::time_point start = {})
+        : impl_(impl) {
+      if (auto s = os::flock_until(impl_.lock_fd, shared, deadline); !s.ok()) {
+        if (s.err == EWOULDBLOCK) impl_.throw_timeout(start, impl_.lock_fd);
         os::throw_errno("cannot lock the log", impl_.lock_path, s.err);
       }
     }
@@ -363,11 +421,13 @@ struct LogWriter::Impl {
     return 512;
   }
 
-  // Appends buffer (the record and its newline). Returns the segment written to.
-  std::shared_ptr<Segment> append_locked() {
+  // Appends buffer (the record and its newline). Returns the segment written to. Waits for the
+  // log lock until `deadline` at most (`start`: when the append began, for the Timeout).
+  std::shared_ptr<Segment> append_locked(Deadline deadline,
+                                         std::chrono::steady_clock::time_point start) {
     const std::uint64_t len = buffer.size();
     for (;;) {
-      Held lock(*this, /*shared=*/true);
+      Held lock(*this, /*shared=*/true, deadline, start);
       bool ours =
           segment && state_valid() &&
           word(fmt::kStateWordGeneration).load(std::memory_order_acquire) == generation_seen;
@@ -382,7 +442,7 @@ struct LogWriter::Impl {
       }
       if (!ours) {
         lock.release();
-        Held exclusive(*this, /*shared=*/false);
+        Held exclusive(*this, /*shared=*/false, deadline, start);
         sync_with_directory(Rotate::if_full);
         continue;
       }
@@ -519,18 +579,20 @@ LogWriter::LogWriter(std::filesystem::path log_dir, int log_dir_fd, std::uint64_
 
 LogWriter::~LogWriter() = default;
 
-void LogWriter::append(std::string_view record_line) {
+void LogWriter::append(std::string_view record_line,
+                       std::optional<std::chrono::steady_clock::time_point> deadline) {
   if (record_line.find('\n') != std::string_view::npos) {
     throw Error(Errc::invalid_argument, "cannot log a record", impl_->dir,
                 "the record spans several lines");
   }
+  const auto start = std::chrono::steady_clock::now();
   std::shared_ptr<Segment> written;
   {
-    std::lock_guard guard(impl_->mu);
+    Impl::Turn turn(*impl_, deadline, start);
     impl_->prepare();
     impl_->buffer.assign(record_line);
     impl_->buffer += '\n';
-    written = impl_->append_locked();
+    written = impl_->append_locked(deadline, start);
   }
   if (impl_->durability != Durability::none) {
     if (auto s = os::fsync(written->fd); !s.ok()) {
@@ -543,7 +605,7 @@ void LogWriter::append(std::string_view record_line) {
 }
 
 std::uint64_t LogWriter::rotate() {
-  std::lock_guard guard(impl_->mu);
+  Impl::Turn turn(*impl_, std::nullopt, {});  // waits as long as it takes: no deadline here
   impl_->prepare();
   Impl::Held exclusive(*impl_, /*shared=*/false);
   return impl_->sync_with_directory(Impl::Rotate::if_not_empty);

@@ -61,8 +61,12 @@ class LogWriter {
   LogWriter& operator=(const LogWriter&) = delete;
 
   // REQUIRES: record_line is one line (no '\n'). Blocks only while a rotation or the start of
-  // a compaction holds the log lock exclusive (microseconds to milliseconds).
-  void append(std::string_view record_line);
+  // a compaction (or another program) holds the log lock exclusive (microseconds to
+  // milliseconds), or another thread of this process appends, and never past `deadline`
+  // (nullopt: no limit): then THROWS Timeout naming the log lock and its holder, with nothing
+  // appended.
+  void append(std::string_view record_line,
+              std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
   // Starts a new segment now when the newest one holds any record (compaction does this first,
   // so that every older segment is final). Returns the newest segment's number.
   std::uint64_t rotate();

@@ -339,12 +339,22 @@ void Store::Impl::walk_keys(const std::function<void(const WalkEntry&)>& fn) con
   walk_dir(keys_dir, 0, fn);
 }
 
-detail::KeyLocks::Hold Store::Impl::lock_file(const std::string& lock_path,
-                                              const std::string& key) {
-  return locks.acquire(lock_path, options.lock_timeout, key);
+detail::KeyLocks::Hold Store::Impl::lock_file(const std::string& lock_path, const std::string& key,
+                                              Deadline deadline) {
+  if (!deadline) return locks.acquire(lock_path, std::chrono::nanoseconds(-1), key);  // forever
+  const auto left = std::max(std::chrono::nanoseconds::zero(),
+                             std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 *deadline - std::chrono::steady_clock::now()));
+  try {
+    return locks.acquire(lock_path, left, key);
+  } catch (const Timeout& e) {  // named with the call's whole timeout, not what was left of it
+    throw Timeout(context(key), e.path(), options.lock_timeout, e.holder());
+  }
 }
 
-detail::KeyLocks::Hold Store::Impl::lock_key(const KeyPaths& p) { return lock_file(p.lock, p.key); }
+detail::KeyLocks::Hold Store::Impl::lock_key(const KeyPaths& p) {
+  return locks.acquire(p.lock, options.lock_timeout, p.key);
+}
 
 Store::Impl::Current Store::Impl::read_current(const KeyPaths& p, bool with_version) const {
   Current cur;
@@ -459,8 +469,13 @@ std::optional<Error> Store::Impl::remove_file(const KeyPaths& p, const char* don
   return sync_key_dir(p, done);
 }
 
-void Store::Impl::append_record(const KeyPaths& p, std::string_view op, const json* value,
-                                const std::optional<std::string>& prev,
+Store::Impl::Deadline Store::Impl::deadline_from_now() const {
+  if (options.lock_timeout < std::chrono::nanoseconds::zero()) return std::nullopt;
+  return add_saturating(std::chrono::steady_clock::now(), options.lock_timeout);
+}
+
+void Store::Impl::append_record(Deadline deadline, const KeyPaths& p, std::string_view op,
+                                const json* value, const std::optional<std::string>& prev,
                                 const std::optional<std::string>& version,
                                 std::string_view file_bytes) {
   detail::RecordFields fields;
@@ -473,7 +488,7 @@ void Store::Impl::append_record(const KeyPaths& p, std::string_view op, const js
   if (value != nullptr && !file_bytes.empty() && file_bytes.find('\n') == std::string_view::npos) {
     fields.value_json = file_bytes;  // dump(2) of a scalar or an empty container is compact
   }
-  log_writer().append(detail::render_record(fields));
+  log_writer().append(detail::render_record(fields), deadline);
 }
 
 void Store::Impl::restore(const KeyPaths& p, const Current& before) const {
@@ -501,13 +516,13 @@ namespace {
 constexpr std::string_view kNothingWritten = " (nothing was written: the old value is in place)";
 }  // namespace
 
-void Store::Impl::log_change(const KeyPaths& p, const std::function<void()>& undo,
-                             std::string_view op, const json* value,
-                             const std::optional<std::string>& prev,
+void Store::Impl::log_change(Deadline deadline, const KeyPaths& p,
+                             const std::function<void()>& undo, std::string_view op,
+                             const json* value, const std::optional<std::string>& prev,
                              const std::optional<std::string>& version, std::string_view file_bytes,
                              const char* done, std::optional<Error>& not_durable) {
   try {
-    append_record(p, op, value, prev, version, file_bytes);
+    append_record(deadline, p, op, value, prev, version, file_bytes);
   } catch (const detail::LogSyncError& e) {
     if (!not_durable) {
       not_durable = Error(e.code(),
@@ -517,28 +532,32 @@ void Store::Impl::log_change(const KeyPaths& p, const std::function<void()>& und
                           e.path(), e.sys_errno());
     }
   } catch (const Error& e) {
-    throw undo_after_log_failure(p, undo, e);
+    throw_after_log_failure(p, undo, e);
   }
 }
 
-Error Store::Impl::undo_after_log_failure(const KeyPaths& p, const std::function<void()>& undo,
+void Store::Impl::throw_after_log_failure(const KeyPaths& p, const std::function<void()>& undo,
                                           const Error& log_error) {
   const std::string cause = log_error.what();
   try {
     undo();
   } catch (const Error& undo_error) {
-    return Error(log_error.code(),
-                 context(p.key) +
-                     ": the new value is in place but its log record could not be appended, "
-                     "and putting the old value back failed too (" +
-                     undo_error.what() + "); repair() records it",
-                 p.file, cause, log_error.sys_errno());
+    throw Error(log_error.code(),
+                context(p.key) +
+                    ": the new value is in place but its log record could not be appended, "
+                    "and putting the old value back failed too (" +
+                    undo_error.what() + "); repair() records it",
+                p.file, cause, log_error.sys_errno());
   }
-  return Error(log_error.code(),
-               context(p.key) +
-                   ": the log record could not be appended, so the write was taken back (the "
-                   "old value is in place, nothing was logged)",
-               p.file, cause, log_error.sys_errno());
+  if (const auto* timeout = dynamic_cast<const Timeout*>(&log_error)) {
+    throw Timeout(context(p.key) + ": the write was taken back (nothing logged)", timeout->path(),
+                  options.lock_timeout, timeout->holder());
+  }
+  throw Error(log_error.code(),
+              context(p.key) +
+                  ": the log record could not be appended, so the write was taken back (the "
+                  "old value is in place, nothing was logged)",
+              p.file, cause, log_error.sys_errno());
 }
 
 template <class Decide>
@@ -546,6 +565,7 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
                                             Decide&& decide) {
   const auto paths_of_key = cached_paths(key);
   const KeyPaths& p = *paths_of_key;
+  const Deadline deadline = deadline_from_now();  // of every wait: the key's lock, then the log's
   detail::KeyLocks::Hold hold = lock_key(p);
   const Current cur = read_current(p);
   Decision d = decide(p, cur);
@@ -574,8 +594,8 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
     }
     not_durable = sync_key_dir(p, done);
     log_change(
-        p, [&] { take_back(p, cur, *staged); }, op, &d.value, prev, out.version, bytes, done,
-        not_durable);
+        deadline, p, [&] { take_back(p, cur, *staged); }, op, &d.value, prev, out.version, bytes,
+        done, not_durable);
     out.value = std::move(d.value);
   } else {
     const char* done = "the key is erased and the erase logged";
@@ -587,8 +607,8 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
     }
     not_durable = sync_key_dir(p, done);
     log_change(
-        p, [&] { take_back(p, cur, *removed); }, op, nullptr, prev, std::nullopt, {}, done,
-        not_durable);
+        deadline, p, [&] { take_back(p, cur, *removed); }, op, nullptr, prev, std::nullopt, {},
+        done, not_durable);
   }
   if (not_durable) throw *not_durable;
   return out;
@@ -778,9 +798,12 @@ std::map<std::string, json> Store::update_many(
   for (const auto& key : keys) requested.emplace(key, impl_->paths(key));
   std::map<fs::path, const std::string*> lock_order;  // by path, as before: processes agree
   for (const auto& [key, p] : requested) lock_order.emplace(p.lock, &key);
+  const Impl::Deadline deadline = impl_->deadline_from_now();  // of every wait: keys, then log
   std::vector<detail::KeyLocks::Hold> holds;
   holds.reserve(lock_order.size());
-  for (const auto& [lock, key] : lock_order) holds.push_back(impl_->lock_file(lock.native(), *key));
+  for (const auto& [lock, key] : lock_order) {
+    holds.push_back(impl_->lock_file(lock.native(), *key, deadline));
+  }
 
   std::map<std::string, Impl::Current> current;
   std::map<std::string, json> values;
@@ -858,7 +881,7 @@ std::map<std::string, json> Store::update_many(
       std::optional<std::string> version;
       if (c.value) version = c.version;
       try {
-        impl_->append_record(*c.p, "update_many", c.value, prev, version);
+        impl_->append_record(deadline, *c.p, "update_many", c.value, prev, version);
       } catch (const detail::LogSyncError& e) {  // the record is in the log
         if (!not_durable) not_durable = e;
       }
@@ -879,6 +902,10 @@ std::map<std::string, json> Store::update_many(
       }
     }
     if (logged == 0 && undo_failure.empty()) {
+      if (const auto* timeout = dynamic_cast<const Timeout*>(&e)) {  // the log lock's
+        throw Timeout("update_many: every change was taken back (nothing logged)", timeout->path(),
+                      impl_->options.lock_timeout, timeout->holder());
+      }
       throw Error(e.code(),
                   "update_many: nothing was logged, so every change was taken back (the old "
                   "values are in place)",

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <list>
@@ -70,10 +71,16 @@ struct Store::Impl {
   std::shared_ptr<const KeyPaths> cached_paths(const std::string& key) const;
   // The lock file of `key`, whose key file is `file`: the file's path + ".lock", or its stripe's.
   std::string lock_path_of(std::string_view key, const std::string& file) const;
+  // When a call's lock waits end: options.lock_timeout from now (nullopt: never).
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+  Deadline deadline_from_now() const;
   // Takes a key's lock within options.lock_timeout. THROWS Timeout, Error{conflict} when this
   // thread already holds it (a store write from inside update's fn).
   detail::KeyLocks::Hold lock_key(const KeyPaths& p);
-  detail::KeyLocks::Hold lock_file(const std::string& lock_path, const std::string& key);
+  // The same for a lock file (a key's or a stripe's), waiting until `deadline` at most (the
+  // Timeout names options.lock_timeout).
+  detail::KeyLocks::Hold lock_file(const std::string& lock_path, const std::string& key,
+                                   Deadline deadline);
   // Reads a key file (no lock), and its version unless `with_version` is false (get(): hashing
   // a large value costs a pass over its bytes). THROWS Error{permission|io|invalid_argument}
   // naming key and file.
@@ -93,24 +100,26 @@ struct Store::Impl {
   // Moves the key file aside (StagedRemove): gone for readers, back with take_back(), removed
   // when the result is destroyed. THROWS Error naming key and file.
   detail::StagedRemove remove_aside(const KeyPaths& p) const;
-  // Appends one record. REQUIRES: the key's lock held. THROWS what LogWriter::append throws.
+  // Appends one record, waiting for the log lock until `deadline` at most. REQUIRES: the key's
+  // lock held. THROWS what LogWriter::append throws (Timeout naming the log lock included).
   // `file_bytes`: the key file's text when it holds `value`; reused as the record's value when
   // it is one line (a scalar or an empty container), which saves serialising the value again.
-  void append_record(const KeyPaths& p, std::string_view op, const nlohmann::json* value,
-                     const std::optional<std::string>& prev,
+  void append_record(Deadline deadline, const KeyPaths& p, std::string_view op,
+                     const nlohmann::json* value, const std::optional<std::string>& prev,
                      const std::optional<std::string>& version, std::string_view file_bytes = {});
   // For Durability::full: fsyncs the key file's directory. Returns the error to throw once the
   // change is logged when that fails (`done` says what is in place); a change in place is not
   // taken back for a failed fsync.
   std::optional<Error> sync_key_dir(const KeyPaths& p, const char* done) const;
   // append_record for a change in place: a failed append takes the change back (throws
-  // undo_after_log_failure's error); a failed fsync of the log after a whole append sets
-  // `not_durable` (unless already set; `done` says what is in place) and returns: the record
+  // throw_after_log_failure's error; for a Timeout on the log lock, once the change is back, a
+  // Timeout naming the log lock and its holder); a failed fsync of the log after a whole append
+  // sets `not_durable` (unless already set; `done` says what is in place) and returns: the record
   // is in the log.
-  void log_change(const KeyPaths& p, const std::function<void()>& undo, std::string_view op,
-                  const nlohmann::json* value, const std::optional<std::string>& prev,
-                  const std::optional<std::string>& version, std::string_view file_bytes,
-                  const char* done, std::optional<Error>& not_durable);
+  void log_change(Deadline deadline, const KeyPaths& p, const std::function<void()>& undo,
+                  std::string_view op, const nlohmann::json* value,
+                  const std::optional<std::string>& prev, const std::optional<std::string>& version,
+                  std::string_view file_bytes, const char* done, std::optional<Error>& not_durable);
   // Puts `before` back: its bytes into the key file, or removes the file if it did not exist.
   // Needs free space for a new temp file: only where the change cannot be taken back without.
   void restore(const KeyPaths& p, const Current& before) const;
@@ -124,10 +133,11 @@ struct Store::Impl {
       restore(p, before);
     }
   }
-  // After append_record failed: takes the change back. Returns an error to throw: the log error
-  // with the key named, saying whether the old value is back (and nothing logged) or not.
-  Error undo_after_log_failure(const KeyPaths& p, const std::function<void()>& undo,
-                               const Error& log_error);
+  // After append_record failed: takes the change back. Throws the log error with the key named,
+  // saying whether the old value is back (and nothing logged) or not; a Timeout stays a Timeout
+  // (naming the log lock, its holder and options.lock_timeout) when the old value is back.
+  [[noreturn]] void throw_after_log_failure(const KeyPaths& p, const std::function<void()>& undo,
+                                            const Error& log_error);
 
   // One locked read-modify-write of a key: lock, read, decide, write (or erase), log, unlock.
   // `decide(const KeyPaths&, const Current&)` returns a Decision.

@@ -115,9 +115,7 @@ LockHolder this_process() {
 }  // namespace
 
 KeyLocks::KeyLocks(std::size_t max_open, bool check_identity)
-    : max_open_(max_open == 0 ? 1 : max_open),
-      check_identity_(check_identity),
-      generation_(os::fork_generation()) {}
+    : max_open_(max_open), check_identity_(check_identity), generation_(os::fork_generation()) {}
 
 void KeyLocks::open_beneath(int dir_fd, std::size_t prefix) noexcept {
   base_fd_ = dir_fd;
@@ -228,20 +226,6 @@ void KeyLocks::unuse(Slot* slot) noexcept {
     --it;
     if ((*it)->users == 0) it = evict(it);
   }
-}
-
-std::size_t KeyLocks::close_idle() noexcept {
-  std::lock_guard<std::mutex> guard(mu_);
-  std::size_t closed = 0;
-  for (auto it = lru_.begin(); it != lru_.end();) {
-    if ((*it)->users != 0) {
-      ++it;
-      continue;
-    }
-    if ((*it)->fd >= 0) ++closed;
-    it = evict(it);
-  }
-  return closed;
 }
 
 std::list<KeyLocks::Slot*>::iterator KeyLocks::evict(std::list<Slot*>::iterator it) noexcept {

@@ -1,11 +1,13 @@
-// KeyLocks (private): exclusive flock(2) locks kept open between uses: the store's key locks,
-// and the lock files of the files.hpp helpers (one process-wide instance).
+// KeyLocks (private): exclusive flock(2) locks: the store's key locks (kept open between uses,
+// up to a bound), and the lock files of the files.hpp helpers (one process-wide instance that
+// keeps nothing open between calls: max_open 0).
 //
 // A key lock is an exclusive flock(2) on the key's lock file (the key file's path + ".lock", or
 // a stripe lock file), exactly as FileLock takes it, so it excludes FileLock and Python's
 // filelock on the same path. The store does not use FileLock itself for two reasons of speed on
 // the write path: the descriptor stays open across writes (at most max_open of them, least
-// recently used closed first), and no stat pair after every acquisition. FileLock re-checks
+// recently used closed first; max_open 0: closed as soon as no thread holds or waits for it), and
+// no stat pair after every acquisition. FileLock re-checks
 // that its descriptor still names the path, in case someone deleted the lock file; the store's
 // lock files are never deleted (not by lockdb, not by the seed's Python helpers), and deleting
 // one while writers run is documented as unsupported (README, Limitations). The files.hpp
@@ -18,7 +20,7 @@
 //
 // Descriptors are opened read-only (O_RDONLY|O_CREAT creates a missing lock file all the same):
 // flock needs no write access, and a read-only descriptor does not keep the filesystem from
-// being remounted read-only. close_idle() closes the descriptors no thread holds or waits for.
+// being remounted read-only.
 //
 // Threads: a slot's "taken" flag (mutex + condition variable) excludes this process's threads
 // (flock does not: threads share the descriptor), then flock excludes other processes. Lock
@@ -70,7 +72,9 @@ class KeyLocks {
     unsigned generation_ = 0;  // the process generation that took it (see os::fork_generation)
   };
 
-  // `check_identity`: after each flock, make sure the lock file was not deleted (see top).
+  // `max_open`: descriptors of idle locks kept open (0: none, each closes as soon as no thread
+  // holds or waits for its lock). `check_identity`: after each flock, make sure the lock file was
+  // not deleted (see top).
   explicit KeyLocks(std::size_t max_open, bool check_identity = false);
   ~KeyLocks();
   // Opens lock paths beneath the directory `dir_fd` (borrowed: open while this lives), whose path
@@ -88,9 +92,6 @@ class KeyLocks {
   // the lock file and the key (an empty key: the message names the lock file only).
   Hold acquire(const std::string& lock_path, std::chrono::nanoseconds timeout,
                std::string_view key);
-
-  // Closes the descriptors of locks no thread holds or waits for; returns how many.
-  std::size_t close_idle() noexcept;
 
  private:
   void give_back(Slot* slot) noexcept;  // this process's hold ends: wakes a waiting thread

@@ -50,18 +50,27 @@ bool Store::with_key_locked(const std::string& key, LockMode mode, const std::fu
 
   detail::KeyLocks::Hold hold = impl_->lock_key(p);
   const Impl::Current before = impl_->read_current(p);
-  // Logs what fn did to the file; false when it did nothing.
+  // Logs what fn did to the file; false when it did nothing. Waits for the log lock up to
+  // lock_timeout after fn: a Timeout then leaves fn's change in place, unlogged (verify() reports
+  // it, repair() logs it), and says so.
   auto log_change = [&] {
     const Impl::Current after = impl_->read_current(p);
     if (before.exists == after.exists && before.bytes == after.bytes) return false;
     std::optional<std::string> prev;
     if (before.exists) prev = before.version;
-    if (!after.exists) {
-      impl_->append_record(p, op, nullptr, prev, std::nullopt);
-      return true;
+    const auto deadline = impl_->deadline_from_now();
+    try {
+      if (!after.exists) {
+        impl_->append_record(deadline, p, op, nullptr, prev, std::nullopt);
+        return true;
+      }
+      const nlohmann::json value = impl_->parse(p, after);  // THROWS Error{corrupt}
+      impl_->append_record(deadline, p, op, &value, prev, after.version, after.bytes);
+    } catch (const Timeout& e) {
+      throw Timeout(
+          impl_->context(key) + ": the change is in place but not logged (repair() logs it)",
+          e.path(), impl_->options.lock_timeout, e.holder());
     }
-    const nlohmann::json value = impl_->parse(p, after);  // THROWS Error{corrupt}
-    impl_->append_record(p, op, &value, prev, after.version, after.bytes);
     return true;
   };
   try {

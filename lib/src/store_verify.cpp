@@ -223,7 +223,7 @@ class Checker {
   void log_repair(const Store::Impl::KeyPaths& p, const json* value,
                   const std::optional<std::string>& logged,
                   const std::optional<std::string>& on_disk) {
-    impl_.append_record(p, kRepairOp, value, logged, on_disk);
+    impl_.append_record(impl_.deadline_from_now(), p, kRepairOp, value, logged, on_disk);
     ++repair_records_;
   }
 

@@ -19,13 +19,12 @@
 // in place (and at worst an orphaned ".<name>.<random>.tmp" beside it); an append it had not
 // finished leaves at most a torn last line, which the next locked_append() does not glue onto.
 //
-// Open descriptors: the writing helpers keep the descriptors of up to 64 lock files open between
-// calls (read-only: they never keep a filesystem from being remounted read-only), which saves a
-// third of the system calls of a small update. close_idle_lock_files() closes them, e.g. before
-// unmounting the filesystem they are on.
+// Open descriptors: none is left open once a call returns, whether it succeeded or threw: a
+// filesystem written with these functions (a USB stick, say) can be unmounted right after. While
+// a call runs it holds the lock file and the data file (or its temp file) open.
 //
-// Fork: no lock is held between calls, and a forked child never uses its parent's descriptors
-// (its first call closes them), so a forked child may call every function.
+// Fork: no lock and no descriptor is held between calls, so a forked child may call every
+// function (a child forked while another thread is inside a call never uses that call's lock).
 //
 // Durability (durability.hpp) is per call. Defaults: `none` everywhere except atomic_write(),
 // which defaults to `file` (see the README for why). A failed fsync fails the call; it is never
@@ -57,10 +56,6 @@ enum class WriteMode { truncate, append };
 
 // The lock file that guards `data_file`: its path plus ".lock".
 std::filesystem::path lock_file_for(const std::filesystem::path& data_file);
-
-// Closes the lock file descriptors the helpers keep open that no call is using now; returns how
-// many it closed. Thread-safe.
-std::size_t close_idle_lock_files() noexcept;
 
 // Common errors of every function below (not repeated per call):
 //   Timeout                      the lock was not had within lock_timeout (names lock and holder)

@@ -8,6 +8,11 @@
 // Process death: the OS releases every lock of a process that dies, so a crashed instance never
 // blocks the next one and no lock file needs cleaning up (lock files are never removed).
 //
+// Open descriptors: an object keeps the descriptors of its lock files open while it lives and
+// closes them with it: a SingletonGuard one (from its first acquire() on, released or not), a
+// KeyedLockRegistry one per lock file it has locked. Nothing stays open once the objects are gone,
+// so a filesystem that holds their lock files can then be unmounted.
+//
 // Fork: a forked child holds none of its parent's locks and cannot release them (it may take its
 // own). But the parent's OS lock lives in an open file description the child shares, so it stays
 // held until the parent releases it or until both the parent and the child are gone (an exec in

@@ -15,6 +15,10 @@
 // number of processes) may open the same directory. Lock order: in-process mutex -> key locks
 // (several keys: sorted by lock file path) -> log append. Process death: the OS drops the locks; a
 // crash can leave a key file and the log one change apart (verify() finds it, repair() fixes it).
+// Open descriptors: a Store object keeps descriptors open while it lives (the store's directory,
+// keys/ and log/, the log's lock file and newest segment once it has written, and the lock files
+// of up to max_open_locks keys) and closes them all with it: a filesystem holding a store can be
+// unmounted once its Store objects are gone.
 // Fork: a child may keep using the Store object; it holds no lock of its parent. Forking while
 // another thread is inside a call on the same Store is not supported.
 #pragma once
@@ -49,7 +53,8 @@ struct StoreOptions {
   // What a write survives once it returns (see durability.hpp); `file` counts as `full` minus
   // the directory fsync. Default: none (see the README for why).
   Durability durability = Durability::none;
-  // How long a write waits for a key's lock before throwing Timeout.
+  // How long a write waits for its locks, the key's and then the log's, before throwing Timeout
+  // (one limit for all the waits of a call).
   std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30);
   // 0: one lock file per key (key file + ".lock"). N: N stripe lock files, keys mapped by a
   // stable hash (fewer files; unrelated keys may wait for each other).
@@ -59,7 +64,8 @@ struct StoreOptions {
   // Create the store when the directory does not hold one. false: Error{not_found} instead.
   bool create = true;
   // Lock files a Store object keeps open between writes (least recently used ones are closed
-  // beyond this), so a hot key costs no open/close per write and descriptors stay bounded.
+  // beyond this), so a hot key costs no open/close per write and descriptors stay bounded. 0:
+  // each closes as soon as its write ends.
   std::size_t max_open_locks = 64;
   // etcd stores only: every request to etcd is bounded by this (a write's retries as a whole by
   // lock_timeout). On etcd, durability, lock_stripes, log_segment_bytes and max_open_locks are
@@ -123,12 +129,14 @@ class Store {
 
   // ---- writes: locked read-modify-write + one log record each ----
   // Every write THROWS Error{invalid_argument} (invalid key; a value nested deeper than 512
-  // levels or holding a NaN, an infinity or a binary value: nothing is written), Timeout (key
-  // lock not had within lock_timeout), Error{corrupt} (the current key file does not parse or
-  // nests deeper than 512 levels: nothing is written),
-  // Error{io|permission} (full disk, read-only store: the old value stays, no temp file stays).
-  // `op` (put, compare_and_put): the operation its log record names, for writes on behalf of a
-  // tool ("import"); 1 to 32 of a-z and '_', else Error{invalid_argument}.
+  // levels or holding a NaN, an infinity or a binary value: nothing is written), Timeout (the
+  // key's lock, or then the log's lock, not had within lock_timeout of the call's start: every
+  // wait of the call ends then; naming that lock file and its holder; a write that waited for the
+  // log lock in vain is taken back, and the key is unlocked), Error{corrupt} (the current key file
+  // does not parse or nests deeper than 512 levels: nothing is written), Error{io|permission} (full
+  // disk, read-only store: the old value stays, no temp file stays). `op` (put, compare_and_put):
+  // the operation its log record names, for writes on behalf of a tool ("import"); 1 to 32 of a-z
+  // and '_', else Error{invalid_argument}.
   std::string put(const std::string& key, const nlohmann::json& value,
                   std::string_view op = "put");  // returns the version
   // fn sees null for a missing key; it either mutates its argument and returns void, taking
@@ -169,8 +177,10 @@ class Store {
   // idiom for one key. exclusive: afterwards, a change fn made to the file is logged with op `op`
   // (its new value, or an erase when the file is gone), so verify() stays clean; shared (for
   // readers; writers of the key wait, other shared holders do not): nothing is logged.
-  // Returns whether the file changed. Blocks up to lock_timeout for the lock, then for fn.
-  // THROWS Timeout (lock not had), Error{invalid_argument} (invalid key or op), Error{corrupt}
+  // Returns whether the file changed. Blocks up to lock_timeout for the lock, then for fn, then
+  // (exclusive) up to lock_timeout for the log's lock.
+  // THROWS Timeout (a lock not had; for the log's, fn's change stays in place unlogged, and the
+  // message says so: repair() logs it), Error{invalid_argument} (invalid key or op), Error{corrupt}
   // when fn left a file that does not parse (left as it is, unlogged: verify() reports it, repair()
   // moves it aside), and whatever fn throws (a change fn made before is logged first).
   enum class LockMode { exclusive, shared };
