@@ -463,6 +463,36 @@ TEST_CASE("both backends: update_many transfers between keys keep the sum", "[et
   }
 }
 
+TEST_CASE("both backends: put and compare_and_put record the op they are given", "[etcd]") {
+  REQUIRE_ETCD();
+  TempDir tmp;
+  for (const auto& [backend, location] : both_backends(tmp)) {
+    INFO(backend);
+    Store store(location);
+    store.put("k", 1, "import");
+    REQUIRE(store.compare_and_put("k", store.entry("k")->version, 2, "migrate"));
+    store.put("k", 3);
+    REQUIRE(store.compare_and_put("k", store.entry("k")->version, 4));
+    std::vector<std::string> ops;
+    for (const auto& r : records_of(location, "k")) ops.push_back(r.op);
+    REQUIRE(ops == std::vector<std::string>{"import", "migrate", "put", "cas"});
+    REQUIRE(code_of([&] { store.put("k", 5, "Bad-Op"); }) == lockdb::Errc::invalid_argument);
+    REQUIRE(store.get("k") == 4);
+  }
+}
+
+TEST_CASE("etcd: with_key_locked says an etcd store has no key files", "[etcd]") {
+  REQUIRE_ETCD();
+  Store store(lockdb::test::shared_etcd().fresh_location());
+  bool ran = false;
+  std::string what;
+  REQUIRE(
+      code_of([&] { store.with_key_locked("k", Store::LockMode::exclusive, [&] { ran = true; }); },
+              &what) == lockdb::Errc::invalid_argument);
+  REQUIRE_FALSE(ran);
+  REQUIRE_THAT(what, Catch::Contains("etcd") && Catch::Contains("EtcdLock"));
+}
+
 TEST_CASE("both backends: keys with every character the directory store accepts", "[etcd]") {
   REQUIRE_ETCD();
   TempDir tmp;
@@ -496,9 +526,9 @@ TEST_CASE("etcd: the lockdb command works on an etcd location, locks lists lease
           "[etcd][cli]") {
   REQUIRE_ETCD();
   const std::string location = lockdb::test::shared_etcd().fresh_location();
-  auto cli = [](std::vector<std::string> args) {
+  auto cli = [](std::vector<std::string> args, const std::string& in = {}) {
     args.insert(args.begin(), LOCKDB_CLI);
-    return lockdb::test::run(args);
+    return lockdb::test::run(args, in);
   };
   REQUIRE(cli({"put", "--create", location, "a", "{\"x\":1}"}).code == 0);
   REQUIRE(cli({"incr", location, "c"}).out == "1\n");
@@ -520,6 +550,43 @@ TEST_CASE("etcd: the lockdb command works on an etcd location, locks lists lease
   holder.write_line("go");
   REQUIRE(holder.wait() == 0);
   REQUIRE(cli({"locks", location, "--json"}).out.empty());
+
+  // import records its own op, as on a directory; run has no key file to lock on etcd.
+  REQUIRE(cli({"import", location}, "{\"key\":\"imported\",\"value\":[1,2]}\n").code == 0);
+  auto imported = json::parse(cli({"log", location, "--key", "imported", "--json"}).out);
+  REQUIRE(imported["op"] == "import");
+  REQUIRE(imported["value"] == json::array({1, 2}));
+  auto run = cli({"run", location, "k", "--", "true"});
+  REQUIRE(run.code != 0);
+  REQUIRE_THAT(run.err, Catch::Contains("etcd store has no key files"));
+}
+
+TEST_CASE("etcd: log --follow is woken by the etcd watch, not a polling interval", "[etcd][cli]") {
+  REQUIRE_ETCD();
+  const std::string location = lockdb::test::shared_etcd().fresh_location();
+  Store store(location);
+  store.put("k", 0);
+  // --from-start: the record above comes first, so that line says the follower is in place.
+  constexpr int kRounds = 40;
+  Child follow({LOCKDB_CLI, "log", location, "--follow", "--from-start", "--quiet", "--json",
+                "--limit", std::to_string(kRounds + 1)});
+  auto line = follow.read_line();
+  REQUIRE(line);
+  REQUIRE(json::parse(*line)["value"] == 0);
+  // Ping-pong: each write waits for the follower to print the one before. A follower that slept
+  // 200 ms between reads (as the CLI did on etcd) would need at least 8 s for 40 rounds; one
+  // woken by the watch takes a round trip or two per round.
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 1; i <= kRounds; ++i) {
+    store.put("k", i);
+    line = follow.read_line();
+    REQUIRE(line);
+    REQUIRE(json::parse(*line)["value"] == i);
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  INFO(std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  REQUIRE(took < 6s);
+  REQUIRE(follow.wait() == 0);
 }
 #endif
 
