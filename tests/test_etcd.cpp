@@ -598,5 +598,20 @@ TEST_CASE("example: etcd_counters on the three-member cluster it starts", "[etcd
   REQUIRE(r.code == 0);
   REQUIRE_THAT(r.out, Catch::Contains("jobs_done = 12 (expected 12)") &&
                           Catch::Contains("12 records, 12 chained"));
+  // Its members are gone with it: nothing answers on the endpoints it printed.
+  const auto at = r.out.find("store: etcd://");
+  REQUIRE(at != std::string::npos);
+  const std::string started = r.out.substr(at + 7, r.out.find('\n', at) - at - 7);
+  lockdb::StoreOptions quick;
+  quick.request_timeout = 1s;
+  REQUIRE(code_of([&] { Store gone(started, quick); }) == lockdb::Errc::io);
+
+  // Given a location, it runs there and starts nothing.
+  const std::string location = lockdb::test::shared_etcd().fresh_location();
+  r = lockdb::test::run({LOCKDB_EXAMPLE_ETCD_COUNTERS, location, "2", "3"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, !Catch::Contains("starting") && Catch::Contains("jobs_done = 6"));
+  REQUIRE(Store(location).get("jobs_done") == 6);
 }
 #endif
