@@ -281,10 +281,13 @@ Client::Answer Client::post(Handle* h, const std::string& endpoint, std::string_
   curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &a.http);
   a.sent = a.transport != CURLE_COULDNT_CONNECT && a.transport != CURLE_COULDNT_RESOLVE_HOST;
   if (a.transport == CURLE_OPERATION_TIMEDOUT) {
-    // A connect that timed out sent nothing.
-    double connected = 0;
-    curl_easy_getinfo(h->curl, CURLINFO_CONNECT_TIME, &connected);
-    if (connected <= 0) a.sent = false;
+    // A connect that timed out sent nothing. The connect time alone does not tell: it is 0 on a
+    // kept-alive connection too, over which the request went out at once. Sending starts at the
+    // "pretransfer" point, which a transfer stuck in its connect never reaches.
+    curl_off_t connected = 0, pretransfer = 0;
+    curl_easy_getinfo(h->curl, CURLINFO_CONNECT_TIME_T, &connected);
+    curl_easy_getinfo(h->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    if (connected <= 0 && pretransfer <= 0) a.sent = false;
   }
   return a;
 }
