@@ -11,6 +11,10 @@
 #include <set>
 #include <thread>
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -311,6 +315,55 @@ TEST_CASE("etcd: a forked child keeps using its parent's Store", "[etcd]") {
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
   REQUIRE(store.get("n") == 100);
+}
+
+TEST_CASE("etcd test support: a test process killed leaves no etcd member behind", "[etcd]") {
+  REQUIRE_ETCD();
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // a test program that dies without running any destructor
+    ::close(fds[0]);
+    try {
+      EtcdCluster cluster(1);
+      const pid_t member = cluster.pid(0);
+      (void)!::write(fds[1], &member, sizeof member);
+      const std::string dir = cluster.data_dir().string();
+      (void)!::write(fds[1], dir.data(), dir.size());
+      ::kill(::getpid(), SIGKILL);  // before the cluster's destructor could stop the member
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  ::close(fds[1]);
+  pid_t member = -1;
+  const auto got = ::read(fds[0], &member, sizeof member);
+  char dir[4096];
+  const auto dir_size = ::read(fds[0], dir, sizeof dir);
+  ::close(fds[0]);
+  REQUIRE(::waitpid(child, nullptr, 0) == child);
+  REQUIRE(got == static_cast<ssize_t>(sizeof member));
+  REQUIRE(dir_size > 0);
+  // Its data directory stays (nothing ran to remove it): this test removes it.
+  struct RemoveDir {
+    std::filesystem::path path;
+    ~RemoveDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } remove_dir{std::string(dir, static_cast<std::size_t>(dir_size))};
+  // The member is not our child: wait for its exit through a pidfd (readable once it is gone).
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, member, 0));
+  if (pidfd < 0) {
+    REQUIRE(errno == ESRCH);  // gone already
+    return;
+  }
+  pollfd p{pidfd, POLLIN, 0};
+  const int ready = ::poll(&p, 1, 10000);
+  ::close(pidfd);
+  if (ready != 1) ::kill(member, SIGKILL);  // this test leaves none behind either
+  REQUIRE(ready == 1);
 }
 
 // ---------------------------------------------------------------------------------------------
