@@ -110,6 +110,11 @@ void EtcdCluster::spawn(Member& m, bool fresh) {
                                    "--log-level",
                                    "error"};
   const std::string log = (dir_.path() / (m.name + ".log")).string();
+  // Everything the child needs is made before fork: in a process with threads (lease keep-alive,
+  // Catch2's), the child may only call async-signal-safe functions, and malloc is not one.
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
@@ -124,9 +129,6 @@ void EtcdCluster::spawn(Member& m, bool fresh) {
     const int null = ::open("/dev/null", O_RDONLY);
     if (null >= 0) ::dup2(null, 0);
     for (int i = 3; i < 1024; ++i) ::close(i);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     ::execv(kEtcd, argv.data());
     ::_exit(127);
   }

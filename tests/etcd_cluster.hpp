@@ -31,6 +31,8 @@ class EtcdCluster {
   // "127.0.0.1:p1,127.0.0.1:p2,..." and "etcd://<endpoints>/<prefix>".
   std::string endpoints() const;
   std::string endpoint(int member) const;
+  pid_t pid(int member) const { return members_.at(static_cast<std::size_t>(member)).pid; }
+  const std::filesystem::path& data_dir() const { return dir_.path(); }  // the members' data
   std::string location(const std::string& prefix) const;
   // A fresh location whose prefix no other caller of this object gets.
   std::string fresh_location();

@@ -11,6 +11,10 @@
 #include <set>
 #include <thread>
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -313,6 +317,55 @@ TEST_CASE("etcd: a forked child keeps using its parent's Store", "[etcd]") {
   REQUIRE(store.get("n") == 100);
 }
 
+TEST_CASE("etcd test support: a test process killed leaves no etcd member behind", "[etcd]") {
+  REQUIRE_ETCD();
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // a test program that dies without running any destructor
+    ::close(fds[0]);
+    try {
+      EtcdCluster cluster(1);
+      const pid_t member = cluster.pid(0);
+      (void)!::write(fds[1], &member, sizeof member);
+      const std::string dir = cluster.data_dir().string();
+      (void)!::write(fds[1], dir.data(), dir.size());
+      ::kill(::getpid(), SIGKILL);  // before the cluster's destructor could stop the member
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  ::close(fds[1]);
+  pid_t member = -1;
+  const auto got = ::read(fds[0], &member, sizeof member);
+  char dir[4096];
+  const auto dir_size = ::read(fds[0], dir, sizeof dir);
+  ::close(fds[0]);
+  REQUIRE(::waitpid(child, nullptr, 0) == child);
+  REQUIRE(got == static_cast<ssize_t>(sizeof member));
+  REQUIRE(dir_size > 0);
+  // Its data directory stays (nothing ran to remove it): this test removes it.
+  struct RemoveDir {
+    std::filesystem::path path;
+    ~RemoveDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } remove_dir{std::string(dir, static_cast<std::size_t>(dir_size))};
+  // The member is not our child: wait for its exit through a pidfd (readable once it is gone).
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, member, 0));
+  if (pidfd < 0) {
+    REQUIRE(errno == ESRCH);  // gone already
+    return;
+  }
+  pollfd p{pidfd, POLLIN, 0};
+  const int ready = ::poll(&p, 1, 10000);
+  ::close(pidfd);
+  if (ready != 1) ::kill(member, SIGKILL);  // this test leaves none behind either
+  REQUIRE(ready == 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Locks
 
@@ -463,6 +516,36 @@ TEST_CASE("both backends: update_many transfers between keys keep the sum", "[et
   }
 }
 
+TEST_CASE("both backends: put and compare_and_put record the op they are given", "[etcd]") {
+  REQUIRE_ETCD();
+  TempDir tmp;
+  for (const auto& [backend, location] : both_backends(tmp)) {
+    INFO(backend);
+    Store store(location);
+    store.put("k", 1, "import");
+    REQUIRE(store.compare_and_put("k", store.entry("k")->version, 2, "migrate"));
+    store.put("k", 3);
+    REQUIRE(store.compare_and_put("k", store.entry("k")->version, 4));
+    std::vector<std::string> ops;
+    for (const auto& r : records_of(location, "k")) ops.push_back(r.op);
+    REQUIRE(ops == std::vector<std::string>{"import", "migrate", "put", "cas"});
+    REQUIRE(code_of([&] { store.put("k", 5, "Bad-Op"); }) == lockdb::Errc::invalid_argument);
+    REQUIRE(store.get("k") == 4);
+  }
+}
+
+TEST_CASE("etcd: with_key_locked says an etcd store has no key files", "[etcd]") {
+  REQUIRE_ETCD();
+  Store store(lockdb::test::shared_etcd().fresh_location());
+  bool ran = false;
+  std::string what;
+  REQUIRE(
+      code_of([&] { store.with_key_locked("k", Store::LockMode::exclusive, [&] { ran = true; }); },
+              &what) == lockdb::Errc::invalid_argument);
+  REQUIRE_FALSE(ran);
+  REQUIRE_THAT(what, Catch::Contains("etcd") && Catch::Contains("EtcdLock"));
+}
+
 TEST_CASE("both backends: keys with every character the directory store accepts", "[etcd]") {
   REQUIRE_ETCD();
   TempDir tmp;
@@ -496,9 +579,9 @@ TEST_CASE("etcd: the lockdb command works on an etcd location, locks lists lease
           "[etcd][cli]") {
   REQUIRE_ETCD();
   const std::string location = lockdb::test::shared_etcd().fresh_location();
-  auto cli = [](std::vector<std::string> args) {
+  auto cli = [](std::vector<std::string> args, const std::string& in = {}) {
     args.insert(args.begin(), LOCKDB_CLI);
-    return lockdb::test::run(args);
+    return lockdb::test::run(args, in);
   };
   REQUIRE(cli({"put", "--create", location, "a", "{\"x\":1}"}).code == 0);
   REQUIRE(cli({"incr", location, "c"}).out == "1\n");
@@ -520,6 +603,43 @@ TEST_CASE("etcd: the lockdb command works on an etcd location, locks lists lease
   holder.write_line("go");
   REQUIRE(holder.wait() == 0);
   REQUIRE(cli({"locks", location, "--json"}).out.empty());
+
+  // import records its own op, as on a directory; run has no key file to lock on etcd.
+  REQUIRE(cli({"import", location}, "{\"key\":\"imported\",\"value\":[1,2]}\n").code == 0);
+  auto imported = json::parse(cli({"log", location, "--key", "imported", "--json"}).out);
+  REQUIRE(imported["op"] == "import");
+  REQUIRE(imported["value"] == json::array({1, 2}));
+  auto run = cli({"run", location, "k", "--", "true"});
+  REQUIRE(run.code != 0);
+  REQUIRE_THAT(run.err, Catch::Contains("etcd store has no key files"));
+}
+
+TEST_CASE("etcd: log --follow is woken by the etcd watch, not a polling interval", "[etcd][cli]") {
+  REQUIRE_ETCD();
+  const std::string location = lockdb::test::shared_etcd().fresh_location();
+  Store store(location);
+  store.put("k", 0);
+  // --from-start: the record above comes first, so that line says the follower is in place.
+  constexpr int kRounds = 40;
+  Child follow({LOCKDB_CLI, "log", location, "--follow", "--from-start", "--quiet", "--json",
+                "--limit", std::to_string(kRounds + 1)});
+  auto line = follow.read_line();
+  REQUIRE(line);
+  REQUIRE(json::parse(*line)["value"] == 0);
+  // Ping-pong: each write waits for the follower to print the one before. A follower that slept
+  // 200 ms between reads (as the CLI did on etcd) would need at least 8 s for 40 rounds; one
+  // woken by the watch takes a round trip or two per round.
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 1; i <= kRounds; ++i) {
+    store.put("k", i);
+    line = follow.read_line();
+    REQUIRE(line);
+    REQUIRE(json::parse(*line)["value"] == i);
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  INFO(std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  REQUIRE(took < 6s);
+  REQUIRE(follow.wait() == 0);
 }
 #endif
 
@@ -531,5 +651,20 @@ TEST_CASE("example: etcd_counters on the three-member cluster it starts", "[etcd
   REQUIRE(r.code == 0);
   REQUIRE_THAT(r.out, Catch::Contains("jobs_done = 12 (expected 12)") &&
                           Catch::Contains("12 records, 12 chained"));
+  // Its members are gone with it: nothing answers on the endpoints it printed.
+  const auto at = r.out.find("store: etcd://");
+  REQUIRE(at != std::string::npos);
+  const std::string started = r.out.substr(at + 7, r.out.find('\n', at) - at - 7);
+  lockdb::StoreOptions quick;
+  quick.request_timeout = 1s;
+  REQUIRE(code_of([&] { Store gone(started, quick); }) == lockdb::Errc::io);
+
+  // Given a location, it runs there and starts nothing.
+  const std::string location = lockdb::test::shared_etcd().fresh_location();
+  r = lockdb::test::run({LOCKDB_EXAMPLE_ETCD_COUNTERS, location, "2", "3"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, !Catch::Contains("starting") && Catch::Contains("jobs_done = 6"));
+  REQUIRE(Store(location).get("jobs_done") == 6);
 }
 #endif

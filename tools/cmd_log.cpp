@@ -86,10 +86,13 @@ bool poll_asked() {
 
 // Wakes `log --follow` and `watch` when the log directory changes: inotify on Linux, with a
 // one-second re-check as a safety net; a 200 ms poll where inotify is unavailable or blind
-// (inotify_blind above, or no inotify instance left) or LOCKDB_POLL asks for it.
+// (inotify_blind above, or no inotify instance left) or LOCKDB_POLL asks for it. On an etcd
+// location it never waits: History::read_from itself waits on an etcd watch of the log.
 class LogWatcher {
  public:
-  explicit LogWatcher(const std::filesystem::path& log_dir) {
+  explicit LogWatcher(const std::string& store) : on_etcd_(is_etcd_location(store)) {
+    if (on_etcd_) return;
+    const std::filesystem::path log_dir = std::filesystem::path(store) / "log";
 #ifdef __linux__
     if (poll_asked() || inotify_blind(log_dir)) return;
     fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -112,6 +115,7 @@ class LogWatcher {
 
   // Returns when the log may have changed.
   void wait() {
+    if (on_etcd_) return;
 #ifdef __linux__
     if (fd_ >= 0) {
       pollfd p{fd_, POLLIN, 0};
@@ -127,6 +131,7 @@ class LogWatcher {
   }
 
  private:
+  const bool on_etcd_;
   int fd_ = -1;
 };
 
@@ -183,7 +188,7 @@ int run_log(const LogArgs& a, const Settings& settings) {
   if (a.follow) catch_stop_signals();
   // Follow: watch first so that no change after end() goes unnoticed.
   std::optional<LogWatcher> watcher;
-  if (a.follow) watcher.emplace(std::filesystem::path(a.store) / "log");
+  if (a.follow) watcher.emplace(a.store);
   const LogPosition end = history.end();
   // The past: all of it (or the newest N, or reversed); with --follow only when asked.
   const bool past = !a.follow || a.from_start || !a.since.empty() || a.last;
@@ -238,7 +243,7 @@ int run_watch(const LogArgs& a, const Settings& settings) {
     out_line(settings.json ? record_json(r) : record_line(r, style));
   };
   catch_stop_signals();
-  LogWatcher watcher(std::filesystem::path(a.store) / "log");
+  LogWatcher watcher(a.store);
   const LogPosition end = history.end();
   if (!a.since.empty()) {  // the past only when asked
     history.for_each(query, [&](const Record& r) {

@@ -160,8 +160,9 @@ size_t collect(char* data, size_t size, size_t count, void* user) {
   return size * count;
 }
 
-// What an error answer of etcd means: code and cause.
-Error gateway_error(const std::string& endpoint, long http, const std::string& body) {
+// What an error answer of etcd means: code and cause. `write`: the request changes data, so an
+// answer that it timed out inside etcd leaves its outcome unknown (raft may still commit it).
+Error gateway_error(const std::string& endpoint, long http, const std::string& body, bool write) {
   std::string message;
   long code = 0;
   json doc = json::parse(body, nullptr, false);
@@ -187,7 +188,10 @@ Error gateway_error(const std::string& endpoint, long http, const std::string& b
   if (message.find("no leader") != std::string::npos ||
       message.find("timed out") != std::string::npos ||
       message.find("leader changed") != std::string::npos) {
-    return Error(Errc::io, context, {}, "no quorum (" + message + ")");
+    const bool unknown = write && message.find("no leader") == std::string::npos;
+    return Error(Errc::io, context, {},
+                 "no quorum (" + message + ")" +
+                     (unknown ? "; the request may or may not have been applied" : ""));
   }
   if (message.find("too many operations") != std::string::npos) {
     return Error(Errc::invalid_argument, context, {}, message);
@@ -277,10 +281,13 @@ Client::Answer Client::post(Handle* h, const std::string& endpoint, std::string_
   curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &a.http);
   a.sent = a.transport != CURLE_COULDNT_CONNECT && a.transport != CURLE_COULDNT_RESOLVE_HOST;
   if (a.transport == CURLE_OPERATION_TIMEDOUT) {
-    // A connect that timed out sent nothing.
-    double connected = 0;
-    curl_easy_getinfo(h->curl, CURLINFO_CONNECT_TIME, &connected);
-    if (connected <= 0) a.sent = false;
+    // A connect that timed out sent nothing. The connect time alone does not tell: it is 0 on a
+    // kept-alive connection too, over which the request went out at once. Sending starts at the
+    // "pretransfer" point, which a transfer stuck in its connect never reaches.
+    curl_off_t connected = 0, pretransfer = 0;
+    curl_easy_getinfo(h->curl, CURLINFO_CONNECT_TIME_T, &connected);
+    curl_easy_getinfo(h->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    if (connected <= 0 && pretransfer <= 0) a.sent = false;
   }
   return a;
 }
@@ -324,7 +331,7 @@ json Client::call(std::string_view path, const json& body, bool resendable) {
         }
         return doc;
       }
-      Error e = gateway_error(endpoint, a.http, a.body);
+      Error e = gateway_error(endpoint, a.http, a.body, /*write=*/!resendable);
       // A member without a leader may be cut off from the others: another may answer.
       const bool no_quorum = std::string_view(e.what()).find("no quorum") != std::string::npos;
       if (!no_quorum || !resendable) throw e;

@@ -190,8 +190,8 @@ class EtcdStore final : public StoreBackend {
     return out;
   }
 
-  std::string put(const std::string& key, const json& value) override {
-    return write_one(key, "put",
+  std::string put(const std::string& key, const json& value, std::string_view op) override {
+    return write_one(key, op,
                      [&](const KeyValue* cur) {
                        if (cur) (void)parse(key, cur->value);
                        return Decision{Action::write, value};
@@ -246,7 +246,7 @@ class EtcdStore final : public StoreBackend {
   }
 
   bool compare_and_put(const std::string& key, const std::optional<std::string>& expected,
-                       const json& value) override {
+                       const json& value, std::string_view op) override {
     const std::string k = data_key(key);
     KeyValue cur;
     const bool exists = read(k, cur);
@@ -256,7 +256,7 @@ class EtcdStore final : public StoreBackend {
     json success = json::array(
         {Client::put_op(k, bytes),
          Client::put_op(layout_.log + etcd::record_id(),
-                        etcd::render_record(key, "cas", &value, exists ? cur.mod_revision : 0))});
+                        etcd::render_record(key, op, &value, exists ? cur.mod_revision : 0))});
     json answer = client_.txn(json::array({Client::compare_mod(k, exists ? cur.mod_revision : 0)}),
                               success, json::array());
     // A lost race: the key changed after it was read, so it no longer has the expected version.

@@ -702,7 +702,7 @@ void check_value(const std::string& key, const json& value) {
 std::string Store::put(const std::string& key, const json& value, std::string_view op) {
   check_op_name(op);
   check_value(key, value);
-  if (backend_) return backend_->put(key, value);
+  if (backend_) return backend_->put(key, value, op);
   return impl_
       ->write_one(key, op,
                   [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
@@ -773,7 +773,7 @@ bool Store::compare_and_put(const std::string& key,
                             std::string_view op) {
   check_op_name(op);
   check_value(key, value);
-  if (backend_) return backend_->compare_and_put(key, expected_version, value);
+  if (backend_) return backend_->compare_and_put(key, expected_version, value, op);
   return impl_
       ->write_one(
           key, op,

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lockdb::detail {
@@ -32,14 +33,16 @@ class StoreBackend {
   virtual std::optional<Entry> entry(const std::string& key) const = 0;
   virtual bool contains(const std::string& key) const = 0;
   virtual std::vector<std::string> keys() const = 0;
-  virtual std::string put(const std::string& key, const nlohmann::json& value) = 0;
+  // `op`: the operation the audit record names (already checked by Store).
+  virtual std::string put(const std::string& key, const nlohmann::json& value,
+                          std::string_view op) = 0;
   virtual nlohmann::json update(const std::string& key,
                                 const std::function<void(nlohmann::json&)>& fn) = 0;
   virtual std::int64_t increment(const std::string& key, std::int64_t delta) = 0;
   virtual bool erase(const std::string& key) = 0;
   virtual bool compare_and_put(const std::string& key,
                                const std::optional<std::string>& expected_version,
-                               const nlohmann::json& value) = 0;
+                               const nlohmann::json& value, std::string_view op) = 0;
   virtual std::map<std::string, nlohmann::json> update_many(
       const std::vector<std::string>& keys,
       const std::function<void(std::map<std::string, nlohmann::json>&)>& fn) = 0;

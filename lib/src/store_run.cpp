@@ -6,6 +6,8 @@
 #include <algorithm>
 
 #include "os.hpp"
+#include "store_backend.hpp"
+#include "store_format.hpp"
 #include "store_impl.hpp"
 
 namespace lockdb {
@@ -29,6 +31,12 @@ std::vector<std::string> Store::keys(std::string_view prefix) const {
 bool Store::with_key_locked(const std::string& key, LockMode mode, const std::function<void()>& fn,
                             std::string_view op) {
   check_op_name(op);
+  if (backend_) {
+    throw Error(Errc::invalid_argument,
+                "key " + detail::store_format::quote_key(key) + ": with_key_locked",
+                backend_->location(),
+                "an etcd store has no key files to lock (EtcdLock is the lock across machines)");
+  }
   const Impl::KeyPaths p = impl_->paths(key);
   if (auto s = os::mkdirs(std::filesystem::path(p.dir())); !s.ok()) {
     os::throw_errno(impl_->context(key) + ": cannot create the key's directory",

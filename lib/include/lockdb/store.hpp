@@ -183,6 +183,7 @@ class Store {
   // message says so: repair() logs it), Error{invalid_argument} (invalid key or op), Error{corrupt}
   // when fn left a file that does not parse (left as it is, unlogged: verify() reports it, repair()
   // moves it aside), and whatever fn throws (a change fn made before is logged first).
+  // On an etcd store THROWS Error{invalid_argument}: it has no key files (EtcdLock locks there).
   enum class LockMode { exclusive, shared };
   bool with_key_locked(const std::string& key, LockMode mode, const std::function<void()>& fn,
                        std::string_view op = "run");
