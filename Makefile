@@ -4,7 +4,7 @@
 #   make demo   build (preset dev) and run the worker-counters demo
 #   make test   check the formatting, build and run every test (preset dev, with the
 #               install/consumer check and a short run of each fuzz target), then the
-#               concurrency tests under ASan+UBSan and TSan
+#               concurrency tests under ASan+UBSan and the threaded ones under TSan
 #   make bench  build and run the benchmarks (not part of the tests)
 #   make tidy   clang-tidy over the library (not part of the tests: see README)
 #   make format-check   clang-format --dry-run over every source file (part of `make test`)
