@@ -622,10 +622,11 @@ Result<std::size_t> pread_into(int fd, char* buf, std::size_t n, off_t offset) n
   }
 }
 
-Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) noexcept {
-  if (injected(Op::open)) return {{}, errno};
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return {{}, last_error()};
+namespace {
+
+// The names in an open directory stream but "." and "..", in the order readdir gives them;
+// closes the stream.
+Result<std::vector<std::string>> read_and_close_dir(DIR* d) noexcept {
   Result<std::vector<std::string>> r;
   try {
     for (;;) {
@@ -644,6 +645,15 @@ Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) noex
   ::closedir(d);
   if (!r.ok()) r.value.clear();
   return r;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) noexcept {
+  if (injected(Op::open)) return {{}, errno};
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return {{}, last_error()};
+  return read_and_close_dir(d);
 }
 
 Result<void*> map_shared(int fd, std::size_t length) noexcept {
@@ -860,24 +870,7 @@ Result<std::vector<std::string>> list_dir(int dir_fd) noexcept {
     ::close(fd);
     return {{}, err};
   }
-  Result<std::vector<std::string>> r;
-  try {
-    for (;;) {
-      errno = 0;
-      const dirent* e = ::readdir(d);
-      if (e == nullptr) {
-        if (errno != 0) r.err = errno;
-        break;
-      }
-      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-      r.value.emplace_back(e->d_name);
-    }
-  } catch (...) {
-    r.err = ENOMEM;
-  }
-  ::closedir(d);
-  if (!r.ok()) r.value.clear();
-  return r;
+  return read_and_close_dir(d);
 }
 
 namespace {
