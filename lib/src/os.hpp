@@ -50,6 +50,49 @@ enum class Op : std::uint8_t {
 void fail_nth(Op op, int nth, int err) noexcept;
 void clear_faults() noexcept;
 
+// ---- recording (tests) ----
+// A crash-state test (tests/test_crash_states.cpp) records every call that changes a file or a
+// directory, after it succeeded, to rebuild what a power cut could leave. Paths are as the call
+// took them (relative to dir_fd, AT_FDCWD for the working directory); descriptors are still open
+// when the recorder sees them, so it can name their files (/proc/self/fd).
+struct Mutation {
+  enum class Kind : std::uint8_t {
+    open,           // open or open_beneath with O_CREAT or O_TRUNC: fd, flags
+    create_temp,    // fd
+    write,          // fd, data at offset (-1: at the file position, now just past the data)
+    truncate,       // fd, to length
+    fallocate,      // fd, [offset, offset + length), size kept
+    fsync,          // fd (a file or a directory)
+    close_written,  // fd, about to be closed
+    mkdir,          // dir_fd + path, missing parents included
+    rename,         // dir_fd + path -> to_dir_fd + to_path (over an existing one)
+    rename_exchange,
+    rename_noreplace,
+    link,
+    unlink,  // dir_fd + path; flags: AT_REMOVEDIR for a directory
+  };
+  Kind kind;
+  int fd = -1;
+  int flags = 0;
+  int dir_fd = -100;  // AT_FDCWD
+  std::string_view path;
+  int to_dir_fd = -100;
+  std::string_view to_path;
+  std::string_view data;
+  std::int64_t offset = 0;
+  std::int64_t length = 0;
+};
+class Recorder {
+ public:
+  virtual void record(const Mutation& m) noexcept = 0;
+
+ protected:
+  ~Recorder() = default;
+};
+// Every successful mutating call is passed to `recorder` from now on; nullptr stops it. Not
+// synchronised with calls in flight: set it while no other thread uses the seam.
+void set_recorder(Recorder* recorder) noexcept;
+
 // ---- files ----
 // A path as the system calls take it, from a std::filesystem::path, a std::string or a C string,
 // without building a std::filesystem::path (which splits the whole path into components): the

@@ -58,6 +58,27 @@ struct Fault {
 std::array<Fault, static_cast<std::size_t>(Op::count)> g_faults;
 std::atomic<bool> g_faults_armed{false};
 
+// ---- recording (tests) ----
+std::atomic<Recorder*> g_recorder{nullptr};
+Recorder* recording() noexcept { return g_recorder.load(std::memory_order_relaxed); }
+
+// A directory made (mkdir -p of dir_fd + path), recorded: success.
+Status made_dir(int dir_fd, std::string_view path) noexcept {
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::mkdir, .dir_fd = dir_fd, .path = path});
+  }
+  return {};
+}
+
+// An open that may have created or emptied a file, recorded; returns `r`.
+Result<int> opened(Result<int> r, int flags) noexcept {
+  if (Recorder* rec = recording(); rec != nullptr && r.ok() && (flags & (O_CREAT | O_TRUNC)) != 0)
+      [[unlikely]] {
+    rec->record({.kind = Mutation::Kind::open, .fd = r.value, .flags = flags});
+  }
+  return r;
+}
+
 // True (with errno set) when the current call of `op` is to fail.
 bool injected(Op op) noexcept {
   if (!g_faults_armed.load(std::memory_order_relaxed)) return false;
@@ -240,11 +261,13 @@ void clear_faults() noexcept {
   g_faults_armed.store(false);
 }
 
+void set_recorder(Recorder* recorder) noexcept { g_recorder.store(recorder); }
+
 Result<int> open(PathRef path, int flags, unsigned mode) noexcept {
   if (injected(Op::open)) return {-1, errno};
   for (;;) {
     int fd = ::open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode));
-    if (fd >= 0) return {fd, 0};
+    if (fd >= 0) return opened({fd, 0}, flags);
     if (errno != EINTR) return {-1, last_error()};
   }
 }
@@ -260,6 +283,9 @@ void close(int fd) noexcept {
 }
 
 Status close_written(int fd) noexcept {
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::close_written, .fd = fd});
+  }
   if (injected(Op::close)) {
     const int err = errno;
     ::close(fd);
@@ -272,12 +298,18 @@ Status close_written(int fd) noexcept {
 Status reserve(int fd, off_t offset, off_t len) noexcept {
   if (injected(Op::fallocate)) return {errno};
   for (;;) {
-    if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, len) == 0) return {};
+    if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, len) == 0) {
+      if (Recorder* r = recording()) [[unlikely]] {
+        r->record({.kind = Mutation::Kind::fallocate, .fd = fd, .offset = offset, .length = len});
+      }
+      return {};
+    }
     if (errno != EINTR) return {last_error()};
   }
 }
 
 Status write_all(int fd, std::string_view data) noexcept {
+  const std::string_view all = data;
   while (!data.empty()) {
     if (injected(Op::write)) return {errno};
     ssize_t n = ::write(fd, data.data(), data.size());
@@ -287,10 +319,15 @@ Status write_all(int fd, std::string_view data) noexcept {
     }
     data.remove_prefix(static_cast<std::size_t>(n));
   }
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::write, .fd = fd, .data = all, .offset = -1});
+  }
   return {};
 }
 
 Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept {
+  const std::string_view all = data;
+  const off_t start = offset;
   while (!data.empty()) {
     if (injected(Op::write)) return {errno};
     ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
@@ -301,12 +338,20 @@ Status pwrite_all(int fd, std::string_view data, off_t offset) noexcept {
     data.remove_prefix(static_cast<std::size_t>(n));
     offset += n;
   }
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::write, .fd = fd, .data = all, .offset = start});
+  }
   return {};
 }
 
 Status truncate(int fd, off_t size) noexcept {
   for (;;) {
-    if (::ftruncate(fd, size) == 0) return {};
+    if (::ftruncate(fd, size) == 0) {
+      if (Recorder* r = recording()) [[unlikely]] {
+        r->record({.kind = Mutation::Kind::truncate, .fd = fd, .length = size});
+      }
+      return {};
+    }
     if (errno != EINTR) return {last_error()};
   }
 }
@@ -427,7 +472,11 @@ Result<std::string> read_file(const std::filesystem::path& path) noexcept {
 Status fsync(int fd) noexcept {
   if (injected(Op::fsync)) return {errno};
   for (;;) {
-    if (::fsync(fd) == 0) return {};
+    if (::fsync(fd) == 0) {
+      if (Recorder* r = recording()) [[unlikely]]
+        r->record({.kind = Mutation::Kind::fsync, .fd = fd});
+      return {};
+    }
     if (errno != EINTR) return {last_error()};
   }
 }
@@ -460,30 +509,46 @@ bool short_reads_end(long fs_magic) noexcept {
 
 Status rename(PathRef from, PathRef to) noexcept {
   if (injected(Op::rename)) return {errno};
-  return {::rename(from.c_str(), to.c_str()) == 0 ? 0 : last_error()};
+  if (::rename(from.c_str(), to.c_str()) != 0) return {last_error()};
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::rename, .path = from.c_str(), .to_path = to.c_str()});
+  }
+  return {};
 }
 
 Status rename_exchange(PathRef a, PathRef b) noexcept {
   if (injected(Op::rename)) return {errno};
-  return {::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0
-              ? 0
-              : last_error()};
+  if (::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) != 0) {
+    return {last_error()};
+  }
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::rename_exchange, .path = a.c_str(), .to_path = b.c_str()});
+  }
+  return {};
 }
 
 Status link(PathRef from, PathRef to) noexcept {
   if (injected(Op::link)) return {errno};
-  return {::link(from.c_str(), to.c_str()) == 0 ? 0 : last_error()};
+  if (::link(from.c_str(), to.c_str()) != 0) return {last_error()};
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::link, .path = from.c_str(), .to_path = to.c_str()});
+  }
+  return {};
 }
 
 Status unlink(PathRef path) noexcept {
   if (injected(Op::unlink)) return {errno};
-  return {::unlink(path.c_str()) == 0 ? 0 : last_error()};
+  if (::unlink(path.c_str()) != 0) return {last_error()};
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::unlink, .path = path.c_str()});
+  }
+  return {};
 }
 
 Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
   if (dir.empty()) return {};
   if (injected(Op::mkdir)) return {errno};
-  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0) return {};
+  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0) return made_dir(AT_FDCWD, dir.native());
   int err = errno;
   if (err == EEXIST) {
     struct stat st {};
@@ -494,7 +559,8 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
   std::filesystem::path parent = dir.parent_path();
   if (parent == dir || parent.empty()) return {err};
   if (Status s = mkdirs(parent, mode); !s.ok()) return s;
-  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0 || errno == EEXIST) return {};
+  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0) return made_dir(AT_FDCWD, dir.native());
+  if (errno == EEXIST) return {};
   return {last_error()};
 }
 
@@ -570,7 +636,12 @@ Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view pr
         }
         if (fd.value < 0) fd.err = last_error();
       }
-      if (fd.ok()) return fd;
+      if (fd.ok()) {
+        if (Recorder* r = recording()) [[unlikely]] {
+          r->record({.kind = Mutation::Kind::create_temp, .fd = fd.value});
+        }
+        return fd;
+      }
       if (fd.err != EEXIST) {
         p.clear();
         return fd;
@@ -608,7 +679,15 @@ Result<std::size_t> write_once(int fd, std::string_view data) noexcept {
   if (injected(Op::write)) return {0, errno};
   for (;;) {
     ssize_t n = ::write(fd, data.data(), data.size());
-    if (n >= 0) return {static_cast<std::size_t>(n), 0};
+    if (n >= 0) {
+      if (Recorder* r = recording()) [[unlikely]] {
+        r->record({.kind = Mutation::Kind::write,
+                   .fd = fd,
+                   .data = data.substr(0, static_cast<std::size_t>(n)),
+                   .offset = -1});
+      }
+      return {static_cast<std::size_t>(n), 0};
+    }
     if (errno != EINTR) return {0, last_error()};
   }
 }
@@ -762,7 +841,7 @@ Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned m
       how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
       for (;;) {
         const long fd = ::syscall(SYS_openat2, dir_fd, buf, &how, sizeof how);
-        if (fd >= 0) return {static_cast<int>(fd), 0};
+        if (fd >= 0) return opened({static_cast<int>(fd), 0}, flags);
         if (errno == EINTR || errno == EAGAIN) continue;  // EAGAIN: a rename raced the lookup
         if (errno != ENOSYS && errno != E2BIG) return {-1, last_error()};
         g_no_openat2.store(true, std::memory_order_relaxed);
@@ -770,7 +849,7 @@ Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned m
       }
     }
   }
-  return open_components(dir_fd, rel, flags, mode);
+  return opened(open_components(dir_fd, rel, flags, mode), flags);
 }
 
 std::string first_non_directory(int dir_fd, std::string_view rel) noexcept {
@@ -799,6 +878,7 @@ void Fd::reset(int fd) noexcept {
 
 Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode) noexcept {
   if (injected(Op::mkdir)) return {errno};
+  const std::string_view whole = rel;
   Fd parent;  // the directory made or found for the previous component
   try {
     std::string name;
@@ -823,35 +903,66 @@ Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode) noexcept 
   } catch (...) {
     return {ENOMEM};
   }
-  return {};
+  return made_dir(dir_fd, whole);
 }
 
 Status mkdir_at(int dir_fd, PathRef name, unsigned mode) noexcept {
   if (injected(Op::mkdir)) return {errno};
-  return {::mkdirat(dir_fd, name.c_str(), static_cast<mode_t>(mode)) == 0 ? 0 : last_error()};
+  if (::mkdirat(dir_fd, name.c_str(), static_cast<mode_t>(mode)) != 0) return {last_error()};
+  return made_dir(dir_fd, name.c_str());
 }
 
 Status rename_at(int from_dir, PathRef from, int to_dir, PathRef to) noexcept {
   if (injected(Op::rename)) return {errno};
-  return {::renameat(from_dir, from.c_str(), to_dir, to.c_str()) == 0 ? 0 : last_error()};
+  if (::renameat(from_dir, from.c_str(), to_dir, to.c_str()) != 0) return {last_error()};
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::rename,
+               .dir_fd = from_dir,
+               .path = from.c_str(),
+               .to_dir_fd = to_dir,
+               .to_path = to.c_str()});
+  }
+  return {};
 }
 
 Status rename_exchange_at(int dir_fd, PathRef a, PathRef b) noexcept {
   if (injected(Op::rename)) return {errno};
-  return {::renameat2(dir_fd, a.c_str(), dir_fd, b.c_str(), RENAME_EXCHANGE) == 0 ? 0
-                                                                                  : last_error()};
+  if (::renameat2(dir_fd, a.c_str(), dir_fd, b.c_str(), RENAME_EXCHANGE) != 0) {
+    return {last_error()};
+  }
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::rename_exchange,
+               .dir_fd = dir_fd,
+               .path = a.c_str(),
+               .to_dir_fd = dir_fd,
+               .to_path = b.c_str()});
+  }
+  return {};
 }
 
 Status rename_noreplace_at(int dir_fd, PathRef from, PathRef to) noexcept {
   if (injected(Op::rename)) return {errno};
-  return {::renameat2(dir_fd, from.c_str(), dir_fd, to.c_str(), RENAME_NOREPLACE) == 0
-              ? 0
-              : last_error()};
+  if (::renameat2(dir_fd, from.c_str(), dir_fd, to.c_str(), RENAME_NOREPLACE) != 0) {
+    return {last_error()};
+  }
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record({.kind = Mutation::Kind::rename_noreplace,
+               .dir_fd = dir_fd,
+               .path = from.c_str(),
+               .to_dir_fd = dir_fd,
+               .to_path = to.c_str()});
+  }
+  return {};
 }
 
 Status unlink_at(int dir_fd, PathRef name, int flags) noexcept {
   if (injected(Op::unlink)) return {errno};
-  return {::unlinkat(dir_fd, name.c_str(), flags) == 0 ? 0 : last_error()};
+  if (::unlinkat(dir_fd, name.c_str(), flags) != 0) return {last_error()};
+  if (Recorder* r = recording()) [[unlikely]] {
+    r->record(
+        {.kind = Mutation::Kind::unlink, .flags = flags, .dir_fd = dir_fd, .path = name.c_str()});
+  }
+  return {};
 }
 
 Result<FileId> lstat_at(int dir_fd, PathRef name) noexcept {
