@@ -41,7 +41,7 @@
 namespace lockdb {
 namespace {
 
-struct Marker {
+struct SoftMarker {
   long pid = 0;
   std::string host;
   std::string start;
@@ -63,10 +63,10 @@ std::string marker_record(const std::string& nonce) {
 }
 
 // The marker an open descriptor reads (its mtime and, when it parses, its record).
-Marker read_marker_fd(int fd) {
+SoftMarker read_marker_fd(int fd) {
   auto st = os::fstat(fd);
   auto text = os::read_all(fd);
-  Marker m;
+  SoftMarker m;
   if (st.ok()) m.mtime_ns = st.value.mtime_ns;
   if (!text.ok()) return m;
   auto j = nlohmann::json::parse(text.value, nullptr, false);
@@ -82,15 +82,15 @@ Marker read_marker_fd(int fd) {
 }
 
 // nullopt when there is no file at `path`.
-std::optional<Marker> read_marker(const std::filesystem::path& path) {
+std::optional<SoftMarker> read_marker(const std::filesystem::path& path) {
   auto fd = os::open(path, O_RDONLY | O_NOFOLLOW);
   if (!fd.ok()) return std::nullopt;
-  Marker m = read_marker_fd(fd.value);
+  SoftMarker m = read_marker_fd(fd.value);
   os::close(fd.value);
   return m;
 }
 
-bool marker_is_stale(const Marker& m, std::chrono::nanoseconds stale_after) {
+bool marker_is_stale(const SoftMarker& m, std::chrono::nanoseconds stale_after) {
   if (m.parsed && m.host == os::hostname()) {
     if (!os::pid_alive(m.pid)) return true;
     std::string now_token = os::process_start_token(m.pid);
@@ -102,7 +102,7 @@ bool marker_is_stale(const Marker& m, std::chrono::nanoseconds stale_after) {
   return std::chrono::system_clock::now() - last > stale_after;
 }
 
-std::optional<LockHolder> to_holder(const Marker& m) {
+std::optional<LockHolder> to_holder(const SoftMarker& m) {
   if (!m.parsed) return std::nullopt;
   LockHolder h;
   h.pid = m.pid;
@@ -119,7 +119,7 @@ std::filesystem::path sibling(const std::filesystem::path& path, const std::stri
 }
 
 // Steps 1-4 of the breaking protocol (see top). True when the caller should retry at once.
-bool break_stale(const std::filesystem::path& path, const Marker& judged,
+bool break_stale(const std::filesystem::path& path, const SoftMarker& judged,
                  std::chrono::nanoseconds stale_after) {
   const std::string id = judged.parsed ? judged.nonce : "mtime" + std::to_string(judged.mtime_ns);
   const auto tomb = sibling(path, ".break-" + id);
@@ -266,7 +266,7 @@ bool clear_stale_marker(const std::filesystem::path& path, std::chrono::nanoseco
     if (fd.err == ENOENT) return false;
     os::throw_errno("cannot open lock marker", path, fd.err);
   }
-  Marker m = read_marker_fd(fd.value);
+  SoftMarker m = read_marker_fd(fd.value);
   bool stale = m.parsed && marker_is_stale(m, stale_after);
   os::Status s;
   if (stale) s = os::truncate(fd.value, 0);
