@@ -633,9 +633,13 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
 Store::Store(fs::path dir, StoreOptions options)
     : backend_(detail::open_store_backend(dir, options)),
       impl_(backend_ ? nullptr : std::make_unique<Impl>(std::move(dir), options)) {
-  // Completes what an update_many a crash (or power cut) left unfinished.
+  // Completes what an update_many a crash (or power cut) left unfinished. A reader that cannot
+  // (a read-only store, a lock not had in time) leaves it to the next writer, who must.
   if (impl_ && impl_->pending_transactions()) {
-    impl_->recover_transactions(impl_->deadline_from_now());
+    try {
+      impl_->recover_transactions(impl_->deadline_from_now());
+    } catch (const Error&) {
+    }
   }
 }
 

@@ -177,13 +177,16 @@ void Store::Impl::recover_transactions(Deadline deadline) {
       const json* value = nullptr;
     };
     std::vector<Change> changes;
-    const json& list = intent.at("changes");
-    for (const json& c : list) {
-      Change ch{paths(c.at("key").get<std::string>()), {}, {}, nullptr};
-      if (c.at("prev").is_string()) ch.prev = c["prev"].get<std::string>();
-      if (c.at("version").is_string()) ch.version = c["version"].get<std::string>();
-      if (auto v = c.find("value"); v != c.end()) ch.value = &*v;
-      changes.push_back(std::move(ch));
+    try {
+      for (const json& c : intent.at("changes")) {
+        Change ch{paths(c.at("key").get<std::string>()), {}, {}, nullptr};
+        if (c.at("prev").is_string()) ch.prev = c["prev"].get<std::string>();
+        if (c.at("version").is_string()) ch.version = c["version"].get<std::string>();
+        if (auto v = c.find("value"); v != c.end()) ch.value = &*v;
+        changes.push_back(std::move(ch));
+      }
+    } catch (const json::exception& e) {
+      throw Error(Errc::corrupt, "cannot recover an update_many", dir / "txn" / name, e.what());
     }
     std::map<std::string, const std::string*> lock_order;
     for (const auto& c : changes) lock_order.emplace(c.p.lock, &c.p.key);

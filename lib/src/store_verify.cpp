@@ -563,6 +563,8 @@ std::vector<Finding> Store::verify() const {
 
 std::vector<Finding> Store::repair() {
   if (backend_) return backend_->repair();
+  // An update_many a crash left unfinished is completed first: its keys are not to be repaired.
+  if (impl_->pending_transactions()) impl_->recover_transactions(impl_->deadline_from_now());
   return Checker(*impl_, /*fix=*/true).run();
 }
 
