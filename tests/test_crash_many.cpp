@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <random>
@@ -15,12 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "os.hpp"
 #include "support.hpp"
 
 using namespace lockdb;
 using lockdb::test::Child;
 using lockdb::test::TempDir;
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -118,4 +121,39 @@ TEST_CASE(
   });
   INFO("kills: " << kills << ", acknowledged transfers: " << acknowledged.size());
   CHECK(acknowledged.size() >= static_cast<std::size_t>(kills));
+}
+
+TEST_CASE(
+    "an update_many that fails after it is decided is completed by the next write, logged once",
+    "[crash_many]") {
+  TempDir dir;
+  Store store(dir.path());
+  store.put("a", 1);
+  store.put("b", 1);
+  // Renames: the intent's directory, then key a, then key b (which fails).
+  lockdb::os::fail_nth(lockdb::os::Op::rename, 3, EIO);
+  std::string what;
+  try {
+    store.update_many({"a", "b"}, [](std::map<std::string, json>& m) {
+      m["a"] = 2;
+      m["b"] = 2;
+    });
+  } catch (const lockdb::Error& e) {
+    what = e.what();
+  }
+  lockdb::os::clear_faults();
+  INFO(what);
+  REQUIRE_THAT(what, Catch::Contains("1 of 2") && Catch::Contains("completes it"));
+  REQUIRE(store.get("a") == 2);
+  REQUIRE(store.get("b") == 1);  // half applied until the next write
+  store.put("c", 1);             // recovers first
+  CHECK(store.get("b") == 2);
+  std::map<std::string, int> records;
+  History(dir.path()).for_each({.op = "update_many"}, [&](const Record& r) {
+    records[r.key]++;
+    return true;
+  });
+  CHECK(records == std::map<std::string, int>{{"a", 1}, {"b", 1}});
+  CHECK(store.verify().empty());
+  CHECK(fs::is_empty(dir.path() / "txn"));
 }

@@ -876,7 +876,7 @@ std::map<std::string, json> Store::update_many(
     if (cur.exists && bytes == cur.bytes) continue;
     changes.push_back(Change{&p, &cur, &it->second, format::version_of(bytes), std::nullopt});
     entry["version"] = changes.back().version;
-    entry["value"] = it->second;
+    entry["bytes"] = bytes;  // the key file's text: a string, however deep the value nests
     intent.push_back(std::move(entry));
     try {
       changes.back().staged.emplace(impl_->stage_file(p, bytes, cur.exists));

@@ -52,7 +52,12 @@ namespace {
 
 constexpr int kTxnIdBytes = 8;  // 16 hex digits
 
-std::string temp_name_of(std::string_view id) { return "." + std::string(id) + ".tmp"; }
+std::string temp_name_of(std::string_view id) {
+  std::string name(".");
+  name += id;
+  name += ".tmp";
+  return name;
+}
 
 // Locks the directory `name` in txn/, shared or exclusive: trying once, or with `wait` until
 // `deadline` (nullopt: no limit); the open descriptor holds the lock. Invalid when it does not
@@ -127,8 +132,11 @@ bool Store::Impl::dead_transaction() const {
 
 std::set<std::string> Store::Impl::keys_logged_by(const std::string& id) const {
   std::set<std::string> keys;
-  const std::string needle =
-      "\"" + std::string(detail::log_format::kFieldTxn) + "\":\"" + id + "\"";
+  std::string needle("\"");
+  needle += detail::log_format::kFieldTxn;
+  needle += "\":\"";
+  needle += id;
+  needle += '"';
   reader::RecordParser parser;
   reader::Parsed parsed;
   for (const auto& seg : reader::snapshot(log_dir)) {
@@ -174,7 +182,7 @@ void Store::Impl::recover_transactions(Deadline deadline) {
     struct Change {
       KeyPaths p;
       std::optional<std::string> prev, version;
-      const json* value = nullptr;
+      const std::string* bytes = nullptr;  // the new key file's text
     };
     std::vector<Change> changes;
     try {
@@ -182,7 +190,7 @@ void Store::Impl::recover_transactions(Deadline deadline) {
         Change ch{paths(c.at("key").get<std::string>()), {}, {}, nullptr};
         if (c.at("prev").is_string()) ch.prev = c["prev"].get<std::string>();
         if (c.at("version").is_string()) ch.version = c["version"].get<std::string>();
-        if (auto v = c.find("value"); v != c.end()) ch.value = &*v;
+        if (auto b = c.find("bytes"); b != c.end()) ch.bytes = b->get_ptr<const std::string*>();
         changes.push_back(std::move(ch));
       }
     } catch (const json::exception& e) {
@@ -204,8 +212,8 @@ void Store::Impl::recover_transactions(Deadline deadline) {
       const bool at_prev = c.prev ? cur.exists && cur.version == *c.prev : !cur.exists;
       if (at_new || !at_prev) continue;  // in place, or written around the store: left alone
       if (c.version) {
-        if (c.value == nullptr) continue;
-        replace_file(c.p, render(c.p, *c.value));
+        if (c.bytes == nullptr) continue;
+        replace_file(c.p, *c.bytes);
       } else {
         unlink_key_file(c.p);
       }
@@ -218,7 +226,11 @@ void Store::Impl::recover_transactions(Deadline deadline) {
       fields.time = std::chrono::system_clock::now();
       fields.key = c.p.key;
       fields.op = "update_many";
-      fields.value = c.version ? c.value : nullptr;
+      json value;
+      if (c.version && c.bytes != nullptr) {
+        value = parse(c.p, Current{true, *c.bytes, {}});
+        fields.value = &value;
+      }
       if (c.prev) fields.prev_version = *c.prev;
       if (c.version) fields.version = *c.version;
       fields.txn = name;
