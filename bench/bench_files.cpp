@@ -11,15 +11,18 @@
 //            btrfs: replace.hpp) renameat2 RENAME_EXCHANGE + unlink. This is the design's limit:
 //            lockdb/raw is the library's own cost, and the target applies to it (as bench_store's
 //            "raw");
+//   raw-unsafe / lockdb-unsafe  the same with Durability::power_loss_unsafe: swapped in on
+//            ext4/btrfs, never fsynced (the default, none, renames over where that flushes
+//            (ext4) and fsyncs the temp file elsewhere);
 //   raw-minimal  the least a "flock + read + write temp + rename" loop needs: no check of the lock
 //            file, no permission bits kept, a second read to see the end of the file, rename
 //            over the data file (the seed's pattern; on ext4 that starts writeback of every new
 //            file). raw/raw-minimal is the price of the two checks and of the kept permissions.
-// All write without fsync (atomic_json_update's default durability, `none`), in the same
-// directory, in one run; the variants are interleaved, the median of the rounds is printed, and
-// each ratio is the median of the rounds' ratios (a round's variants run back to back, so load
-// that comes and goes between rounds cancels out). Every run checks its final counters. It runs in
-// the temp directory and, where that is not tmpfs, in /dev/shm (tmpfs: the disk out of the
+// All write without fsync where the filesystem allows (atomic_json_update's default, `none`), in
+// the same directory, in one run; the variants are interleaved, the median of the rounds is
+// printed, and each ratio is the median of the rounds' ratios (a round's variants run back to back,
+// so load that comes and goes between rounds cancels out). Every run checks its final counters. It
+// runs in the temp directory and, where that is not tmpfs, in /dev/shm (tmpfs: the disk out of the
 // picture); --dir (repeatable) names the directories instead.
 //
 //   bench_files [--seconds 0.1] [--rounds 5] [--dir DIR]... [--procs 1,2,4,8] [--python PATH]
@@ -89,14 +92,15 @@ void ready_and_wait() {
   }
 }
 
-long lockdb_worker(const std::string& name, double seconds) {
+long lockdb_worker(const std::string& name, double seconds, lockdb::Durability durability) {
   const fs::path path(name);  // made once, as a program that updates one file keeps its path
   ready_and_wait();
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   long count = 0;
   while (Clock::now() < end) {
-    lockdb::atomic_json_update(path,
-                               [](nlohmann::json& doc) { doc["n"] = doc.value("n", 0L) + 1; });
+    lockdb::atomic_json_update(
+        path, [](nlohmann::json& doc) { doc["n"] = doc.value("n", 0L) + 1; },
+        std::chrono::seconds(30), durability);
     ++count;
   }
   return count;
@@ -139,7 +143,7 @@ long raw_minimal_worker(const std::string& path, double seconds) {
 }
 
 // The system calls of one atomic_json_update, in its order (see "raw" at the top).
-long raw_worker(const std::string& path, double seconds) {
+long raw_worker(const std::string& path, double seconds, bool unsafe) {
   const std::string lock = path + ".lock";
   char pid_hex[16];
   const auto hex_end = std::to_chars(pid_hex, pid_hex + sizeof pid_hex, ::getpid(), 16).ptr;
@@ -156,7 +160,7 @@ long raw_worker(const std::string& path, double seconds) {
     const int lock_fd =
         ::open(lock.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
     if (lock_fd < 0) throw std::runtime_error("raw: cannot open " + lock);
-    const bool swap_in = lockdb::detail::swap_in_pays(lockdb::os::fs_magic(lock_fd));
+    const bool swap_in = unsafe && lockdb::detail::swap_in_pays(lockdb::os::fs_magic(lock_fd));
     if (::fstat(lock_fd, &st) != 0 || !S_ISREG(st.st_mode)) throw std::runtime_error("raw: lock");
     if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0 && ::flock(lock_fd, LOCK_EX) != 0) {
       throw std::runtime_error("raw: flock");
@@ -183,6 +187,8 @@ long raw_worker(const std::string& path, double seconds) {
       throw std::runtime_error("raw: cannot write " + temp);
     }
     if (::fstat(t, &st) != 0 || (st.st_mode & 07777) != mode) ::fchmod(t, mode);
+    // none: fsync unless a rename over the existing file flushes it (ext4: fstatfs, fstat).
+    if (!unsafe && (fd < 0 || !lockdb::os::rename_flushes_data(t))) ::fsync(t);
     ::close(t);
     if (swap_in &&
         ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) {
@@ -345,7 +351,8 @@ double run_once(const Options& o, const fs::path& base, const std::string& varia
 }
 
 void drive_dir(const Options& o, const fs::path& base) {
-  std::vector<std::string> variants = {"lockdb", "raw", "raw-minimal"};
+  std::vector<std::string> variants = {"lockdb", "lockdb-unsafe", "raw", "raw-unsafe",
+                                       "raw-minimal"};
   if (!o.python.empty()) variants.push_back("python");
   std::printf(
       "\n%s (%s): atomic_json_update increments/s, median of %d rounds of %.2f s; ratios: median "
@@ -365,8 +372,9 @@ void drive_dir(const Options& o, const fs::path& base) {
     }
   }
 
-  std::printf("%-14s %5s %8s %8s %8s %11s %14s %11s %19s\n", "layout", "procs", "lockdb", "python",
-              "raw", "raw-minimal", "lockdb/python", "lockdb/raw", "lockdb/raw-minimal");
+  std::printf("%-14s %5s %8s %8s %8s %8s %8s %11s %14s %11s %19s %14s\n", "layout", "procs",
+              "lockdb", "unsafe", "python", "raw", "raw-uns", "raw-minimal", "lockdb/python",
+              "lockdb/raw", "lockdb/raw-minimal", "lockdb/unsafe");
   for (bool one_file : {true, false}) {
     for (int p : o.procs) {
       auto& r = results[one_file][p];
@@ -375,11 +383,12 @@ void drive_dir(const Options& o, const fs::path& base) {
       if (!r["python"].empty()) {
         std::snprintf(py_ratio, sizeof py_ratio, "%.2fx", paired_ratio(lk, r["python"]));
       }
-      std::printf("%-14s %5d %8s %8s %8s %11s %14s %10.2fx %18.2fx\n",
+      std::printf("%-14s %5d %8s %8s %8s %8s %8s %11s %14s %10.2fx %18.2fx %13.2fx\n",
                   one_file ? "one file" : "file per proc", p, rate(median(lk)).c_str(),
-                  rate(median(r["python"])).c_str(), rate(median(r["raw"])).c_str(),
+                  rate(median(r["lockdb-unsafe"])).c_str(), rate(median(r["python"])).c_str(),
+                  rate(median(r["raw"])).c_str(), rate(median(r["raw-unsafe"])).c_str(),
                   rate(median(r["raw-minimal"])).c_str(), py_ratio, paired_ratio(lk, r["raw"]),
-                  paired_ratio(lk, r["raw-minimal"]));
+                  paired_ratio(lk, r["raw-minimal"]), paired_ratio(lk, r["lockdb-unsafe"]));
     }
   }
 }
@@ -393,7 +402,7 @@ int drive(Options o) {
       o.dirs.push_back("/dev/shm");
     }
   }
-  std::printf("bench_files: no fsync in any variant; python: %s\n",
+  std::printf("bench_files: durability none (unsafe: power_loss_unsafe); python: %s\n",
               o.python.empty() ? "not found (needs python3 with filelock)" : o.python.c_str());
   for (const auto& dir : o.dirs) drive_dir(o, dir);
   std::printf(
@@ -422,9 +431,13 @@ int main(int argc, char** argv) {
       const double secs = std::stod(args[3]);
       long count = 0;
       if (args[1] == "lockdb") {
-        count = lockdb_worker(args[2], secs);
+        count = lockdb_worker(args[2], secs, lockdb::Durability::none);
+      } else if (args[1] == "lockdb-unsafe") {
+        count = lockdb_worker(args[2], secs, lockdb::Durability::power_loss_unsafe);
       } else if (args[1] == "raw") {
-        count = raw_worker(args[2], secs);
+        count = raw_worker(args[2], secs, false);
+      } else if (args[1] == "raw-unsafe") {
+        count = raw_worker(args[2], secs, true);
       } else if (args[1] == "raw-minimal") {
         count = raw_minimal_worker(args[2], secs);
       } else {

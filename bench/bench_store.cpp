@@ -2,7 +2,7 @@
 //
 // Increments per second of one shared key with 1, 2, 4, 8 processes, and of distinct keys (each
 // process its own 16 keys), for:
-//   lockdb        Store::increment, durability none / full
+//   lockdb        Store::increment, durability none (the default) / power_loss_unsafe / full
 //   raw           a C loop of the store's system calls and nothing else (the design's limit):
 //                 flock on a kept-open lock fd, open+read+close the key file, open a temp
 //                 (O_EXCL), write, [fsync], close, rename, [fsync dir], write one log line to an
@@ -265,15 +265,19 @@ RunResult bench_lockdb(const fs::path& dir, int procs, const Workload& w, double
 //   flock(key lock, EX); open(key, O_NOFOLLOW); read; [read (EOF): not where a short read is
 //   the end, os::short_reads_end]; close;
 //   open(temp, O_CREAT|O_EXCL|O_NOFOLLOW); write; [fsync]; close;
-//   none on ext4/btrfs: renameat2(temp, key, RENAME_EXCHANGE); unlink(temp) | else: rename;
+//   none: [fsync temp unless the rename flushes it (ext4)]; where it flushes: link(key, old);
+//   rename(temp, key); unlink(old) | else renameat2(temp, key, RENAME_EXCHANGE); unlink(temp);
+//   power_loss_unsafe on ext4/btrfs: renameat2(temp, key, RENAME_EXCHANGE); unlink(temp);
+//   file/full: rename (the fsynced temp);
 //   [open(dir); fsync; close]; flock(log lock, SH); write(log); flock(log lock, UN);
 //   [fsync(log)]; flock(key lock, UN)
 // so the ratio lockdb / raw is the library's own cost. `minimal` is the least a design of
 // "lock, read, write temp, rename, append a line" needs: no EOF read, no log lock (nothing
 // coordinates log rotation), directory fd kept open, and rename over the key file (the seed's
 // pattern and the reference's c_flock_rename: on ext4 that costs a writeback per rename).
-RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double seconds, bool durable,
-                    bool minimal) {
+RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double seconds,
+                    lockdb::Durability durability, bool minimal) {
+  const bool durable = durability == lockdb::Durability::full;
   // The same layout as the store: key files and lock files where the store puts them.
   std::map<std::string, fs::path> files;
   {
@@ -286,14 +290,24 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
   }
   const fs::path log_path = dir / "raw.log";
   const fs::path log_lock_path = dir / "raw.log.lock";
-  // The store swaps key files in with durability none where that pays (replace.hpp).
+  // How the store puts key files in place (replace.hpp): power_loss_unsafe swaps them in where
+  // that pays; none renames over the key file where that flushes it (keeping the old one by a
+  // second name until the write is logged), else fsyncs the temp file and swaps.
   const long magic = lockdb::os::fs_magic(dir.native());
-  const bool swap_in = !durable && !minimal && lockdb::detail::swap_in_pays(magic);
+  const bool unsafe = durability == lockdb::Durability::power_loss_unsafe;
+  const bool none = durability == lockdb::Durability::none;
+  int dir_probe = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool flushes = lockdb::os::rename_flushes_data(dir_probe);
+  ::close(dir_probe);
+  const bool link_aside = none && !minimal && flushes;
+  const bool sync_temp = durable || (none && !flushes);
+  const bool swap_in =
+      !minimal && ((unsafe && lockdb::detail::swap_in_pays(magic)) || (none && !flushes));
   const bool eof_read = !minimal && !lockdb::os::short_reads_end(magic);
   struct State {
     std::vector<int> lock_fds;
     std::vector<int> dir_fds;
-    std::vector<std::string> paths, temps, dirs;
+    std::vector<std::string> paths, temps, olds, dirs;
     int log_fd = -1;
     int log_lock_fd = -1;
   };
@@ -307,6 +321,7 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
           st.temps.push_back((f.parent_path() / ("." + f.filename().string() + "." +
                                                  std::to_string(::getpid()) + ".tmp"))
                                  .string());
+          st.olds.push_back(st.temps.back() + ".old");
           st.lock_fds.push_back(
               ::open((f.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666));
           st.dir_fds.push_back(::open(f.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -337,9 +352,12 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
               ::open(st.temps[k].c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
           check(tfd >= 0, "open temp");
           check(::write(tfd, buf, static_cast<std::size_t>(len)) == len, "write temp");
-          if (durable) check(::fsync(tfd) == 0, "fsync temp");
+          if (sync_temp) check(::fsync(tfd) == 0, "fsync temp");
           ::close(tfd);
-          if (swap_in) {  // as the store: swap in, unlink the old
+          if (link_aside) {  // as the store: keep the old file, rename over (flushes), drop it
+            check(::link(path, st.olds[k].c_str()) == 0, "link old");
+            check(::rename(st.temps[k].c_str(), path) == 0, "rename");
+          } else if (swap_in) {  // as the store: swap in, unlink the old
             check(::renameat2(AT_FDCWD, st.temps[k].c_str(), AT_FDCWD, path, RENAME_EXCHANGE) == 0,
                   "renameat2");
             check(::unlink(st.temps[k].c_str()) == 0, "unlink old");
@@ -358,6 +376,7 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
           if (!minimal) check(::flock(st.log_lock_fd, LOCK_SH) == 0, "flock log");
           check(::write(st.log_fd, line, static_cast<std::size_t>(ll)) == ll, "write log");
           if (!minimal) check(::flock(st.log_lock_fd, LOCK_UN) == 0, "unlock log");
+          if (link_aside) check(::unlink(st.olds[k].c_str()) == 0, "unlink old");
           if (durable) check(::fsync(st.log_fd) == 0, "fsync log");
           check(::flock(st.lock_fds[k], LOCK_UN) == 0, "unlock");
           ++n;
@@ -653,7 +672,9 @@ void increments(const Options& opt, const std::string& fs_name, const fs::path& 
         for (const auto& r : results[v.name][p]) ok = ok && r.ok;
         std::printf(" %s%s |", rate(median(ops(v.name, p))).c_str(), ok ? "" : " (WRONG TOTAL)");
       }
-      const std::string raw = v.name.find("full") != std::string::npos ? "raw full" : "raw none";
+      const std::string raw = v.name.find("full") != std::string::npos     ? "raw full"
+                              : v.name.find("unsafe") != std::string::npos ? "raw power_loss_unsafe"
+                                                                           : "raw none";
       for (int p : opt.procs) std::printf(" %s |", show(ratio_of(v.name, raw, p)).c_str());
       for (int p : opt.procs) std::printf(" %s |", show(ratio_of(v.name, "python", p)).c_str());
       std::printf("\n");
@@ -661,7 +682,8 @@ void increments(const Options& opt, const std::string& fs_name, const fs::path& 
     std::printf(
         "\n\"vs raw\": against the raw loop of the same durability (\"raw\": the store's "
         "exact system calls).\n");
-    for (const char* line : {"lockdb none|raw-minimal none", "lockdb full|raw-minimal full"}) {
+    for (const char* line : {"lockdb none|raw-minimal none", "lockdb full|raw-minimal full",
+                             "lockdb none|lockdb power_loss_unsafe"}) {
       std::string a(line), b = a.substr(a.find('|') + 1);
       a = a.substr(0, a.find('|'));
       if (ops(b, opt.procs.front()).empty()) continue;
@@ -793,13 +815,21 @@ int main(int argc, char** argv) {
     variants.push_back({"lockdb none", "", [&](const fs::path& d, int p, const Workload& w) {
                           return bench_lockdb(d, p, w, opt.seconds, lockdb::Durability::none);
                         }});
+    variants.push_back(
+        {"lockdb power_loss_unsafe", "", [&](const fs::path& d, int p, const Workload& w) {
+           return bench_lockdb(d, p, w, opt.seconds, lockdb::Durability::power_loss_unsafe);
+         }});
   }
   if (want("raw")) {
     variants.push_back({"raw none", "", [&](const fs::path& d, int p, const Workload& w) {
-                          return bench_raw(d, p, w, opt.seconds, false, false);
+                          return bench_raw(d, p, w, opt.seconds, lockdb::Durability::none, false);
                         }});
+    variants.push_back(
+        {"raw power_loss_unsafe", "", [&](const fs::path& d, int p, const Workload& w) {
+           return bench_raw(d, p, w, opt.seconds, lockdb::Durability::power_loss_unsafe, false);
+         }});
     variants.push_back({"raw-minimal none", "", [&](const fs::path& d, int p, const Workload& w) {
-                          return bench_raw(d, p, w, opt.seconds, false, true);
+                          return bench_raw(d, p, w, opt.seconds, lockdb::Durability::none, true);
                         }});
   }
   if (want("python") && have_python) {
@@ -828,10 +858,10 @@ int main(int argc, char** argv) {
   }
   if (want("raw")) {
     variants.push_back({"raw full", "", [&](const fs::path& d, int p, const Workload& w) {
-                          return bench_raw(d, p, w, opt.seconds, true, false);
+                          return bench_raw(d, p, w, opt.seconds, lockdb::Durability::full, false);
                         }});
     variants.push_back({"raw-minimal full", "", [&](const fs::path& d, int p, const Workload& w) {
-                          return bench_raw(d, p, w, opt.seconds, true, true);
+                          return bench_raw(d, p, w, opt.seconds, lockdb::Durability::full, true);
                         }});
   }
 #ifdef LOCKDB_BENCH_HAVE_LMDB

@@ -95,7 +95,7 @@ void json_increments(int procs, int per_proc) {
   REQUIRE(listing(dir.path()) == std::set<std::string>{"counter.json", "counter.json.lock"});
 }
 
-// A fresh directory on a filesystem where the helpers swap files in with durability none
+// A fresh directory on a filesystem where the helpers swap files in with power_loss_unsafe
 // (detail::swap_in_pays: ext4, btrfs), under the first of the temp directory, /var/tmp, /tmp and
 // the working directory that is on one; null when none is (`tried` lists them then).
 std::unique_ptr<TempDir> swapping_temp_dir(std::string& tried) {
@@ -691,9 +691,10 @@ TEST_CASE("a directory at the target is refused and left in place, also where fi
     REQUIRE(lockdb::test::read_text(target / "inner") == "keep");
     REQUIRE(listing(dir->path()) == std::set<std::string>{"d", "d.lock"});  // no temp file
   };
-  // With durability none the new file is swapped with the directory; with file it is renamed,
-  // which refuses. Both end the same way.
-  for (const auto durability : {lockdb::Durability::none, lockdb::Durability::file}) {
+  // With durability power_loss_unsafe the new file is swapped with the directory; with none and
+  // file it is renamed, which refuses. All end the same way.
+  for (const auto durability : {lockdb::Durability::power_loss_unsafe, lockdb::Durability::none,
+                                lockdb::Durability::file}) {
     CAPTURE(lockdb::durability_name(durability));
     for (const std::string_view call : {"locked_write", "atomic_write"}) {
       CAPTURE(call);
@@ -719,7 +720,8 @@ TEST_CASE("a directory at the target is refused and left in place, also where fi
     lockdb::os::fail_nth(lockdb::os::Op::rename, 2, EIO);
     std::string what;
     try {
-      lockdb::locked_write(target, "x");
+      lockdb::locked_write(target, "x", lockdb::WriteMode::truncate, 5s,
+                           lockdb::Durability::power_loss_unsafe);
       FAIL("a write over a directory succeeded");
     } catch (const lockdb::Error& e) {
       what = e.what();

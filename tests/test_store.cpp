@@ -671,7 +671,8 @@ TEST_CASE("a failed fsync after the change is in place keeps it logged, and says
   CHECK(erase.taken_back == 0);
   CHECK(erase.kept == 2);  // the directory's and the log's
 
-  // Two keys in different directories: two temp files, two directories, two records.
+  // Two keys in different directories: two temp files and the intent (file and txn/) before
+  // anything is decided; the log (both records in one append) and two directories after.
   std::string b = "b";
   while (store.file_path(b).parent_path() == store.file_path("a").parent_path()) b += "b";
   Outcomes many = each_fsync_fails(
@@ -691,8 +692,8 @@ TEST_CASE("a failed fsync after the change is in place keeps it logged, and says
         store.put("a", 1);
         store.put(b, 1);
       });
-  CHECK(many.taken_back == 2);
-  CHECK(many.kept == 4);
+  CHECK(many.taken_back == 4);
+  CHECK(many.kept == 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -969,8 +970,8 @@ TEST_CASE("a full disk fails the write, the old value stays, no temp file stays"
   REQUIRE(temp_files(store.dir()).empty());
   REQUIRE(store.verify().empty());
 
-  // The second of two log appends fails (writes: temp a, temp b, record a, record b): "a" stays
-  // written and logged, "b" is taken back, and the error says so.
+  // The append of both records fails (writes: temp a, temp b, intent, records): nothing is in
+  // place, and the error says so (update_many is all or nothing).
   lockdb::os::fail_nth(lockdb::os::Op::write, 4, ENOSPC);
   REQUIRE(code_of(
               [&] {
@@ -981,8 +982,8 @@ TEST_CASE("a full disk fails the write, the old value stays, no temp file stays"
               },
               &what) == lockdb::Errc::io);
   lockdb::os::clear_faults();
-  REQUIRE_THAT(what, Catch::Contains("1 of 2 changed keys") && Catch::Contains("taken back"));
-  REQUIRE(store.get("a") == 3);
+  REQUIRE_THAT(what, Catch::Contains("taken back") && Catch::Contains("nothing was logged"));
+  REQUIRE(store.get("a") == 1);
   REQUIRE(store.get("b") == 1);
   REQUIRE(temp_files(store.dir()).empty());
   REQUIRE(store.verify().empty());

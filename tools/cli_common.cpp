@@ -129,6 +129,7 @@ Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds l
 Durability to_durability(const std::string& name) {
   if (name == "full") return Durability::full;
   if (name == "file") return Durability::file;
+  if (name == "power_loss_unsafe") return Durability::power_loss_unsafe;
   return Durability::none;
 }
 

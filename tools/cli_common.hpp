@@ -76,7 +76,7 @@ std::optional<std::int64_t> parse_int64(std::string_view text);
 Store open_store(const std::string& dir, bool create = false,
                  std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30),
                  Durability durability = Durability::none);
-// "none", "file", "full" (the --durability values). REQUIRES: one of them.
+// "none", "file", "full", "power_loss_unsafe" (the --durability values). REQUIRES: one of them.
 Durability to_durability(const std::string& name);
 // A value argument: JSON text, or with `as_string` any text as a JSON string; "-" reads stdin.
 // THROWS Error{invalid_argument} ("context: bad JSON argument: cause") for bad JSON.

@@ -37,8 +37,9 @@ void add_write_options(CLI::App* command, DataArgs& a) {
       ->type_name("DURATION");
   command
       ->add_option("--durability", a.durability,
-                   "What the write survives: none (a process crash), file, full (power loss)")
-      ->check(CLI::IsMember({"none", "file", "full"}))
+                   "What the write survives: none (a power cut leaves old or new values), file, "
+                   "full (power loss keeps every acknowledged write), power_loss_unsafe")
+      ->check(CLI::IsMember({"none", "file", "full", "power_loss_unsafe"}))
       ->type_name("LEVEL");
 }
 

@@ -179,7 +179,7 @@ void append_locked(const std::filesystem::path& path, std::string_view bytes, bo
   const char* step = nullptr;
   os::Status s = os::write_all(fd.value, bytes);
   if (!s.ok()) step = "cannot append to";
-  if (s.ok() && durability != Durability::none) {
+  if (s.ok() && detail::fsyncs_files(durability)) {
     s = os::fsync(fd.value);
     if (!s.ok()) step = "cannot fsync (the record was removed again)";
   }
@@ -206,15 +206,16 @@ void append_locked(const std::filesystem::path& path, std::string_view bytes, bo
   }
 }
 
-// How the helpers replace a file: with Durability::none, swapped in (ReplaceOptions::swap_in)
-// where that pays (detail::swap_in_pays): on ext4 a rename over an existing file starts
-// writeback of the new one at once (auto_da_alloc), which made each small update wait for the
-// disk; a swap does not. As with any write without fsync, a power cut may then leave the file
-// empty; durability file or full are for content that must survive one.
+// How the helpers replace a file. Durability::none (the default): a rename over the old file,
+// which on ext4 writes the new data first (auto_da_alloc), so that after a power cut the file is
+// old or new, as with Python's os.replace; elsewhere (and for a new file) the temp file is
+// fsynced first (replace.cpp). Durability::power_loss_unsafe: swapped in
+// (ReplaceOptions::swap_in) where that pays (detail::swap_in_pays), which spares ext4's writeback
+// per update and may leave the file empty after a power cut.
 detail::ReplaceOptions replace_options(std::optional<unsigned> mode, long fs_magic) {
   detail::ReplaceOptions options;
   options.mode = mode;
-  options.swap_in = detail::swap_in_pays(fs_magic);  // only ever done with Durability::none
+  options.swap_in = detail::swap_in_pays(fs_magic);  // only done with power_loss_unsafe
   options.remove_dead_temps = true;
   return options;
 }
@@ -343,8 +344,8 @@ void atomic_write(const std::filesystem::path& path, std::string_view data,
   check_data_path(path);
   const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
   // Staged before the lock is taken: the filesystem is asked here, and only when it matters.
-  detail::ReplaceOptions replace =
-      replace_options(options.mode, options.durability == Durability::none ? os::fs_magic(dir) : 0);
+  detail::ReplaceOptions replace = replace_options(
+      options.mode, options.durability == Durability::power_loss_unsafe ? os::fs_magic(dir) : 0);
   // The temp file is written (and fsynced) before the lock is taken, as the seed does, so the
   // lock is held only for the rename. A temp file that is never committed is removed.
   auto stage = [&] { return detail::StagedReplace(path, data, options.durability, replace); };

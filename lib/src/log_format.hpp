@@ -22,9 +22,10 @@
 // Record line (fields in this order; readers accept any order and ignore unknown fields):
 //   {"time":"2026-11-30T18:00:00.123456Z","key":"k","op":"put","prev":"<ver>"|null,
 //    "version":"<ver>"|null,"pid":123,"host":"h","value":<json>}
-// "value" is absent on erase. Strings use nlohmann's escaping (json_io::append_escaped;
-// the reader looks for a key's exact escaped text in the raw bytes), time is UTC with
-// microseconds.
+// "value" is absent on erase. The records of one update_many also carry "txn":"<16 hex>" (after
+// "version") and are appended in one write. Strings use nlohmann's escaping
+// (json_io::append_escaped; the reader looks for a key's exact escaped text in the raw bytes), time
+// is UTC with microseconds.
 #pragma once
 
 #include <chrono>
@@ -74,6 +75,7 @@ inline constexpr const char* kFieldVersion = "version";
 inline constexpr const char* kFieldPid = "pid";
 inline constexpr const char* kFieldHost = "host";
 inline constexpr const char* kFieldValue = "value";
+inline constexpr const char* kFieldTxn = "txn";  // update_many's records only
 // Every record line begins with this; a reader resynchronizes on it after a torn fragment.
 inline constexpr std::string_view kRecordStart = "{\"time\":\"";
 

@@ -60,6 +60,7 @@
 #include "json_io.hpp"
 #include "log_format.hpp"
 #include "os.hpp"
+#include "replace.hpp"
 #include "util.hpp"
 
 namespace lockdb::detail {
@@ -265,7 +266,7 @@ struct LogWriter::Impl {
         fmt::render_header(n, fmt::new_segment_id(), std::chrono::system_clock::now()) + "\n";
     os::Status s = os::write_all(fd.value, header);
     const char* step = "cannot write log segment";
-    if (s.ok() && durability != Durability::none) {
+    if (s.ok() && fsyncs_files(durability)) {
       s = os::fsync(fd.value);
       step = "cannot fsync log segment";
     }
@@ -529,6 +530,13 @@ std::string render_record(const RecordFields& f) {
   };
   string_or_null(fmt::kFieldPrev, f.prev_version);
   string_or_null(fmt::kFieldVersion, f.version);
+  if (!f.txn.empty()) {
+    out += ",\"";
+    out += fmt::kFieldTxn;
+    out += "\":\"";
+    json_io::append_escaped(out, f.txn);
+    out += '"';
+  }
   out += ",\"";
   out += fmt::kFieldPid;
   out += "\":";
@@ -585,6 +593,11 @@ void LogWriter::append(std::string_view record_line,
     throw Error(Errc::invalid_argument, "cannot log a record", impl_->dir,
                 "the record spans several lines");
   }
+  append_lines(record_line, deadline);
+}
+
+void LogWriter::append_lines(std::string_view record_line,
+                             std::optional<std::chrono::steady_clock::time_point> deadline) {
   const auto start = std::chrono::steady_clock::now();
   std::shared_ptr<Segment> written;
   {
@@ -594,7 +607,7 @@ void LogWriter::append(std::string_view record_line,
     impl_->buffer += '\n';
     written = impl_->append_locked(deadline, start);
   }
-  if (impl_->durability != Durability::none) {
+  if (fsyncs_files(impl_->durability)) {
     if (auto s = os::fsync(written->fd); !s.ok()) {
       throw LogSyncError(os::errc_for_errno(s.err),
                          "cannot fsync log segment (the record is in the log but may not "

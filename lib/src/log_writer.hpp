@@ -30,6 +30,9 @@ struct RecordFields {
   std::string_view value_json;
   std::optional<std::string_view> prev_version;  // nullopt: the key did not exist before
   std::optional<std::string_view> version;       // nullopt: the key does not exist after
+  // update_many's transaction id (16 hex digits), empty for a single-key write: every record
+  // of one update_many carries it, and they are appended together (LogWriter::append_lines).
+  std::string_view txn;
 };
 
 // One JSON object on one line, no trailing newline; adds pid and host.
@@ -67,6 +70,10 @@ class LogWriter {
   // appended.
   void append(std::string_view record_line,
               std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
+  // append() of several records in one write, so that they land together, one after another:
+  // `record_lines` joined by '\n' (no trailing newline). REQUIRES: each is one record line.
+  void append_lines(std::string_view record_lines,
+                    std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
   // Starts a new segment now when the newest one holds any record (compaction does this first,
   // so that every older segment is final). Returns the newest segment's number.
   std::uint64_t rotate();

@@ -149,11 +149,20 @@ long fs_magic(PathRef path) noexcept;
 // for only at the end of the file: the local filesystems whose reads loop until the request is
 // filled (tmpfs, ext2/3/4, xfs, btrfs). Not network or FUSE filesystems, where a read may be short.
 bool short_reads_end(long fs_magic) noexcept;
+// Whether a rename over an existing file on the filesystem of `fd` writes the new file's data
+// before the rename itself can reach the disk, so that after a power cut the target holds the
+// old or the new content, never an empty file: ext2/3/4 mounted without `noauto_da_alloc` and
+// without `data=writeback` (its options from /proc/self/mountinfo, matched by device, learnt
+// once per device). False elsewhere and when it cannot be known (a new file, created by the
+// rename, never has that guarantee).
+bool rename_flushes_data(int fd) noexcept;
 Status rename(PathRef from, PathRef to) noexcept;
 // Swaps two existing paths atomically (renameat2 RENAME_EXCHANGE); faults: Op::rename. ENOENT
 // when either is missing; EINVAL, ENOSYS or EOPNOTSUPP where the filesystem cannot.
 Status rename_exchange(PathRef a, PathRef b) noexcept;
 Status link(PathRef from, PathRef to) noexcept;
+// linkat(2) of two names in the directory `dir_fd` (AT_FDCWD: paths); faults: Op::link.
+Status link_at(int dir_fd, PathRef from, PathRef to) noexcept;
 // ENOENT when missing.
 Status unlink(PathRef path) noexcept;
 // mkdir -p. Existing directories are fine; an existing non-directory is ENOTDIR.
@@ -226,6 +235,7 @@ class Fd {
   Fd& operator=(const Fd&) = delete;
   ~Fd() { reset(); }
   int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
   int release() noexcept {
     const int fd = fd_;
     fd_ = -1;

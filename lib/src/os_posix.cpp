@@ -507,6 +507,65 @@ bool short_reads_end(long fs_magic) noexcept {
   return fs_magic == kTmpfs || fs_magic == kExt4 || fs_magic == kXfs || fs_magic == kBtrfs;
 }
 
+namespace {
+
+// The mount options (both the per-mount and the superblock ones) of the filesystem on device
+// `dev`, from /proc/self/mountinfo: "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext4 /dev/root
+// rw,errors=continue". Empty when it is not listed.
+std::string mount_options_of(dev_t dev) {
+  std::ifstream in("/proc/self/mountinfo");
+  const std::string id = std::to_string(major(dev)) + ":" + std::to_string(minor(dev));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string mount_id, parent, device, root, point, options;
+    if (!(fields >> mount_id >> parent >> device >> root >> point >> options) || device != id) {
+      continue;
+    }
+    std::string word;
+    while (fields >> word && word != "-") {
+    }
+    std::string type, source, super_options;
+    fields >> type >> source >> super_options;
+    return options + "," + super_options;
+  }
+  return {};
+}
+
+bool has_option(std::string_view options, std::string_view option) {
+  while (!options.empty()) {
+    const auto comma = options.find(',');
+    if (options.substr(0, comma) == option) return true;
+    if (comma == std::string_view::npos) break;
+    options.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
+bool rename_flushes_data(int fd) noexcept {
+  constexpr long kExt4 = 0xEF53;  // EXT2/3/4_SUPER_MAGIC
+  if (fs_magic(fd) != kExt4) return false;
+  auto st = fstat(fd);
+  if (!st.ok()) return false;
+  static std::mutex mu;
+  static std::vector<std::pair<dev_t, bool>> known;  // guarded by mu; one entry per device
+  std::lock_guard<std::mutex> guard(mu);
+  for (const auto& [dev, flushes] : known) {
+    if (dev == st.value.dev) return flushes;
+  }
+  bool flushes = false;
+  try {
+    const std::string options = mount_options_of(st.value.dev);
+    flushes = !options.empty() && !has_option(options, "noauto_da_alloc") &&
+              !has_option(options, "data=writeback");
+    known.emplace_back(st.value.dev, flushes);
+  } catch (...) {  // out of memory: not known, so not assumed
+  }
+  return flushes;
+}
+
 Status rename(PathRef from, PathRef to) noexcept {
   if (injected(Op::rename)) return {errno};
   if (::rename(from.c_str(), to.c_str()) != 0) return {last_error()};
@@ -534,6 +593,11 @@ Status link(PathRef from, PathRef to) noexcept {
     r->record({.kind = Mutation::Kind::link, .path = from.c_str(), .to_path = to.c_str()});
   }
   return {};
+}
+
+Status link_at(int dir_fd, PathRef from, PathRef to) noexcept {
+  if (injected(Op::link)) return {errno};
+  return {::linkat(dir_fd, from.c_str(), dir_fd, to.c_str(), 0) == 0 ? 0 : last_error()};
 }
 
 Status unlink(PathRef path) noexcept {

@@ -19,6 +19,7 @@ const char* durability_name(Durability d) noexcept {
     case Durability::none: return "none";
     case Durability::file: return "file";
     case Durability::full: return "full";
+    case Durability::power_loss_unsafe: return "power_loss_unsafe";
   }
   return "none";
 }
@@ -80,9 +81,10 @@ void remove_dead_temps(std::string_view dir, int dir_fd, std::string_view prefix
 // path and a per-thread buffer, so a replace allocates nothing for either.
 
 // Creates the temp file next to `target` (its path to `temp`) and writes `data` to it, then
-// fsyncs it unless durability is none. Throws Error; then no temp file is left and `temp` is
-// empty.
-void write_temp(const std::string& target, std::string_view data, Durability durability,
+// fsyncs it when durability asks for that (file, full) or needs it (none, unless the target
+// exists and a rename over it flushes). Returns whether it was left unsynced for a rename over
+// the target to flush (none only). Throws Error; then no temp file is left and `temp` is empty.
+bool write_temp(const std::string& target, std::string_view data, Durability durability,
                 const ReplaceOptions& options, std::string& temp) {
   // Directory and name by string operations (see StagedReplace::target_).
   const std::string_view dir = dir_of(target);
@@ -99,9 +101,11 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
   const int dir_fd = options.dir_fd;
   if (options.remove_dead_temps) remove_dead_temps(dir, dir_fd, prefix);
   std::optional<unsigned> mode = options.mode;
-  if (!mode && options.keep_mode) {
+  std::optional<bool> exists = options.target_exists;
+  if ((!mode && options.keep_mode) || (durability == Durability::none && !exists)) {
     auto st = dir_fd < 0 ? os::stat(target) : os::lstat_at(dir_fd, at_name(target, dir_fd));
-    if (st.ok()) mode = st.value.mode & 07777;
+    if (st.ok() && !mode && options.keep_mode) mode = st.value.mode & 07777;
+    exists = st.ok() && S_ISREG(st.value.mode);
   }
   // Created with the wanted bits, so the new content is never readable by more than the old
   // was; only where the umask (or a default ACL) took some away does fchmod put them back.
@@ -121,7 +125,14 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
     if (!st.ok() || (st.value.mode & 07777) != *mode) s = os::fchmod(fd.value, *mode);
     if (!s.ok()) step = "cannot set permissions of";
   }
-  if (s.ok() && durability != Durability::none) {
+  // none: a rename over an existing file on ext4 (auto_da_alloc) writes the new data before the
+  // rename reaches the disk, as Python's os.replace relies on; anywhere else only an fsync does.
+  bool rename_flushes = false;
+  if (s.ok() && durability == Durability::none && *exists) {
+    rename_flushes =
+        options.rename_flushes ? *options.rename_flushes : os::rename_flushes_data(fd.value);
+  }
+  if (s.ok() && (fsyncs_files(durability) || (durability == Durability::none && !rename_flushes))) {
     s = os::fsync(fd.value);
     if (!s.ok()) step = "cannot fsync";
   }
@@ -136,6 +147,7 @@ void write_temp(const std::string& target, std::string_view data, Durability dur
     os::throw_errno(with_context(options.context, std::string(step) + " " + name + " for"), target,
                     s.err);
   }
+  return rename_flushes;
 }
 
 // Whether `path`, whose unlink failed with `unlink_err`, is a directory: Linux says EISDIR,
@@ -233,8 +245,8 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
   std::string fallback;
   std::string& temp = util::scratch(util::Scratch::temp_path, fallback);
   write_temp(target.native(), data, durability, options, temp);
-  put_in_place(target.native(), temp, durability, options.swap_in && durability == Durability::none,
-               options.context,
+  put_in_place(target.native(), temp, durability,
+               options.swap_in && durability == Durability::power_loss_unsafe, options.context,
                /*fsync_dir=*/true, options.dir_fd);
 }
 
@@ -243,11 +255,11 @@ StagedReplace::StagedReplace(std::string target, std::string_view data, Durabili
     : target_(std::move(target)),
       durability_(durability),
       context_(options.context),
-      swap_in_(options.swap_in && durability == Durability::none),
+      swap_in_(options.swap_in && durability == Durability::power_loss_unsafe),
       dir_fd_(options.dir_fd),
       owns_dir_fd_(options.owns_dir_fd) {
   try {
-    write_temp(target_, data, durability, options, temp_);
+    rename_over_ = write_temp(target_, data, durability, options, temp_);
   } catch (...) {
     if (owns_dir_fd_) os::close(dir_fd_);
     throw;
@@ -265,6 +277,7 @@ StagedReplace::StagedReplace(StagedReplace&& other) noexcept
       durability_(other.durability_),
       context_(std::move(other.context_)),
       swap_in_(other.swap_in_),
+      rename_over_(other.rename_over_),
       dir_fd_(other.dir_fd_),
       owns_dir_fd_(std::exchange(other.owns_dir_fd_, false)),
       take_back_(std::exchange(other.take_back_, TakeBack::none)) {}
@@ -282,6 +295,28 @@ os::Status fsync_dir_of(const std::string& target, int dir_fd) {
 
 void StagedReplace::commit_keeping_old(bool fsync_dir) {
   const int base = base_of(dir_fd_);
+  if (rename_over_) {
+    // A swap would not flush the unsynced new file: keep the old one by a second name instead and
+    // rename over the target (a rename over an existing file flushes whatever its link count).
+    std::string aside(dir_of(target_));
+    aside += "/.";
+    aside += file_name(target_);
+    aside += '.';
+    os::append_random_hex(aside, 6);
+    aside += ".tmp";
+    const bool linked = os::link_at(base, at_name(target_, dir_fd_), at_name(aside, dir_fd_)).ok();
+    try {
+      put_in_place(target_, temp_, durability_, /*swap_in=*/false, context_, fsync_dir, dir_fd_);
+    } catch (const Error&) {
+      if (linked) (void)os::unlink_at(base, at_name(aside, dir_fd_));
+      throw;
+    }
+    if (linked) {
+      temp_ = std::move(aside);  // the old file, removed by the destructor
+      take_back_ = TakeBack::rename_back;
+    }
+    return;
+  }
   auto s = os::rename_exchange_at(base, at_name(temp_, dir_fd_), at_name(target_, dir_fd_));
   if (s.ok()) {
     take_back_ = TakeBack::swap_back;  // temp_ now names the old file
@@ -313,7 +348,15 @@ void StagedReplace::commit_keeping_old(bool fsync_dir) {
 void StagedReplace::take_back() {
   const TakeBack how = std::exchange(take_back_, TakeBack::none);
   const int base = base_of(dir_fd_);
-  if (how == TakeBack::swap_back) {
+  if (how == TakeBack::rename_back) {
+    if (auto s = os::rename_at(base, at_name(temp_, dir_fd_), base, at_name(target_, dir_fd_));
+        !s.ok()) {
+      os::throw_errno(with_context(context_, "cannot move the old file back into place from " +
+                                                 std::string(file_name(temp_)) + " for"),
+                      target_, s.err);
+    }
+    temp_.clear();
+  } else if (how == TakeBack::swap_back) {
     if (auto s = os::rename_exchange_at(base, at_name(temp_, dir_fd_), at_name(target_, dir_fd_));
         !s.ok()) {
       os::throw_errno(with_context(context_, "cannot swap the old file back into place from " +

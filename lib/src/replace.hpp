@@ -35,15 +35,14 @@ struct ReplaceOptions {
   std::string_view temp_prefix;
   // Prepended to error messages: "<context>: cannot write ...".
   std::string_view context;
-  // With Durability::none only: put the new file in place by swapping it with the old one
-  // (renameat2 RENAME_EXCHANGE), then unlink the old one, instead of renaming over it. Readers
-  // still see the old or the new file, never a mix, but ext4 does not start writeback of the
-  // new file as it does on every rename over an existing file (auto_da_alloc): several times
-  // faster on a disk, and, like any write without fsync, a power cut may then leave the file
-  // empty. A crash between the swap and the unlink leaves the old content under the temp name.
-  // A directory at the target is swapped back (its unlink fails) and the call fails with EISDIR,
-  // as the rename does. Falls back to rename where the target does not exist or the filesystem
-  // cannot swap.
+  // With Durability::power_loss_unsafe only: put the new file in place by swapping it with the
+  // old one (renameat2 RENAME_EXCHANGE), then unlink the old one, instead of renaming over it.
+  // Readers still see the old or the new file, never a mix, but ext4 does not write the new file
+  // first as it does for a rename over an existing file (auto_da_alloc): several times faster on
+  // a disk, and a power cut may then leave the file empty. A crash between the swap and the
+  // unlink leaves the old content under the temp name. A directory at the target is swapped back
+  // (its unlink fails) and the call fails with EISDIR, as the rename does. Falls back to rename
+  // where the target does not exist or the filesystem cannot swap.
   bool swap_in = false;
   // Before writing, remove the temp files of this target (same prefix) whose writers provably
   // died: made by a process of this host and pid namespace (os::temp_writer_pid) that no longer
@@ -57,7 +56,17 @@ struct ReplaceOptions {
   int dir_fd = -1;
   // StagedReplace only: it closes dir_fd when destroyed (also when its constructor throws).
   bool owns_dir_fd = false;
+  // Durability::none: whether the target exists now (the store knows it, under the key's lock);
+  // nullopt: looked up. The temp file is fsynced unless the target exists and a rename over it
+  // flushes the new data (os::rename_flushes_data, or `rename_flushes` when the caller knows it).
+  std::optional<bool> target_exists;
+  std::optional<bool> rename_flushes;
 };
+
+// Whether files written with `d` are fsynced before they are put in place.
+inline bool fsyncs_files(Durability d) noexcept {
+  return d == Durability::file || d == Durability::full;
+}
 
 // Whether swap_in pays on a filesystem (os::fs_magic): where a rename over an existing file
 // starts writeback of the new one (ext2/3/4 with auto_da_alloc, btrfs). Elsewhere (tmpfs, xfs)
@@ -68,8 +77,8 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, const ReplaceOptions& options);
 
 // atomic_replace in two halves, for callers that write several files together or may have to
-// take a write back: the constructor writes the temp file (and fsyncs it unless durability is
-// none); commit() renames it over the target (and, for Durability::full, fsyncs the directory
+// take a write back: the constructor writes the temp file (and fsyncs it as the durability
+// asks); commit() renames it over the target (and, for Durability::full, fsyncs the directory
 // unless told not to). A temp file that was not committed is removed by the destructor. Errors
 // as atomic_replace; a failed constructor or commit() leaves no temp file and the target as it
 // was.
@@ -89,7 +98,10 @@ class StagedReplace {
   // undo the change without writing anything (a full disk cannot fail it): an existing target is
   // swapped with the temp file (renameat2 RENAME_EXCHANGE) and lives on under the temp file's
   // name; a missing one is simply created. Where the filesystem cannot swap, commit() is done
-  // instead and can_take_back() is false. REQUIRES: not committed yet.
+  // instead and can_take_back() is false. With Durability::none where the temp file was not
+  // fsynced (a rename over the old file flushes it), the old file is kept by a hard link under a
+  // temp name instead, and the new one renamed over the target, so that the rename still
+  // flushes. REQUIRES: not committed yet.
   void commit_keeping_old(bool fsync_dir = true);
   bool can_take_back() const noexcept { return take_back_ != TakeBack::none; }
   // Puts the old file back in place (removes the new one where there was none) and removes the
@@ -99,7 +111,7 @@ class StagedReplace {
   const std::string& target() const noexcept { return target_; }
 
  private:
-  enum class TakeBack { none, swap_back, remove_target };
+  enum class TakeBack { none, swap_back, rename_back, remove_target };
   // Strings, not std::filesystem::path: a path splits itself into components whenever one is
   // made, which was a tenth of a small replace's time.
   std::string target_;
@@ -107,7 +119,8 @@ class StagedReplace {
   Durability durability_;
   std::string context_;
   bool swap_in_ = false;
-  int dir_fd_ = -1;  // ReplaceOptions::dir_fd
+  bool rename_over_ = false;  // none, temp not fsynced: only a rename over the target flushes it
+  int dir_fd_ = -1;           // ReplaceOptions::dir_fd
   bool owns_dir_fd_ = false;
   TakeBack take_back_ = TakeBack::none;
 };

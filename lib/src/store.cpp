@@ -8,14 +8,16 @@
 //   3. render the new value (the same JSON text Python's json.dumps(indent=2) gives for it)
 //      and its version, FNV-1a-64 of exactly those bytes;
 //   4. write a temp file next to the key file, (fsync it,) rename it over the key file, (fsync
-//      the directory); with durability none, swap it with the key file and unlink the old one
-//      instead (readers see the same: old or new), which spares ext4's writeback per rename;
+//      the directory); durability none fsyncs the temp file only where the rename does not
+//      flush it (replace.hpp); power_loss_unsafe swaps it with the key file and unlinks the old
+//      one instead (readers see the same: old or new), which spares ext4's writeback per rename;
 //   5. append one record (previous version -> new version) to the log, still under the lock, so
 //      each key's records are in its commit order;
 //   6. unlock.
 // A crash between 4 and 5 leaves the key file one change ahead of the log: verify() reports it,
-// repair() logs it. When step 5 fails (a full disk), the write is taken back (the old bytes are
-// put back under the lock) and the error says so; readers may have seen the new value meanwhile.
+// repair() logs it. update_many is a transaction (store_txn.cpp): all of it or nothing. When step 5
+// fails (a full disk), the write is taken back (the old bytes are put back under the lock) and the
+// error says so; readers may have seen the new value meanwhile.
 //
 // Why the version is a hash of the file and not a counter: anyone may rewrite a key file (the
 // seed's Python helpers, an editor). A hash needs no cooperation from them, yet their change
@@ -240,7 +242,9 @@ Store::Impl::Impl(fs::path store_dir, StoreOptions store_options)
   log_fd = open_store_dir(dir, root_fd.get(), format::kLogDir);
   locks.open_beneath(keys_fd.get(), keys_dir.native().size() + 1);
   const long keys_fs = os::fs_magic(keys_fd.get());
+  open_txn_dir();
   swap_in = detail::swap_in_pays(keys_fs);
+  rename_flushes = os::rename_flushes_data(keys_fd.get());
   short_reads_end = os::short_reads_end(keys_fs);
 }
 
@@ -437,13 +441,16 @@ os::Status Store::Impl::fsync_key_dir(std::string_view key_dir) const {
   return s;
 }
 
-detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_view bytes) const {
+detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_view bytes,
+                                              std::optional<bool> exists) const {
   detail::ReplaceOptions ro;
   ro.keep_mode = false;  // key files get 0666 & ~umask, as the seed's Python writes them
-  // Durability::none: swap the new file in instead of renaming over the old one where a rename
-  // over a file costs a writeback of the new one per write (ext4, btrfs: replace.hpp). none
-  // promises nothing about power loss, so this gives nothing up that it promised.
+  // Durability::power_loss_unsafe: swap the new file in instead of renaming over the old one
+  // where a rename over a file costs a writeback of the new one per write (ext4, btrfs:
+  // replace.hpp). none: renamed over the old file where that flushes (ext4), else fsynced first.
   ro.swap_in = swap_in;
+  ro.target_exists = exists;
+  ro.rename_flushes = rename_flushes;
   ro.context = p.context;
   os::Fd key_dir = open_key_dir(p, /*create=*/true, options.durability == Durability::full);
   ro.dir_fd = key_dir.get();
@@ -454,7 +461,7 @@ detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_vie
 }
 
 void Store::Impl::replace_file(const KeyPaths& p, std::string_view bytes) const {
-  stage_file(p, bytes).commit();
+  stage_file(p, bytes, /*exists=*/std::nullopt).commit();
 }
 
 detail::StagedRemove Store::Impl::remove_aside(const KeyPaths& p) const {
@@ -567,6 +574,12 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
   const KeyPaths& p = *paths_of_key;
   const Deadline deadline = deadline_from_now();  // of every wait: the key's lock, then the log's
   detail::KeyLocks::Hold hold = lock_key(p);
+  // An update_many a crash left unfinished may hold this key (store_txn.cpp): completed first.
+  while (pending_transactions() && dead_transaction()) {
+    hold = detail::KeyLocks::Hold();
+    recover_transactions(deadline);
+    hold = lock_key(p);
+  }
   const Current cur = read_current(p);
   Decision d = decide(p, cur);
   Outcome out;
@@ -587,7 +600,7 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
     out.version = format::version_of(bytes);
     std::optional<detail::StagedReplace> staged;
     try {
-      staged.emplace(stage_file(p, bytes));
+      staged.emplace(stage_file(p, bytes, cur.exists));
       staged->commit_keeping_old(/*fsync_dir=*/false);
     } catch (const Error& e) {
       throw Error(e, kNothingWritten);
@@ -619,7 +632,16 @@ Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_
 
 Store::Store(fs::path dir, StoreOptions options)
     : backend_(detail::open_store_backend(dir, options)),
-      impl_(backend_ ? nullptr : std::make_unique<Impl>(std::move(dir), options)) {}
+      impl_(backend_ ? nullptr : std::make_unique<Impl>(std::move(dir), options)) {
+  // Completes what an update_many a crash (or power cut) left unfinished. A reader that cannot
+  // (a read-only store, a lock not had in time) leaves it to the next writer, who must.
+  if (impl_ && impl_->pending_transactions()) {
+    try {
+      impl_->recover_transactions(impl_->deadline_from_now());
+    } catch (const Error&) {
+    }
+  }
+}
 
 Store::~Store() = default;
 
@@ -801,8 +823,14 @@ std::map<std::string, json> Store::update_many(
   const Impl::Deadline deadline = impl_->deadline_from_now();  // of every wait: keys, then log
   std::vector<detail::KeyLocks::Hold> holds;
   holds.reserve(lock_order.size());
-  for (const auto& [lock, key] : lock_order) {
-    holds.push_back(impl_->lock_file(lock.native(), *key, deadline));
+  for (;;) {
+    for (const auto& [lock, key] : lock_order) {
+      holds.push_back(impl_->lock_file(lock.native(), *key, deadline));
+    }
+    // An update_many a crash left unfinished may hold some of these keys: completed first.
+    if (!impl_->pending_transactions() || !impl_->dead_transaction()) break;
+    holds.clear();
+    impl_->recover_transactions(deadline);
   }
 
   std::map<std::string, Impl::Current> current;
@@ -820,49 +848,93 @@ std::map<std::string, json> Store::update_many(
     }
   }
 
-  // Stage every new file first (a full disk fails here, before anything changed), then put them
-  // all in place keeping the old files (or move the erased ones aside), then log them all. A
-  // failed append takes back every change not yet logged without writing anything.
+  // Stage every new file first (a full disk fails here, before anything changed), then record the
+  // intent (store_txn.cpp), log every change in one append, put the files in place, and drop the
+  // intent. Until the intent is recorded a failure changes nothing; after it the update is
+  // decided, and a failure (or a crash) leaves it to recovery, which completes it.
   struct Change {
     const Impl::KeyPaths* p;
     const Impl::Current* before;
     const json* value;  // nullptr: erase
     std::string version;
     std::optional<detail::StagedReplace> staged;
-    std::optional<detail::StagedRemove> removed;
   };
   std::vector<Change> changes;
+  json intent = json::array();
   for (const auto& [key, p] : requested) {
     const Impl::Current& cur = current[key];
     auto it = values.find(key);
+    json entry = {{"key", key}, {"prev", cur.exists ? json(cur.version) : json()}};
     if (it == values.end()) {
-      if (cur.exists) changes.push_back(Change{&p, &cur, nullptr, {}, std::nullopt, std::nullopt});
+      if (!cur.exists) continue;
+      changes.push_back(Change{&p, &cur, nullptr, {}, std::nullopt});
+      entry["version"] = nullptr;
+      intent.push_back(std::move(entry));
       continue;
     }
     std::string bytes = impl_->render(p, it->second);
     if (cur.exists && bytes == cur.bytes) continue;
-    changes.push_back(
-        Change{&p, &cur, &it->second, format::version_of(bytes), std::nullopt, std::nullopt});
+    changes.push_back(Change{&p, &cur, &it->second, format::version_of(bytes), std::nullopt});
+    entry["version"] = changes.back().version;
+    entry["bytes"] = bytes;  // the key file's text: a string, however deep the value nests
+    intent.push_back(std::move(entry));
     try {
-      changes.back().staged.emplace(impl_->stage_file(p, bytes));
+      changes.back().staged.emplace(impl_->stage_file(p, bytes, cur.exists));
     } catch (const Error& e) {
       throw Error(e, " (nothing was written: every key is as before)");
     }
   }
+  if (changes.empty()) return values;
 
-  // As in write_one, a failed fsync does not take back changes in place: they are logged, and
-  // the call throws saying they may not survive power loss.
-  std::size_t done = 0;  // changes[0, done) are in place
-  std::size_t logged = 0;
+  std::string lines;
+  Impl::Txn txn;
+  try {
+    txn = impl_->begin_transaction(detail::json_io::dump(intent, -1), deadline);
+    for (const Change& c : changes) {
+      detail::RecordFields fields;
+      fields.time = std::chrono::system_clock::now();
+      fields.key = c.p->key;
+      fields.op = "update_many";
+      fields.value = c.value;
+      if (c.before->exists) fields.prev_version = c.before->version;
+      if (c.value) fields.version = c.version;
+      fields.txn = txn.id;
+      if (!lines.empty()) lines += '\n';
+      lines += detail::render_record(fields);
+    }
+  } catch (const Error& e) {
+    impl_->end_transaction(txn);
+    throw Error(e, " (nothing was written: every key is as before)");
+  }
   std::optional<Error> not_durable;
+  try {
+    impl_->log_writer().append_lines(lines, deadline);
+  } catch (const detail::LogSyncError& e) {  // the records are in the log
+    not_durable = e;
+  } catch (const Error& e) {
+    // Nothing is in place: the update is dropped (a torn append leaves at most a torn line).
+    impl_->end_transaction(txn);
+    if (const auto* timeout = dynamic_cast<const Timeout*>(&e)) {  // the log lock's
+      throw Timeout("update_many: every change was taken back (nothing logged)", timeout->path(),
+                    impl_->options.lock_timeout, timeout->holder());
+    }
+    throw Error(e.code(),
+                "update_many: nothing was logged, so every change was taken back (the old "
+                "values are in place)",
+                {}, std::string(e.what()), e.sys_errno());
+  }
+
+  // As in write_one, a failed fsync does not take back changes in place: the call throws saying
+  // they may not survive power loss.
+  std::size_t done = 0;
   try {
     std::set<std::string, std::less<>> dirs;
     for (; done < changes.size(); ++done) {
       Change& c = changes[done];
       if (c.value) {
-        c.staged->commit_keeping_old(/*fsync_dir=*/false);
+        c.staged->commit(/*fsync_dir=*/false);
       } else {
-        c.removed.emplace(impl_->remove_aside(*c.p));
+        impl_->unlink_key_file(*c.p);
       }
       dirs.emplace(c.p->dir());
     }
@@ -874,51 +946,17 @@ std::map<std::string, json> Store::update_many(
         }
       }
     }
-    for (; logged < changes.size(); ++logged) {
-      Change& c = changes[logged];
-      std::optional<std::string> prev;
-      if (c.before->exists) prev = c.before->version;
-      std::optional<std::string> version;
-      if (c.value) version = c.version;
-      try {
-        impl_->append_record(deadline, *c.p, "update_many", c.value, prev, version);
-      } catch (const detail::LogSyncError& e) {  // the record is in the log
-        if (!not_durable) not_durable = e;
-      }
-    }
   } catch (const Error& e) {
-    // Take back every change in place whose record is not in the log.
-    std::string undo_failure;
-    for (std::size_t i = logged; i < done; ++i) {
-      Change& c = changes[i];
-      try {
-        if (c.value) {
-          impl_->take_back(*c.p, *c.before, *c.staged);
-        } else {
-          impl_->take_back(*c.p, *c.before, *c.removed);
-        }
-      } catch (const Error& u) {
-        if (undo_failure.empty()) undo_failure = u.what();
-      }
-    }
-    if (logged == 0 && undo_failure.empty()) {
-      if (const auto* timeout = dynamic_cast<const Timeout*>(&e)) {  // the log lock's
-        throw Timeout("update_many: every change was taken back (nothing logged)", timeout->path(),
-                      impl_->options.lock_timeout, timeout->holder());
-      }
-      throw Error(e.code(),
-                  "update_many: nothing was logged, so every change was taken back (the old "
-                  "values are in place)",
-                  {}, std::string(e.what()), e.sys_errno());
-    }
+    // Decided and logged: left to recovery (the next write of any key of the store, or the next
+    // Store opened), which puts the rest in place. Releasing the intent's lock lets it run.
+    txn.marker.reset();
     throw Error(e.code(),
-                "update_many: " + std::to_string(logged) + " of " + std::to_string(changes.size()) +
-                    " changed keys were written and logged before this failure; " +
-                    (undo_failure.empty() ? std::string("the others were taken back")
-                                          : "putting the others back failed too (" + undo_failure +
-                                                "); repair() records them"),
+                "update_many: the update is logged and " + std::to_string(done) + " of " +
+                    std::to_string(changes.size()) +
+                    " changed keys are in place; the next write to the store completes it",
                 {}, std::string(e.what()), e.sys_errno());
   }
+  impl_->end_transaction(txn);
   if (not_durable) {
     throw Error(not_durable->code(),
                 "update_many: all " + std::to_string(changes.size()) +

@@ -7,6 +7,7 @@
 //   <store>/keys/<shard>/<name>.json.lock  its lock (lock_stripes = 0)
 //   <store>/keys/stripe-<n>.lock         stripe locks (lock_stripes = N)
 //   <store>/log/                         the history log (history.hpp, log_writer.hpp)
+//   <store>/txn/<id>/intent.json         an update_many under way (store_txn.cpp)
 //
 // Shard: two lowercase hex digits, the top byte of FNV-1a-64 of the key's bytes (256 shard
 // directories: renames into one directory serialize on ext4).
@@ -38,6 +39,8 @@ namespace lockdb::detail::store_format {
 
 // ---- marker ----
 inline constexpr std::string_view kMarkerFile = "lockdb-store.json";
+inline constexpr std::string_view kTxnDir = "txn";
+inline constexpr std::string_view kTxnIntent = "intent.json";
 inline constexpr std::string_view kFormatName = "lockdb-store";
 inline constexpr int kStoreFormatVersion = 1;
 // Marker fields.

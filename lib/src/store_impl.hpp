@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -93,7 +94,9 @@ struct Store::Impl {
 
   // Makes the key file hold `bytes` (temp + rename), creating the key's directory if needed.
   void replace_file(const KeyPaths& p, std::string_view bytes) const;
-  detail::StagedReplace stage_file(const KeyPaths& p, std::string_view bytes) const;
+  // `exists`: whether the key file exists now (nullopt: looked up), for Durability::none.
+  detail::StagedReplace stage_file(const KeyPaths& p, std::string_view bytes,
+                                   std::optional<bool> exists) const;
   // Removes the key file and, for Durability::full, fsyncs its directory: a failed fsync is
   // returned (as sync_key_dir), not thrown, for the erase is done.
   std::optional<Error> remove_file(const KeyPaths& p, const char* done) const;
@@ -167,17 +170,43 @@ struct Store::Impl {
   detail::LogWriter& log_writer();
   std::string context(const std::string& key) const;
 
+  // ---- update_many transactions (store_txn.cpp has the protocol) ----
+  // Opens (makes) txn/ into txn_fd; leaves it closed where the store cannot be written.
+  void open_txn_dir();
+  // Whether an update_many is under way or was left unfinished by a crash: one fstat.
+  bool pending_transactions() const;
+  // Whether one was left unfinished (its owner died) and nobody recovers it: lists txn/.
+  bool dead_transaction() const;
+  // Completes every unfinished one: under its keys' locks (taken here, waiting until `deadline`
+  // at most), rolls its keys forward and logs what the log lacks. REQUIRES: no key lock held by
+  // this thread. THROWS Timeout, Error{io|permission|corrupt}.
+  void recover_transactions(Deadline deadline);
+  // The keys whose records of transaction `id` are in the log.
+  std::set<std::string> keys_logged_by(const std::string& id) const;
+  // The owner's side: begin_transaction writes the intent (`intent_changes`: the JSON array of
+  // the changes) and returns once it is decided (durable unless power_loss_unsafe);
+  // end_transaction removes it once every change is in place. THROWS Error (nothing decided).
+  struct Txn {
+    std::string id;
+    os::Fd marker;  // txn/<id>, flock held
+  };
+  Txn begin_transaction(std::string_view intent_changes, Deadline deadline);
+  void end_transaction(Txn& txn) noexcept;
+
   // Constant after construction. The store's directory and its keys/ and log/ stay open while
   // the Store lives: everything inside is opened by name from them (os::open_beneath), never by
   // a path string, so no link planted inside the store leads outside it.
   os::Fd root_fd;
   os::Fd keys_fd;
   os::Fd log_fd;
+  os::Fd txn_fd;                 // txn/; invalid where the store cannot be written
+  bool txn_links_count = false;  // txn/'s link count counts its subdirectories (not btrfs)
   std::filesystem::path dir;
   std::filesystem::path keys_dir;
   std::filesystem::path log_dir;
-  StoreOptions options;          // lock_stripes: the store's own (from its marker)
-  bool swap_in = false;          // replace key files by swapping (detail::swap_in_pays of keys/)
+  StoreOptions options;  // lock_stripes: the store's own (from its marker)
+  bool swap_in = false;  // power_loss_unsafe: swap key files in (detail::swap_in_pays of keys/)
+  bool rename_flushes = false;   // os::rename_flushes_data of keys/
   bool short_reads_end = false;  // os::short_reads_end of keys/: one read(2) per small key file
 
   detail::KeyLocks locks;

@@ -93,7 +93,8 @@ bool try_locked_write(const std::filesystem::path& path, std::string_view data,
 struct AtomicWriteOptions {
   // Default `file`: the new content is on disk before it replaces the old, so even a power loss
   // leaves the old or the new content, never an empty file. `full` also makes the rename itself
-  // durable; `none` survives a process crash only.
+  // durable; `none` leaves old or new content after a power loss too, fsyncing only where the
+  // filesystem does not flush on rename (durability.hpp).
   Durability durability = Durability::file;
   // Permission bits of the result. Empty: the existing file's bits are kept; a new file gets
   // 0666 & ~umask.

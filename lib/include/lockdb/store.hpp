@@ -14,7 +14,8 @@
 // Threads and processes: a Store object is thread-safe; any number of Store objects (in any
 // number of processes) may open the same directory. Lock order: in-process mutex -> key locks
 // (several keys: sorted by lock file path) -> log append. Process death: the OS drops the locks; a
-// crash can leave a key file and the log one change apart (verify() finds it, repair() fixes it).
+// crash can leave a key file and the log one change apart (verify() finds it, repair() fixes it),
+// and an update_many unfinished (the next write completes it).
 // Open descriptors: a Store object keeps descriptors open while it lives (the store's directory,
 // keys/ and log/, the log's lock file and newest segment once it has written, and the lock files
 // of up to max_open_locks keys) and closes them all with it: a filesystem holding a store can be
@@ -51,7 +52,7 @@ class StoreBackend;
 
 struct StoreOptions {
   // What a write survives once it returns (see durability.hpp); `file` counts as `full` minus
-  // the directory fsync. Default: none (see the README for why).
+  // the directory fsync. Default: none: after a power cut every key holds a value it had.
   Durability durability = Durability::none;
   // How long a write waits for its locks, the key's and then the log's, before throwing Timeout
   // (one limit for all the waits of a call).
@@ -190,9 +191,13 @@ class Store {
   // Locks all keys (sorted, so concurrent calls never deadlock) and lets fn see and edit every
   // value: the map holds each existing key's value; missing keys are absent. After fn, a key in
   // the map is written (when changed), a key fn removed from the map is erased; keys fn adds
-  // that were not requested are an Error{invalid_argument}. One log record per changed key.
-  // Returns the map as written. A crash in the middle can leave some keys written and others
-  // not (each key file is still whole; verify() shows which records are missing).
+  // that were not requested are an Error{invalid_argument}. One log record per changed key, all
+  // appended in one write. Returns the map as written. All or nothing across process crashes and
+  // power cuts: an intent holding every new value is recorded (fsynced unless power_loss_unsafe)
+  // before any key changes, and an update a crash left unfinished is completed by the next write
+  // to the store or the next Store opened. Readers of the keys may see it half applied until
+  // then. A failure before the intent is recorded changes nothing; one after it (a failed
+  // rename) throws saying how many keys are in place, and the next write completes the rest.
   std::map<std::string, nlohmann::json> update_many(
       const std::vector<std::string>& keys,
       const std::function<void(std::map<std::string, nlohmann::json>&)>& fn);
