@@ -131,7 +131,7 @@ std::vector<Use> uses() {
       {"SingletonGuard::hold",
        [](const fs::path& d) {
          auto guard = lockdb::SingletonGuard::hold("job", d);
-         REQUIRE(guard.is_held());
+         REQUIRE(guard.is_locked());
        }},
       {"KeyedLockRegistry lock and lock_many",
        [](const fs::path& d) {
@@ -144,7 +144,7 @@ std::vector<Use> uses() {
        [](const fs::path& d) {
          lockdb::KeyedLockRegistry registry(d / "striped", 5s, 4);
          auto all = registry.lock_many({"a", "b", "c", "d", "e"});
-         REQUIRE(all.owns_lock());
+         REQUIRE(all.is_locked());
        }},
   };
 }

@@ -74,7 +74,7 @@ std::optional<std::int64_t> parse_int64(std::string_view text);
 // directory without a store is Error{not_found} "DIR: not a lockdb store: why (...'lockdb init')",
 // the same for every command; other errors are what Store's constructor throws.
 Store open_store(const std::string& dir, bool create = false,
-                 std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30),
+                 std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
                  Durability durability = Durability::none);
 // "none", "file", "full" (the --durability values). REQUIRES: one of them.
 Durability to_durability(const std::string& name);

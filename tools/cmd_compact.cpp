@@ -32,8 +32,8 @@ int run_compact(const CompactArgs& a, const Settings& settings) {
   std::size_t dropped = 0;
   {
     Progress progress("compacting log");
-    dropped = a.keep_last ? history.compact_keep_last(*a.keep_last)
-                          : history.compact_before(to_time(a.before));
+    dropped = a.keep_last ? compact_history_keep_last(a.store, *a.keep_last)
+                          : compact_history_before(a.store, to_time(a.before));
   }
   const std::uint64_t bytes_after = log_bytes(history);
   if (settings.json) {
@@ -51,10 +51,10 @@ int run_compact(const CompactArgs& a, const Settings& settings) {
 }
 
 int run_rebuild(const CompactArgs& a, const Settings& settings) {
-  History history = open_history(a.store);
+  (void)open_history(a.store);  // the command's own error for a directory without a store
   {
     Progress progress("rebuilding store");
-    history.rebuild(a.target);
+    rebuild_store(a.store, a.target);
   }
   Store rebuilt = open_store(a.target);
   const auto keys = rebuilt.keys().size();

@@ -45,7 +45,6 @@
 #include "os.hpp"
 #include "replace.hpp"
 #include "store_locks.hpp"
-#include "util.hpp"
 
 namespace lockdb {
 namespace {
@@ -101,14 +100,12 @@ class HeldLock {
  private:
   // `may_fail`: a Timeout leaves the lock not acquired instead of propagating.
   HeldLock(const std::filesystem::path& data, std::chrono::nanoseconds timeout, bool may_fail)
-      : lock_path_(t_depth == 0 ? util::scratch(util::Scratch::lock_path, own_path_) : own_path_) {
+      : lock_path_(lock_path_of(data)) {
     if (t_depth == kMaxNested) {
       throw Error(
           Errc::invalid_argument, "cannot write", data,
           "more than " + std::to_string(kMaxNested) + " locked calls are nested in this thread");
     }
-    lock_path_.assign(data.native());
-    lock_path_ += ".lock";
     if (held_by_this_thread(lock_path_)) {
       throw Error(Errc::conflict, "cannot write", data,
                   "this thread is inside a locked call on this file already (atomic_json_update's "
@@ -124,8 +121,7 @@ class HeldLock {
     acquired_ = true;
   }
 
-  std::string own_path_;  // the lock path when nested (or at exit): see util::scratch
-  std::string& lock_path_;
+  const std::string lock_path_;
   detail::KeyLocks::Hold hold_;
   bool acquired_ = false;
 };
@@ -261,9 +257,7 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
   if (!fd.ok()) os::throw_errno("cannot open", path, fd.err);
   auto st = os::fstat(fd.value);
   if (st.ok()) *mode = st.value.mode & 07777;
-  // Read into this thread's scratch string (util::scratch): done with before `fn` runs.
-  std::string fallback;
-  std::string& text = util::scratch(util::Scratch::file_text, fallback);
+  std::string text;
   os::Status read;
   if (st.ok() && S_ISREG(st.value.mode)) {
     read = os::read_all(fd.value, static_cast<std::size_t>(st.value.size), text);
@@ -376,11 +370,7 @@ nlohmann::json json_update(const std::filesystem::path& path,
   std::optional<unsigned> mode;
   nlohmann::json doc = read_json_locked(path, &mode);
   apply(doc);
-  // Written in this thread's scratch string (util::scratch): a call nested in `apply` has
-  // finished with it by now.
-  std::string fallback;
-  std::string& text = util::scratch(util::Scratch::document_text, fallback);
-  text.clear();
+  std::string text;
   append_checked(text, doc, 2, path, "the new JSON document");
   text += '\n';
   detail::atomic_replace(path, text, durability, replace_options(mode, held.fs_magic()));
@@ -421,7 +411,7 @@ void nfs_safe_write(const std::filesystem::path& path, std::string_view data,
                     Durability durability) {
   check_data_path(path);
   SoftFileLock lock(lock_file_for(path),
-                    SoftLockOptions{.timeout = lock_timeout, .stale_after = stale_after});
+                    SoftLockOptions{.lock_timeout = lock_timeout, .stale_after = stale_after});
   auto guard = lock.acquire();
   detail::ReplaceOptions replace;
   replace.remove_dead_temps = true;

@@ -10,18 +10,8 @@
 #include <sys/stat.h>
 
 #include "os.hpp"
-#include "util.hpp"
 
 namespace lockdb {
-
-const char* durability_name(Durability d) noexcept {
-  switch (d) {
-    case Durability::none: return "none";
-    case Durability::file: return "file";
-    case Durability::full: return "full";
-  }
-  return "none";
-}
 
 namespace detail {
 
@@ -230,8 +220,7 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
 
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, const ReplaceOptions& options) {
-  std::string fallback;
-  std::string& temp = util::scratch(util::Scratch::temp_path, fallback);
+  std::string temp;
   write_temp(target.native(), data, durability, options, temp);
   put_in_place(target.native(), temp, durability, options.swap_in && durability == Durability::none,
                options.context,

@@ -12,6 +12,13 @@ enum class Durability {
 };
 
 // "none", "file", "full".
-const char* durability_name(Durability d) noexcept;
+constexpr const char* durability_name(Durability d) noexcept {
+  switch (d) {
+    case Durability::none: return "none";
+    case Durability::file: return "file";
+    case Durability::full: return "full";
+  }
+  return "none";
+}
 
 }  // namespace lockdb

@@ -49,8 +49,6 @@
 
 namespace lockdb {
 
-inline constexpr std::chrono::nanoseconds kDefaultLockTimeout = std::chrono::seconds(30);
-
 // How locked_write() writes: replace the whole content, or add to the end.
 enum class WriteMode { truncate, append };
 
@@ -97,7 +95,7 @@ struct AtomicWriteOptions {
   Durability durability = Durability::file;
   // Permission bits of the result. Empty: the existing file's bits are kept; a new file gets
   // 0666 & ~umask.
-  std::optional<unsigned> mode;
+  std::optional<unsigned> mode{};
   // Serialise with the other helpers on the file's ".lock" (as the seed does). false: take no
   // lock (for callers that hold it already, or directories where no lock file may be created).
   bool take_lock = true;
