@@ -300,10 +300,10 @@ std::filesystem::path lock_file_for(const std::filesystem::path& data_file) {
 }
 
 void locked_write(const std::filesystem::path& path, std::string_view data, WriteMode mode,
-                  std::chrono::nanoseconds lock_timeout, Durability durability) {
+                  const FileOptions& options) {
   check_data_path(path);
-  HeldLock held(path, lock_timeout);
-  write_locked(path, data, mode, durability, held);
+  HeldLock held(path, options.lock_timeout);
+  write_locked(path, data, mode, options.durability, held);
 }
 
 std::string locked_read(const std::filesystem::path& path, std::chrono::nanoseconds lock_timeout) {
@@ -364,23 +364,23 @@ namespace detail {
 
 nlohmann::json json_update(const std::filesystem::path& path,
                            const std::function<void(nlohmann::json&)>& apply,
-                           std::chrono::nanoseconds lock_timeout, Durability durability) {
+                           const FileOptions& options) {
   check_data_path(path);
-  HeldLock held(path, lock_timeout);
+  HeldLock held(path, options.lock_timeout);
   std::optional<unsigned> mode;
   nlohmann::json doc = read_json_locked(path, &mode);
   apply(doc);
   std::string text;
   append_checked(text, doc, 2, path, "the new JSON document");
   text += '\n';
-  detail::atomic_replace(path, text, durability, replace_options(mode, held.fs_magic()));
+  detail::atomic_replace(path, text, options.durability, replace_options(mode, held.fs_magic()));
   return doc;
 }
 
 }  // namespace detail
 
 void locked_append(const std::filesystem::path& path, std::string_view line,
-                   std::chrono::nanoseconds lock_timeout, Durability durability) {
+                   const FileOptions& options) {
   check_data_path(path);
   std::string_view body = line;
   if (!body.empty() && body.back() == '\n') body.remove_suffix(1);
@@ -393,29 +393,28 @@ void locked_append(const std::filesystem::path& path, std::string_view line,
   record.reserve(body.size() + 1);
   record += body;
   record += '\n';
-  HeldLock held(path, lock_timeout);
-  append_locked(path, record, true, durability);
+  HeldLock held(path, options.lock_timeout);
+  append_locked(path, record, true, options.durability);
 }
 
 void locked_append_json(const std::filesystem::path& path, const nlohmann::json& record,
-                        std::chrono::nanoseconds lock_timeout, Durability durability) {
+                        const FileOptions& options) {
   check_data_path(path);
   // Compact dump escapes control characters, so the line holds no raw newline.
   std::string line;
   append_checked(line, record, -1, path, "the JSON record");
-  locked_append(path, line, lock_timeout, durability);
+  locked_append(path, line, options);
 }
 
 void nfs_safe_write(const std::filesystem::path& path, std::string_view data,
-                    std::chrono::nanoseconds lock_timeout, std::chrono::nanoseconds stale_after,
-                    Durability durability) {
+                    const NfsWriteOptions& options) {
   check_data_path(path);
-  SoftFileLock lock(lock_file_for(path),
-                    SoftLockOptions{.lock_timeout = lock_timeout, .stale_after = stale_after});
+  SoftFileLock lock(lock_file_for(path), SoftLockOptions{.lock_timeout = options.lock_timeout,
+                                                         .stale_after = options.stale_after});
   auto guard = lock.acquire();
   detail::ReplaceOptions replace;
   replace.remove_dead_temps = true;
-  detail::atomic_replace(path, data, durability, replace);
+  detail::atomic_replace(path, data, options.durability, replace);
 }
 
 }  // namespace lockdb
