@@ -16,9 +16,7 @@ struct CompactArgs {
 std::uint64_t log_bytes(const History& history) {
   std::uint64_t bytes = 0;
   for (const auto& segment : history.segments()) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(segment, ec);
-    if (!ec) bytes += size;
+    bytes += size_of_file(segment);
   }
   return bytes;
 }
