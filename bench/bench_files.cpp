@@ -98,9 +98,8 @@ long lockdb_worker(const std::string& name, double seconds, lockdb::Durability d
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   long count = 0;
   while (Clock::now() < end) {
-    lockdb::atomic_json_update(
-        path, [](nlohmann::json& doc) { doc["n"] = doc.value("n", 0L) + 1; },
-        std::chrono::seconds(30), durability);
+    lockdb::atomic_json_update(path, [](nlohmann::json& doc) { doc["n"] = doc.value("n", 0L) + 1; },
+                               {.durability = durability});
     ++count;
   }
   return count;

@@ -15,7 +15,7 @@ using namespace std::chrono_literals;
 int main(int argc, char** argv) {
   const std::filesystem::path path =
       argc > 1 ? argv[1] : std::filesystem::temp_directory_path() / "lockdb-example.soft.lock";
-  lockdb::SoftFileLock lock(path, lockdb::SoftLockOptions{.timeout = 10s, .stale_after = 60s});
+  lockdb::SoftFileLock lock(path, lockdb::SoftLockOptions{.lock_timeout = 10s, .stale_after = 60s});
   {
     auto guard = lock.acquire();
     auto holder = lock.holder();

@@ -217,7 +217,7 @@ long read_long(const std::string& path) {
 }
 
 // keyed-incr DIR STRIPES M KEY...: M times: lock_many(KEYS), then add 1 to the plain counter file
-// DIR/count-<encoded key> of every distinct key (a non-atomic read and rewrite: overlap loses
+// DIR/count-<key> of every distinct key (a non-atomic read and rewrite: overlap loses
 // counts). The counter is rewritten in place, fixed width, to keep the disk out of the loop.
 RegisterHelper keyed_incr("keyed-incr", [](const std::vector<std::string>& a) {
   KeyedLockRegistry registry(a.at(0), std::chrono::seconds(60), std::stoul(a.at(1)));
@@ -229,7 +229,7 @@ RegisterHelper keyed_incr("keyed-incr", [](const std::vector<std::string>& a) {
   for (int i = 0; i < m; ++i) {
     auto guard = registry.lock_many(keys);
     for (const auto& key : distinct) {
-      const std::string counter = a.at(0) + "/count-" + KeyedLockRegistry::encode_key(key);
+      const std::string counter = a.at(0) + "/count-" + key;
       const long v = read_long(counter);
       std::fstream out(counter, std::ios::in | std::ios::out);
       if (!out) out.open(counter, std::ios::out);

@@ -17,7 +17,7 @@
 namespace lockdb::test {
 namespace {
 
-std::unique_ptr<detail::LockBase> make_lock(const std::string& kind, const std::string& path) {
+std::unique_ptr<BasicLock> make_lock(const std::string& kind, const std::string& path) {
   if (kind == "soft") return std::make_unique<SoftFileLock>(path);
   return std::make_unique<FileLock>(path);
 }

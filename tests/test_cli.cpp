@@ -891,7 +891,7 @@ TEST_CASE("rebuild makes a new store from the log alone", "[cli]") {
         R"({"store":)" + json(second.string()).dump() + R"(,"from":)" +
             json(store.string()).dump() + ",\"keys\":2}\n");
   require_failure(cli({"rebuild", store.string(), target.string()}), 2,
-                  error_line([&] { lockdb::History(store).rebuild(target); }));
+                  error_line([&] { lockdb::rebuild_store(store, target); }));
 }
 
 TEST_CASE("progress shows on a terminal only, colours follow --color and NO_COLOR", "[cli]") {

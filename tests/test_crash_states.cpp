@@ -800,7 +800,7 @@ void store_compaction(Model model) {
     for (int i = 2; i <= 6; ++i) s.put("a", i);
     s.erase("b");
   };
-  sc.run = [](Store& s) { lockdb::History(s.dir()).compact_keep_last(1); };
+  sc.run = [](Store& s) { lockdb::compact_history_keep_last(s.dir(), 1); };
   require_clean(explore_store(sc, model), model);
 }
 

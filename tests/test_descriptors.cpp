@@ -72,8 +72,8 @@ std::vector<Use> uses() {
        [](const fs::path& d) { lockdb::locked_write(d / "a", "y", lockdb::WriteMode::append); }},
       {"locked_write durability full",
        [](const fs::path& d) {
-         lockdb::locked_write(d / "a", "z", lockdb::WriteMode::truncate, 5s,
-                              lockdb::Durability::full);
+         lockdb::locked_write(d / "a", "z", lockdb::WriteMode::truncate,
+                              {.lock_timeout = 5s, .durability = lockdb::Durability::full});
        }},
       {"locked_read", [](const fs::path& d) { (void)lockdb::locked_read(d / "a"); }},
       {"try_locked_write",
@@ -131,7 +131,7 @@ std::vector<Use> uses() {
       {"SingletonGuard::hold",
        [](const fs::path& d) {
          auto guard = lockdb::SingletonGuard::hold("job", d);
-         REQUIRE(guard.is_held());
+         REQUIRE(guard.is_locked());
        }},
       {"KeyedLockRegistry lock and lock_many",
        [](const fs::path& d) {
@@ -144,7 +144,7 @@ std::vector<Use> uses() {
        [](const fs::path& d) {
          lockdb::KeyedLockRegistry registry(d / "striped", 5s, 4);
          auto all = registry.lock_many({"a", "b", "c", "d", "e"});
-         REQUIRE(all.owns_lock());
+         REQUIRE(all.is_locked());
        }},
   };
 }
@@ -154,7 +154,8 @@ std::vector<Use> timing_out_uses() {
   return {
       {"locked_write",
        [](const fs::path& d) {
-         REQUIRE_THROWS_AS(lockdb::locked_write(d / "held", "x", lockdb::WriteMode::truncate, 20ms),
+         REQUIRE_THROWS_AS(lockdb::locked_write(d / "held", "x", lockdb::WriteMode::truncate,
+                                                {.lock_timeout = 20ms}),
                            lockdb::Timeout);
        }},
       {"try_locked_write",
@@ -166,13 +167,14 @@ std::vector<Use> timing_out_uses() {
        }},
       {"atomic_json_update",
        [](const fs::path& d) {
-         REQUIRE_THROWS_AS(lockdb::atomic_json_update(
-                               d / "held", [](json&) {}, 20ms),
-                           lockdb::Timeout);
+         REQUIRE_THROWS_AS(
+             lockdb::atomic_json_update(d / "held", [](json&) {}, {.lock_timeout = 20ms}),
+             lockdb::Timeout);
        }},
       {"locked_append",
        [](const fs::path& d) {
-         REQUIRE_THROWS_AS(lockdb::locked_append(d / "held", "x", 20ms), lockdb::Timeout);
+         REQUIRE_THROWS_AS(lockdb::locked_append(d / "held", "x", {.lock_timeout = 20ms}),
+                           lockdb::Timeout);
        }},
       {"locked_read",
        [](const fs::path& d) {

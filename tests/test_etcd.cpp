@@ -193,8 +193,7 @@ TEST_CASE("etcd: compaction of the history keeps each key's last records", "[etc
   Store store(location);
   for (int i = 0; i < 5; ++i) store.increment("a");
   store.put("b", 1);
-  lockdb::History history(location);
-  REQUIRE(history.compact_keep_last(2) == 3);
+  REQUIRE(lockdb::compact_history_keep_last(location, 2) == 3);
   REQUIRE(records_of(location, "a").size() == 2);
   REQUIRE(records_of(location, "a").back().value == json(5));
   REQUIRE(records_of(location, "b").size() == 1);

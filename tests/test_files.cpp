@@ -278,9 +278,9 @@ TEST_CASE("a lock file deleted between calls is made again: its new holder exclu
   Child holder({lockdb::test::helper_path(), "hold", "hard", lock.string()});
   REQUIRE(holder.expect_line("LOCKED"));
   REQUIRE_FALSE(lockdb::try_locked_write(path, "{}"));
-  REQUIRE_THROWS_AS(lockdb::atomic_json_update(
-                        path, [](json& doc) { doc["n"] = 2; }, 50ms),
-                    lockdb::Timeout);
+  REQUIRE_THROWS_AS(
+      lockdb::atomic_json_update(path, [](json& doc) { doc["n"] = 2; }, {.lock_timeout = 50ms}),
+      lockdb::Timeout);
   holder.write_line("go");
   REQUIRE(holder.expect_line("RELEASED"));
   REQUIRE(holder.wait() == 0);
@@ -565,8 +565,10 @@ TEST_CASE("a failure at any step of a replace leaves the old file and no temp fi
   SECTION("a failed fsync of an append removes the record again") {
     lockdb::locked_append(dir / "log", "one");
     lockdb::os::fail_nth(lockdb::os::Op::fsync, 1, EIO);
-    REQUIRE_THROWS_AS(lockdb::locked_append(dir / "log", "two", 5s, lockdb::Durability::file),
-                      lockdb::Error);
+    REQUIRE_THROWS_AS(
+        lockdb::locked_append(dir / "log", "two",
+                              {.lock_timeout = 5s, .durability = lockdb::Durability::file}),
+        lockdb::Error);
     lockdb::os::clear_faults();
     REQUIRE(lockdb::test::read_text(dir / "log") == "one\n");
   }
@@ -592,16 +594,19 @@ TEST_CASE("durability full: each fsync failing in turn fails the call, naming wh
        [&] { lockdb::atomic_write(path, "{\"v\": 2}", {.durability = Durability::full}); }},
       {"atomic_json_update",
        [&] {
-         lockdb::atomic_json_update(
-             path, [](json& d) { d["v"] = 2; }, 5s, Durability::full);
+         lockdb::atomic_json_update(path, [](json& d) { d["v"] = 2; },
+                                    {.lock_timeout = 5s, .durability = Durability::full});
        }},
       {"locked_write",
        [&] {
-         lockdb::locked_write(path, "{\"v\": 2}", lockdb::WriteMode::truncate, 5s,
-                              Durability::full);
+         lockdb::locked_write(path, "{\"v\": 2}", lockdb::WriteMode::truncate,
+                              {.lock_timeout = 5s, .durability = Durability::full});
        }},
       {"nfs_safe_write",
-       [&] { lockdb::nfs_safe_write(path, "{\"v\": 2}", 5s, 300s, Durability::full); }},
+       [&] {
+         lockdb::nfs_safe_write(path, "{\"v\": 2}",
+                                {.lock_timeout = 5s, .durability = Durability::full});
+       }},
   };
   for (const Helper& h : helpers) {
     path = dir / (std::string(h.name) + ".json");
@@ -700,7 +705,8 @@ TEST_CASE("a directory at the target is refused and left in place, also where fi
       CAPTURE(call);
       try {
         if (call == "locked_write") {
-          lockdb::locked_write(target, "x", lockdb::WriteMode::truncate, 5s, durability);
+          lockdb::locked_write(target, "x", lockdb::WriteMode::truncate,
+                               {.lock_timeout = 5s, .durability = durability});
         } else {
           lockdb::atomic_write(target, "x", {.durability = durability});
         }
@@ -720,8 +726,9 @@ TEST_CASE("a directory at the target is refused and left in place, also where fi
     lockdb::os::fail_nth(lockdb::os::Op::rename, 2, EIO);
     std::string what;
     try {
-      lockdb::locked_write(target, "x", lockdb::WriteMode::truncate, 5s,
-                           lockdb::Durability::power_loss_unsafe);
+      lockdb::locked_write(
+          target, "x", lockdb::WriteMode::truncate,
+          {.lock_timeout = 5s, .durability = lockdb::Durability::power_loss_unsafe});
       FAIL("a write over a directory succeeded");
     } catch (const lockdb::Error& e) {
       what = e.what();
@@ -775,10 +782,10 @@ TEST_CASE("locked_write, locked_read and try_locked_write", "[files]") {
     REQUIRE(holder.expect_line("LOCKED"));
     REQUIRE_FALSE(lockdb::try_locked_write(path, "x"));
     REQUIRE_THROWS_AS(lockdb::locked_read(path, 0s), lockdb::Timeout);
-    REQUIRE_THROWS_AS(lockdb::locked_write(path, "x", lockdb::WriteMode::truncate, 50ms),
-                      lockdb::Timeout);
-    REQUIRE_THROWS_AS(lockdb::atomic_json_update(
-                          path, [](json&) {}, 0s),
+    REQUIRE_THROWS_AS(
+        lockdb::locked_write(path, "x", lockdb::WriteMode::truncate, {.lock_timeout = 50ms}),
+        lockdb::Timeout);
+    REQUIRE_THROWS_AS(lockdb::atomic_json_update(path, [](json&) {}, {.lock_timeout = 0s}),
                       lockdb::Timeout);
     REQUIRE(lockdb::test::run({lockdb::test::helper_path(), "try-write", path.string(), "x"}).out ==
             "0\n");
@@ -894,12 +901,12 @@ TEST_CASE("atomic_json_update: both forms of fn, a missing file, a throwing fn",
     return doc;
   });
   REQUIRE(after_return == json{{"alice", 20}});
-  const json after_const = lockdb::atomic_json_update(
-      path,
-      [](const json& doc) {
-        return json{{"bob", doc["alice"]}};
-      },
-      1s, lockdb::Durability::full);
+  const json after_const =
+      lockdb::atomic_json_update(path,
+                                 [](const json& doc) {
+                                   return json{{"bob", doc["alice"]}};
+                                 },
+                                 {.lock_timeout = 1s, .durability = lockdb::Durability::full});
   REQUIRE(after_const == json{{"bob", 20}});
   auto generic = [](auto& doc) { doc["n"] = 1; };
   REQUIRE(lockdb::atomic_json_update(path, generic) == json{{"bob", 20}, {"n", 1}});
@@ -985,12 +992,14 @@ TEST_CASE("nfs_safe_write: soft lock, a dead holder's marker broken, a live one 
     REQUIRE(holder.expect_line("LOCKED"));
     const timespec old[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
     REQUIRE(::utimensat(AT_FDCWD, marker.c_str(), old, 0) == 0);
-    REQUIRE_THROWS_AS(lockdb::nfs_safe_write(path, "two", 100ms, 1s), lockdb::Timeout);
+    REQUIRE_THROWS_AS(
+        lockdb::nfs_safe_write(path, "two", {.lock_timeout = 100ms, .stale_after = 1s}),
+        lockdb::Timeout);
     REQUIRE(lockdb::test::read_text(path) == "one");
     holder.write_line("release");
     REQUIRE(holder.expect_line("RELEASED"));
     REQUIRE(holder.wait() == 0);
-    lockdb::nfs_safe_write(path, "two", 0s);
+    lockdb::nfs_safe_write(path, "two", {.lock_timeout = 0s});
     REQUIRE(lockdb::test::read_text(path) == "two");
   }
   SECTION("a holder killed with SIGKILL leaves a marker that is broken at once") {
@@ -999,7 +1008,7 @@ TEST_CASE("nfs_safe_write: soft lock, a dead holder's marker broken, a live one 
     holder.kill(SIGKILL);
     REQUIRE(holder.wait() == 128 + SIGKILL);
     REQUIRE(fs::exists(marker));
-    lockdb::nfs_safe_write(path, "three", 5s);
+    lockdb::nfs_safe_write(path, "three", {.lock_timeout = 5s});
     REQUIRE(lockdb::test::read_text(path) == "three");
     REQUIRE_FALSE(fs::exists(marker));
   }

@@ -1,4 +1,5 @@
 #include <lockdb/guards.hpp>
+#include <lockdb/store.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -48,7 +49,7 @@ std::string keyed_try(const fs::path& dir, int stripes, const std::string& key) 
 }
 
 long counter_of(const fs::path& dir, const std::string& key) {
-  std::ifstream in(dir / ("count-" + KeyedLockRegistry::encode_key(key)));
+  std::ifstream in(dir / ("count-" + key));
   long v = 0;
   in >> v;
   return v;
@@ -100,7 +101,7 @@ TEST_CASE("SingletonGuard across processes: one holder, AlreadyRunning names its
   SingletonGuard guard("job", dir.path());
   REQUIRE(guard.lock_path() == dir / "job.singleton.lock");
   REQUIRE_FALSE(guard.acquire());
-  REQUIRE_FALSE(guard.is_held());
+  REQUIRE_FALSE(guard.is_locked());
   REQUIRE(singleton_try("job", dir.path()) == "0\n");
   REQUIRE(singleton_try("other-job", dir.path()) == "1\n");
   try {
@@ -119,7 +120,7 @@ TEST_CASE("SingletonGuard across processes: one holder, AlreadyRunning names its
   REQUIRE(holder.expect_line("RELEASED"));
   REQUIRE(holder.wait() == 0);
   REQUIRE(guard.acquire());
-  REQUIRE(guard.is_held());
+  REQUIRE(guard.is_locked());
   REQUIRE(singleton_try("job", dir.path()) == "0\n");
   guard.release();
   REQUIRE(singleton_try("job", dir.path()) == "1\n");
@@ -138,7 +139,7 @@ TEST_CASE("SingletonGuard in one process: other objects refused, threads and mov
           "[guards]") {
   TempDir dir;
   auto first = SingletonGuard::hold("demo", dir.path());
-  REQUIRE(first.is_held());
+  REQUIRE(first.is_locked());
   REQUIRE_FALSE(SingletonGuard("demo", dir.path()).acquire());
   REQUIRE(first.acquire());  // already held through this object
   bool from_thread = false;
@@ -146,7 +147,7 @@ TEST_CASE("SingletonGuard in one process: other objects refused, threads and mov
   REQUIRE(from_thread);  // held by the process, not by a thread
 
   SingletonGuard moved = std::move(first);
-  REQUIRE(moved.is_held());
+  REQUIRE(moved.is_locked());
   REQUIRE(singleton_try("demo", dir.path()) == "0\n");
 
   SECTION("a forked child neither holds nor releases it") {
@@ -156,7 +157,7 @@ TEST_CASE("SingletonGuard in one process: other objects refused, threads and mov
     REQUIRE(pid >= 0);
     if (pid == 0) {
       char result = 'k';
-      if (moved.is_held()) result = 'H';
+      if (moved.is_locked()) result = 'H';
       moved.release();  // must not release the parent's hold
       if (moved.acquire()) result = 'A';
       (void)!::write(fds[1], &result, 1);
@@ -169,11 +170,11 @@ TEST_CASE("SingletonGuard in one process: other objects refused, threads and mov
     int st = 0;
     ::waitpid(pid, &st, 0);
     REQUIRE(result == 'k');
-    REQUIRE(moved.is_held());
+    REQUIRE(moved.is_locked());
     REQUIRE(singleton_try("demo", dir.path()) == "0\n");
   }
   moved.release();
-  REQUIRE_FALSE(moved.is_held());
+  REQUIRE_FALSE(moved.is_locked());
   REQUIRE(SingletonGuard("demo", dir.path()).acquire());
 }
 
@@ -259,43 +260,80 @@ TEST_CASE("SingletonGuard names: invalid ones are refused, the default directory
 TEST_CASE("KeyedLockRegistry: a/b, a_b, a b, A_B get different lock files", "[guards]") {
   TempDir dir;
   KeyedLockRegistry registry(dir.path());
+  // The store's key file names plus ".lock", in the key's shard directory.
   const std::vector<std::pair<std::string, std::string>> want = {
-      {"a/b", "keyed_a%2fb.lock"},
-      {"a_b", "keyed_a%5fb.lock"},
-      {"a b", "keyed_a%20b.lock"},
-      {"A_B", "keyed_^a%5f^b.lock"},
-      {"user-42.x", "keyed_user-42.x.lock"},
-      {"", "keyed_.lock"},
-      {"..", "keyed_...lock"},
-      {"%^~", "keyed_%25%5e%7e.lock"}};
+      {"a/b", "a%2fb.json.lock"},           {"a_b", "a_b.json.lock"},
+      {"a b", "a%20b.json.lock"},           {"A_B", "^A_^B.json.lock"},
+      {"user-42.x", "user-42.x.json.lock"}, {"..", "%2e..json.lock"},
+      {"%^~", "%25%5e%7e.json.lock"}};
+  REQUIRE(registry.lock_path("a/b") == dir / "e6" / "a%2fb.json.lock");  // FNV-1a-64 top byte
   std::set<std::string> lower_names;
   for (const auto& [key, name] : want) {
     CAPTURE(key);
-    REQUIRE(registry.lock_path(key) == dir / name);
+    const fs::path path = registry.lock_path(key);
+    REQUIRE(path.filename() == name);
+    REQUIRE(path.parent_path().parent_path() == dir.path());
+    REQUIRE(path.parent_path().filename().string().size() == 2);
     auto guard = registry.lock(key);
-    std::string lower = name;
+    REQUIRE(fs::is_regular_file(path));
+    std::string lower = path.lexically_relative(dir.path()).string();
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     lower_names.insert(lower);
   }
   REQUIRE(lower_names.size() == want.size());  // distinct on case-insensitive filesystems too
-  std::set<std::string> on_disk;
-  for (const auto& e : fs::directory_iterator(dir.path())) {
-    on_disk.insert(e.path().filename().string());
+  std::size_t on_disk = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir.path())) {
+    if (e.is_regular_file()) ++on_disk;
   }
-  REQUIRE(on_disk.size() == want.size());
+  REQUIRE(on_disk == want.size());
 
-  // Long keys: cut, then a 128-bit FNV-1a hash of the whole key; the name stays short.
+  // Long keys become directory levels; every name stays short.
   const std::string long_a(300, 'K');
   std::string long_b = long_a;
   long_b.back() = 'L';
-  std::string expected = "keyed_";
-  for (int i = 0; i < 80; ++i) expected += "^k";
-  expected += "~5d2abbfc8fcb6467e756e2ba4dd89549.lock";
-  REQUIRE(registry.lock_path(long_a) == dir / expected);
   REQUIRE(registry.lock_path(long_a) != registry.lock_path(long_b));
-  REQUIRE(registry.lock_path(long_a).filename().string().size() < 255);
+  for (const auto& part : registry.lock_path(long_a).lexically_relative(dir.path())) {
+    REQUIRE(part.string().size() < 255);
+  }
   auto ga = registry.lock(long_a);
   auto gb = registry.lock(long_b);
+}
+
+TEST_CASE("KeyedLockRegistry refuses what is not a store key", "[guards]") {
+  TempDir dir;
+  KeyedLockRegistry registry(dir.path());
+  for (const std::string& key : {std::string(), std::string(1025, 'k'), std::string("\xff")}) {
+    CAPTURE(key.size());
+    try {
+      (void)registry.lock_path(key);
+      FAIL("accepted");
+    } catch (const lockdb::Error& e) {
+      REQUIRE(e.code() == lockdb::Errc::invalid_argument);
+    }
+    REQUIRE_THROWS_AS(registry.lock(key), lockdb::Error);
+  }
+  REQUIRE(fs::is_empty(dir.path()));
+}
+
+TEST_CASE("KeyedLockRegistry on a store's keys directory excludes that store's writers",
+          "[guards]") {
+  TempDir dir;
+  for (std::size_t stripes : {std::size_t{0}, std::size_t{4}}) {
+    CAPTURE(stripes);
+    const fs::path store_dir = dir / ("s" + std::to_string(stripes));
+    lockdb::StoreOptions options;
+    options.lock_timeout = 0s;
+    options.lock_stripes = stripes;
+    lockdb::Store store(store_dir, options);
+    KeyedLockRegistry registry(store_dir / "keys", 0s, stripes);
+    {
+      auto guard = registry.lock("user/1");
+      REQUIRE_THROWS_AS(store.put("user/1", 1), lockdb::Timeout);
+    }
+    store.put("user/1", 2);
+    REQUIRE(store.get("user/1") == 2);
+    REQUIRE(store.verify().empty());
+  }
 }
 
 TEST_CASE("KeyedLockRegistry across processes: different keys overlap, the same key waits",
@@ -373,10 +411,10 @@ TEST_CASE("KeyedLockRegistry stripes: a stable hash, shared stripes nest", "[gua
   KeyedLockRegistry registry(dir.path(), 1s, 8);
   REQUIRE(registry.stripes() == 8);
   // FNV-1a 64 mod 8: the same in every process, build and platform.
-  REQUIRE(registry.lock_path("a") == dir / "stripe-4-of-8.lock");
-  REQUIRE(registry.lock_path("y") == dir / "stripe-4-of-8.lock");
-  REQUIRE(registry.lock_path("b") == dir / "stripe-5-of-8.lock");
-  REQUIRE(registry.lock_path("user42") == dir / "stripe-0-of-8.lock");
+  REQUIRE(registry.lock_path("a") == dir / "stripe-4.lock");
+  REQUIRE(registry.lock_path("y") == dir / "stripe-4.lock");
+  REQUIRE(registry.lock_path("b") == dir / "stripe-5.lock");
+  REQUIRE(registry.lock_path("user42") == dir / "stripe-0.lock");
   REQUIRE(&registry.get_lock("a") == &registry.get_lock("y"));
 
   auto ga = registry.lock("a");
@@ -420,7 +458,7 @@ TEST_CASE("KeyedLockRegistry is thread-safe: one lock per key, the same key seri
   bool other_key = false;
   std::thread([&] {
     auto g = registry.lock("free");
-    other_key = g.owns_lock();
+    other_key = g.is_locked();
   }).join();
   REQUIRE(other_key);
 }

@@ -587,20 +587,23 @@ TEST_CASE("compaction keeps exactly what the rule asks and every key's current v
   const auto before = h.segments();
 
   SECTION("keep_last") {
-    CHECK(h.compact_keep_last(2) == 4);  // a: 1..3, b: 1
+    CHECK(lockdb::compact_history_keep_last(store, 2) == 4);  // a: 1..3, b: 1
     CHECK(keys_of(h.records()) == std::vector<std::string>{"a", "a", "b", "b", "c"});
     CHECK(values_of(h.records()) == std::vector<json>{4, 5, 2, "<erased>", 1});
-    CHECK(h.compact_keep_last(2) == 0);
-    CHECK(h.compact_keep_last(0) == 3);  // a: 4, b: both (erased), c stays (its only record)
+    CHECK(lockdb::compact_history_keep_last(store, 2) == 0);
+    CHECK(lockdb::compact_history_keep_last(store, 0) ==
+          3);  // a: 4, b: both (erased), c stays (its only record)
     CHECK(keys_of(h.records()) == std::vector<std::string>{"a", "c"});
     CHECK(values_of(h.records()) == std::vector<json>{5, 1});
   }
   SECTION("before") {
-    CHECK(h.compact_before(kT0 + 4s) == 3);  // a: 1..3; c is older but current: kept
+    CHECK(lockdb::compact_history_before(store, kT0 + 4s) ==
+          3);  // a: 1..3; c is older but current: kept
     CHECK(values_of(h.records({.key = "a"})) == std::vector<json>{4, 5});
     CHECK(values_of(h.records({.key = "c"})) == std::vector<json>{1});
     CHECK(h.records({.key = "b"}).size() == 3);
-    CHECK(h.compact_before(kT0 + 1h) == 4);  // a: 4 (5 is current), b: all three
+    CHECK(lockdb::compact_history_before(store, kT0 + 1h) ==
+          4);  // a: 4 (5 is current), b: all three
     CHECK(keys_of(h.records()) == std::vector<std::string>{"a", "c"});
   }
   // The compacted segment replaced the old ones; a new segment takes the next appends.
@@ -625,7 +628,7 @@ TEST_CASE("followers across a compaction: exact at the end, kept records again w
   const auto rs = h.records();
   const LogPosition behind{rs[3].segment, rs[3].offset, at_end.segment_id};  // before record 4
 
-  CHECK(h.compact_keep_last(1) == 4);  // keeps a=5, b=6
+  CHECK(lockdb::compact_history_keep_last(store, 1) == 4);  // keeps a=5, b=6
   put(log, "a", 7, kT0 + 7s);
 
   std::vector<Record> got;
@@ -657,7 +660,7 @@ TEST_CASE("readers skip what a compaction that failed half-way left behind", "[h
 
   SECTION("failed before its commit: nothing changed, no temp file left") {
     lockdb::os::fail_nth(lockdb::os::Op::rename, 2, EIO);  // 1: the rotation, 2: the commit
-    CHECK_THROWS_AS(h.compact_keep_last(1), lockdb::Error);
+    CHECK_THROWS_AS(lockdb::compact_history_keep_last(store, 1), lockdb::Error);
     CHECK(h.records().size() == 12);
     CHECK(h.segments().size() == segments_before + 1);
     CHECK(log_files(store, ".tmp").empty());
@@ -665,7 +668,7 @@ TEST_CASE("readers skip what a compaction that failed half-way left behind", "[h
   SECTION("failed after its commit: the old segments are still there but superseded") {
     lockdb::os::fail_nth(lockdb::os::Op::unlink, 1, EIO);
     try {
-      h.compact_keep_last(1);
+      lockdb::compact_history_keep_last(store, 1);
       FAIL("compaction succeeded although removing a segment failed");
     } catch (const lockdb::Error& e) {
       CHECK(e.path() == store / "log" / "000001.jsonl");
@@ -675,11 +678,11 @@ TEST_CASE("readers skip what a compaction that failed half-way left behind", "[h
     CHECK(h.segments().size() == 2);
     CHECK(values_of(h.records()) == std::vector<json>{10, 11, 12});
     // The next compaction removes the leftovers, also when it has nothing to drop.
-    CHECK(h.compact_keep_last(1) == 0);
+    CHECK(lockdb::compact_history_keep_last(store, 1) == 0);
     CHECK(fs::file_size(h.segments().at(0)) > 0);
     CHECK(log_files(store, ".jsonl") == h.segments());
     put(log, "k0", 13, kT0);
-    CHECK(h.compact_keep_last(1) == 1);
+    CHECK(lockdb::compact_history_keep_last(store, 1) == 1);
     CHECK(values_of(h.records()) == std::vector<json>{10, 11, 13});
   }
 }
@@ -739,7 +742,7 @@ TEST_CASE("compaction while 4 processes append loses nothing, readers see consis
   // pass while it ran (on a loaded machine the writers and the reader may start slowly).
   std::size_t dropped = 0;
   for (int round = 0; round < 6 || ((dropped == 0 || reads == 0) && round < 5000); ++round) {
-    dropped += h.compact_keep_last(2);
+    dropped += lockdb::compact_history_keep_last(store, 2);
   }
   std::map<int, long> appended;
   for (int w = 0; w < procs; ++w) {
@@ -841,7 +844,7 @@ TEST_CASE("rebuild makes a store equal to the live one", "[history][store]") {
 
   History h(live_dir);
   REQUIRE(h.segments().size() > 1);
-  h.rebuild(dir / "copy");
+  lockdb::rebuild_store(live_dir, dir / "copy");
   lockdb::Store copy(dir / "copy");
   REQUIRE(copy.keys() == live.keys());
   for (const auto& key : live.keys()) {
@@ -857,7 +860,7 @@ TEST_CASE("rebuild makes a store equal to the live one", "[history][store]") {
   for (const auto& r : copied) CHECK(r.op == "put");
   // Never into a store.
   try {
-    h.rebuild(dir / "copy");
+    lockdb::rebuild_store(live_dir, dir / "copy");
     FAIL("rebuild wrote into an existing store");
   } catch (const lockdb::Error& e) {
     CHECK(e.code() == lockdb::Errc::invalid_argument);

@@ -249,13 +249,12 @@ TEST_CASE("History compaction refuses a symlinked log directory, writing nothing
   fs::rename(fx.db / "log", moved);
   fs::create_symlink(moved, fx.db / "log");
   const auto before = snapshot(fx.outside);
-  lockdb::History history(fx.db);
   for (int which = 0; which < 2; ++which) {
     Outcome o = run([&] {
       if (which == 0) {
-        (void)history.compact_keep_last(1);
+        (void)lockdb::compact_history_keep_last(fx.db, 1);
       } else {
-        (void)history.compact_before(std::chrono::system_clock::now());
+        (void)lockdb::compact_history_before(fx.db, std::chrono::system_clock::now());
       }
     });
     INFO(o.what);
@@ -268,7 +267,7 @@ TEST_CASE("History compaction refuses a symlinked log directory, writing nothing
   // The same log in its place compacts.
   fs::remove(fx.db / "log");
   fs::rename(moved, fx.db / "log");
-  REQUIRE(history.compact_keep_last(1) == 2);
+  REQUIRE(lockdb::compact_history_keep_last(fx.db, 1) == 2);
 }
 
 TEST_CASE("a link planted at a sealed log segment is refused by readers and compaction",
@@ -314,7 +313,7 @@ TEST_CASE("a link planted at a sealed log segment is refused by readers and comp
       REQUIRE(o.code == Errc::invalid_argument);
       REQUIRE_THAT(o.what, Catch::Contains(segments[1].string() + problem));
     }
-    Outcome o = run([&] { (void)lockdb::History(db).compact_keep_last(1); });
+    Outcome o = run([&] { (void)lockdb::compact_history_keep_last(db, 1); });
     INFO(o.what);
     // A symbolic link is refused; a hard-linked sealed segment is only read, then unlinked.
     REQUIRE(o.threw == !hard);

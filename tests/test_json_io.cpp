@@ -342,9 +342,9 @@ TEST_CASE("a log line with a value deeper than 512 levels is skipped and reporte
   }
   REQUIRE(reported >= 1);  // the skipped lines, reported
   (void)store.repair();
-  history.rebuild(tmp / "rebuilt");
+  lockdb::rebuild_store(store.dir(), tmp / "rebuilt");
   REQUIRE(Store(tmp / "rebuilt").get("k") == 2);
-  (void)history.compact_keep_last(1);
+  (void)lockdb::compact_history_keep_last(store.dir(), 1);
   REQUIRE(records_of(store, "k") == 1);
 }
 
@@ -378,9 +378,9 @@ TEST_CASE("a log line holding a string that is not UTF-8 is skipped and reported
   }
   REQUIRE(reported.size() == 1);
   REQUIRE_THAT(reported[0], Catch::StartsWith("3 torn or unreadable line(s) in the log"));
-  history.rebuild(tmp / "rebuilt");
+  lockdb::rebuild_store(store.dir(), tmp / "rebuilt");
   REQUIRE(Store(tmp / "rebuilt").get("k") == 2);
-  REQUIRE(history.compact_keep_last(1) == 1);
+  REQUIRE(lockdb::compact_history_keep_last(store.dir(), 1) == 1);
   REQUIRE(records_of(store, "k") == 1);
 }
 

@@ -1269,7 +1269,7 @@ TEST_CASE("verify after compaction: dropped records leave no false gaps", "[stor
   store.put("other", 1);
   lockdb::test::write_text(store.file_path("k"), "40");  // a gap in records compaction keeps
   store.increment("k");
-  REQUIRE(lockdb::History(store.dir()).compact_keep_last(3) > 0);
+  REQUIRE(lockdb::compact_history_keep_last(store.dir(), 3) > 0);
   auto records = records_of(store, "k");
   REQUIRE(records.size() == 3);
   REQUIRE(records[0].prev_version);  // the chain's start was dropped

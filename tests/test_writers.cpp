@@ -155,7 +155,7 @@ TEST_CASE("a garbage log line's finding names the command that clears it", "[sto
   // repair cannot clear it (it logs nothing here); what the finding names does.
   REQUIRE(store.repair().size() == 1);
   REQUIRE(store.verify().size() == 1);
-  lockdb::History(store.dir()).compact_keep_last(1000);
+  lockdb::compact_history_keep_last(store.dir(), 1000);
   REQUIRE(store.verify().empty());
   REQUIRE(records_of(store, "k").size() == 2);
 }

@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "os.hpp"
 
 namespace lockdb::cli {
 
@@ -60,14 +63,29 @@ std::optional<std::int64_t> parse_int64(std::string_view text) {
 
 std::optional<std::filesystem::path> not_a_directory(const std::string& path) {
   if (is_etcd_location(path)) return std::nullopt;
-  std::error_code ec;
   for (std::filesystem::path p = path; !p.empty(); p = p.parent_path()) {
-    const auto type = std::filesystem::status(p, ec).type();
-    if (type == std::filesystem::file_type::directory) return std::nullopt;
-    if (type != std::filesystem::file_type::not_found && !ec) return p;
+    if (const auto st = os::stat(p); st.ok()) {
+      if (S_ISDIR(st.value.mode)) return std::nullopt;
+      return p;
+    }
     if (p == p.parent_path()) break;
   }
   return std::nullopt;
+}
+
+bool is_directory(const std::string& path) {
+  const auto st = os::stat(path);
+  return st.ok() && S_ISDIR(st.value.mode);
+}
+
+bool is_empty_directory(const std::string& path) {
+  const auto names = os::list_dir(path);
+  return names.ok() && names.value.empty();
+}
+
+std::uint64_t size_of_file(const std::filesystem::path& path) {
+  const auto st = os::stat(path);
+  return st.ok() && S_ISREG(st.value.mode) ? static_cast<std::uint64_t>(st.value.size) : 0;
 }
 
 void throw_not_a_store(const std::string& dir, const std::string& why) {
@@ -96,8 +114,7 @@ void require_store_dir(const std::string& dir, bool create = false) {
     throw_not_a_store(
         dir, *blocker == dir ? "it is not a directory" : blocker->string() + " is not a directory");
   }
-  std::error_code ec;
-  if (!create && std::filesystem::status(dir, ec).type() == std::filesystem::file_type::not_found) {
+  if (const auto st = os::stat(dir); !create && (st.err == ENOENT || st.err == ENOTDIR)) {
     throw_not_a_store(dir, "there is no such directory");
   }
 }
@@ -107,9 +124,7 @@ void require_store_dir(const std::string& dir, bool create = false) {
 Store open_store(const std::string& dir, bool create, std::chrono::nanoseconds lock_timeout,
                  Durability durability) {
   require_store_dir(dir, create);
-  if (std::error_code ec; create && !is_etcd_location(dir) &&
-                          std::filesystem::is_directory(dir, ec) &&
-                          !std::filesystem::is_empty(dir, ec)) {
+  if (create && !is_etcd_location(dir) && is_directory(dir) && !is_empty_directory(dir)) {
     open_store(dir);  // a directory with other things in it does not become a store
   }
   StoreOptions options;
@@ -342,9 +357,7 @@ Progress::Progress(std::string what, const History& history) : what_(std::move(w
     const std::string stem = segment.stem().string();
     std::from_chars(stem.data(), stem.data() + stem.size(), number);
     bytes_before_[number] = total_bytes_;
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(segment, ec);
-    if (!ec) total_bytes_ += size;
+    total_bytes_ += size_of_file(segment);
   }
   positional_ = true;
   start();

@@ -74,7 +74,7 @@ std::optional<std::int64_t> parse_int64(std::string_view text);
 // directory without a store is Error{not_found} "DIR: not a lockdb store: why (...'lockdb init')",
 // the same for every command; other errors are what Store's constructor throws.
 Store open_store(const std::string& dir, bool create = false,
-                 std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30),
+                 std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
                  Durability durability = Durability::none);
 // "none", "file", "full", "power_loss_unsafe" (the --durability values). REQUIRES: one of them.
 Durability to_durability(const std::string& name);
@@ -93,6 +93,12 @@ bool is_etcd_location(const std::string& store);
 // The path itself or the nearest existing ancestor of it when that is not a directory (a file
 // in the way of a store there); nullopt when the nearest existing one is a directory.
 std::optional<std::filesystem::path> not_a_directory(const std::string& path);
+// Whether `path` is a directory (a link to one counts), and whether it is one known to be empty.
+// Through the library's OS seam, as every file system call of the command.
+bool is_directory(const std::string& path);
+bool is_empty_directory(const std::string& path);
+// The size of the regular file at `path`; 0 when it cannot be had.
+std::uint64_t size_of_file(const std::filesystem::path& path);
 
 // The store-relative name of `path` ("counter.json.lock"), or the path itself when outside.
 std::string relative_name(const std::filesystem::path& store_dir,

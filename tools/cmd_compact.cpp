@@ -16,9 +16,7 @@ struct CompactArgs {
 std::uint64_t log_bytes(const History& history) {
   std::uint64_t bytes = 0;
   for (const auto& segment : history.segments()) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(segment, ec);
-    if (!ec) bytes += size;
+    bytes += size_of_file(segment);
   }
   return bytes;
 }
@@ -32,8 +30,8 @@ int run_compact(const CompactArgs& a, const Settings& settings) {
   std::size_t dropped = 0;
   {
     Progress progress("compacting log");
-    dropped = a.keep_last ? history.compact_keep_last(*a.keep_last)
-                          : history.compact_before(to_time(a.before));
+    dropped = a.keep_last ? compact_history_keep_last(a.store, *a.keep_last)
+                          : compact_history_before(a.store, to_time(a.before));
   }
   const std::uint64_t bytes_after = log_bytes(history);
   if (settings.json) {
@@ -51,10 +49,10 @@ int run_compact(const CompactArgs& a, const Settings& settings) {
 }
 
 int run_rebuild(const CompactArgs& a, const Settings& settings) {
-  History history = open_history(a.store);
+  (void)open_history(a.store);  // the command's own error for a directory without a store
   {
     Progress progress("rebuilding store");
-    history.rebuild(a.target);
+    rebuild_store(a.store, a.target);
   }
   Store rebuilt = open_store(a.target);
   const auto keys = rebuilt.keys().size();

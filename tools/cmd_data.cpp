@@ -51,13 +51,12 @@ Store open_for_write(const DataArgs& a) {
 
 int run_init(const DataArgs& a, const Settings& settings) {
   bool existed = false;
-  std::error_code ec;
   if (const auto blocker = not_a_directory(a.store)) {
     throw Error(Errc::invalid_argument, "init", a.store,
                 (*blocker == a.store ? std::string("it") : blocker->string()) +
                     " is not a directory; give a new or empty directory");
   }
-  if (std::filesystem::is_directory(a.store, ec)) {
+  if (is_directory(a.store)) {
     try {
       Store existing = open_store(a.store);
       existed = true;
@@ -72,7 +71,7 @@ int run_init(const DataArgs& a, const Settings& settings) {
       }
     } catch (const Error& e) {
       if (e.code() != Errc::not_found) throw;
-      if (!std::filesystem::is_empty(a.store, ec)) {
+      if (!is_empty_directory(a.store)) {
         throw Error(Errc::invalid_argument, "init", a.store,
                     "the directory is not empty and holds no lockdb store; give a new or empty "
                     "directory");

@@ -32,9 +32,7 @@ LockInfo inspect(const std::filesystem::path& path) {
   LockInfo info;
   info.path = path;
   info.kind = "hard";
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (!ec && size > 0) {
+  if (size_of_file(path) > 0) {
     // Hard lock files stay empty; a non-empty one is a soft marker if it parses as one.
     SoftFileLock soft(path);
     if (auto holder = soft.holder()) {

@@ -36,17 +36,11 @@ int run_stats(const StatsArgs& a, const Settings& settings) {
   const auto keys = store.keys();
   std::uint64_t key_bytes = 0;
   for (const auto& key : keys) {
-    std::error_code ec;  // a key erased meanwhile just counts nothing
-    const auto size = std::filesystem::file_size(store.file_path(key), ec);
-    if (!ec) key_bytes += size;
+    key_bytes += size_of_file(store.file_path(key));  // a key erased meanwhile counts nothing
   }
   const auto segments = history.segments();
   std::uint64_t log_bytes = 0;
-  for (const auto& segment : segments) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(segment, ec);
-    if (!ec) log_bytes += size;
-  }
+  for (const auto& segment : segments) log_bytes += size_of_file(segment);
 
   std::uint64_t records = 0;
   std::map<std::string, std::uint64_t> per_op;

@@ -6,6 +6,7 @@
 #include <fnmatch.h>
 
 #include "cli_common.hpp"
+#include "os.hpp"
 
 namespace lockdb::cli {
 namespace {
@@ -242,11 +243,10 @@ int run_path(const ValueArgs& a, const Settings& settings) {
   Store store = open_store(a.store);
   const auto path = store.file_path(a.key);
   if (settings.json) {
-    std::error_code ec;
     out_line(JsonObject()
                  .str("key", a.key)
                  .str("path", path.string())
-                 .boolean("exists", std::filesystem::exists(path, ec))
+                 .boolean("exists", os::stat(path).ok())
                  .text());
   } else {
     out_line(path.string());

@@ -1,12 +1,7 @@
 #include <lockdb/error.hpp>
 #include <lockdb/time.hpp>
 
-#include <cerrno>
-#include <cstdio>
-#include <ctime>
-
-#include "os.hpp"
-#include "util.hpp"
+#include <system_error>
 
 namespace lockdb {
 namespace {
@@ -56,7 +51,8 @@ int exit_code(Errc code) noexcept {
 }
 
 Error::Error(Errc code, std::string context, std::filesystem::path path, int sys_errno)
-    : std::runtime_error(compose(context, path, sys_errno ? os::error_text(sys_errno) : "")),
+    : std::runtime_error(
+          compose(context, path, sys_errno ? std::generic_category().message(sys_errno) : "")),
       code_(code),
       path_(std::move(path)),
       errno_(sys_errno) {}
@@ -110,28 +106,5 @@ AlreadyRunning::AlreadyRunning(std::string name, std::filesystem::path lock_path
     : Error(Errc::already_running, "another instance of '" + name + "' is running",
             std::move(lock_path), holder ? "held by " + holder->describe() : std::string()),
       holder_(std::move(holder)) {}
-
-namespace os {
-Errc errc_for_errno(int err) noexcept {
-  switch (err) {
-    case EACCES:
-    case EPERM:
-    case EROFS: return Errc::permission;
-    case ENOENT: return Errc::not_found;
-    case ENOLCK:
-    case EOPNOTSUPP: return Errc::lock_unsupported;
-    case EISDIR:
-    case ENOTDIR:
-    case ELOOP:
-    case ENAMETOOLONG:
-    case EINVAL: return Errc::invalid_argument;
-    default: return Errc::io;
-  }
-}
-
-[[noreturn]] void throw_errno(std::string context, const std::filesystem::path& path, int err) {
-  throw Error(errc_for_errno(err), std::move(context), path, err);
-}
-}  // namespace os
 
 }  // namespace lockdb

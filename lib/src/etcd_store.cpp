@@ -112,7 +112,7 @@ std::vector<Record> read_records(Client& client, const Layout& layout,
 
 bool matches(const Query& q, const Record& r) {
   if (q.key && r.key != *q.key) return false;
-  if (q.key_prefix && r.key.compare(0, q.key_prefix->size(), *q.key_prefix) != 0) return false;
+  if (q.key_prefix && !r.key.starts_with(*q.key_prefix)) return false;
   if (q.since && r.time < *q.since) return false;
   if (q.until && r.time >= *q.until) return false;
   if (q.op && r.op != *q.op) return false;

@@ -1,40 +1,14 @@
-// FileLock: the locking protocol.
+// FileLock and the per-process half every lock object shares (reentrancy, shared holds, fork).
 //
-// Why flock(2) and not fcntl(2) record locks. fcntl locks belong to the process, not to the
-// descriptor: closing ANY descriptor of the file (a library reading it, say) silently drops the
-// lock, and two descriptors of one process never exclude each other. flock locks belong to the
-// open file description: they exclude every other open of the file, in this process or another,
-// survive unrelated closes, and are released by the kernel when the last descriptor of the
-// description closes, i.e. when the holder dies. Python's filelock uses flock too (fcntl.flock),
-// which is what makes the two interoperate.
+// The cross-process half is the flock(2) protocol of lock_file.hpp (why flock, why lock files are
+// never deleted, NFS, FUSE, fork). A FileLock keeps its descriptor open between acquisitions, so
+// an uncontended lock+unlock costs two flock calls and an fstat; after each flock it checks that
+// the descriptor still names the path (anybody may delete a FileLock's file) and otherwise opens
+// the path again. It opens read-write (an exclusive lock on NFS needs it) and applies its `mode`
+// with fchmod once the lock is held, only to a file it created.
 //
-// Why lock files are never deleted. A waiter blocks on the inode it opened. If the holder
-// unlinked the file on release, the waiter would wake holding a lock on an orphaned inode while a
-// third process creates a fresh file at the path and locks that: two holders. So lockdb never
-// removes lock files, and after every acquisition checks that its descriptor still names the
-// path (same device and inode, link count > 0); if someone else removed or replaced the file it
-// unlocks, reopens and tries again.
-//
-// Opening. O_RDWR|O_CREAT|O_EXCL|O_CLOEXEC|O_NOFOLLOW, else O_RDWR without O_CREAT for an
-// existing file: O_CLOEXEC keeps the lock out of exec'd children, O_NOFOLLOW refuses a symlink
-// planted at the path (also where fs.protected_symlinks says EACCES for it), O_NONBLOCK keeps a
-// planted FIFO from blocking the open, and anything but a regular file is refused. Nothing is
-// truncated, and permissions are only changed with fchmod once the lock is held, and only on a
-// file this object created (O_EXCL tells), never on one that was there. An existing lock file we
-// may not write is opened read-only (flock does not need write access). The descriptor is kept open
-// between acquisitions, so an uncontended lock+unlock costs two flock calls and a stat.
-//
-// NFS and FUSE. Linux emulates flock on NFS with whole-file fcntl locks (lockd); it works
-// across hosts but then has fcntl's per-process semantics between two descriptors of one
-// process. Some FUSE and network filesystems return ENOLCK or EOPNOTSUPP: lockdb reports that as
-// Error{lock_unsupported} (use SoftFileLock there), never as a timeout.
-//
-// Fork. flock locks are inherited by a forked child through the shared open file description,
-// and a child calling flock(LOCK_UN) on it would release the PARENT's lock. lockdb counts forks
-// (pthread_atfork); an object used in a child forgets the inherited state: it closes its copy of
-// the descriptor without unlocking (the parent's copy keeps the lock) and refuses to unlock.
-//
-// Waiting. See os_posix.cpp: blocked in flock(2), cut off at the deadline by a timer signal.
+// Fork: an object used in a child forgets the inherited state: it closes its copy of the
+// descriptor without unlocking (the parent's copy keeps the lock) and refuses to unlock.
 #include <lockdb/file_lock.hpp>
 #include <lockdb/time.hpp>
 
@@ -42,12 +16,12 @@
 #include <cerrno>
 #include <utility>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-
+#include "lock_file.hpp"
+#include "lock_state.hpp"
 #include "os.hpp"
 
 namespace lockdb {
+namespace lock_file = detail::lock_file;
 
 // ---------------------------------------------------------------------------------------------
 // LockGuard
@@ -75,24 +49,24 @@ LockGuard::~LockGuard() {
 }
 
 void LockGuard::release() {
-  if (detail::LockBase* l = std::exchange(lock_, nullptr)) l->release();
+  if (detail::LockState* l = std::exchange(lock_, nullptr)) l->release(shared_);
 }
 
 // ---------------------------------------------------------------------------------------------
-// LockBase
+// LockState
 
 namespace detail {
 
-LockBase::LockBase(std::filesystem::path path, std::chrono::nanoseconds default_timeout)
+LockState::LockState(std::filesystem::path path, std::chrono::nanoseconds default_timeout)
     : path_(std::move(path)),
       default_timeout_(default_timeout),
       fork_generation_(os::fork_generation()) {
   if (path_.empty()) throw Error(Errc::invalid_argument, "lock path is empty");
 }
 
-LockBase::~LockBase() = default;
+LockState::~LockState() = default;
 
-void LockBase::check_fork_locked() {
+void LockState::check_fork_locked() {
   unsigned generation = os::fork_generation();
   if (generation == fork_generation_) return;
   fork_generation_ = generation;
@@ -105,7 +79,7 @@ void LockBase::check_fork_locked() {
   shared_threads_.clear();
 }
 
-void LockBase::release_all_on_destroy() noexcept {
+void LockState::release_all_on_destroy() noexcept {
   std::unique_lock lk(mu_);
   check_fork_locked();
   if (mode_ != Mode::unlocked) backend_release();
@@ -114,8 +88,8 @@ void LockBase::release_all_on_destroy() noexcept {
   count_ = 0;
 }
 
-bool LockBase::acquire_locked(std::unique_lock<std::mutex>& lk, bool shared,
-                              std::chrono::nanoseconds timeout) {
+bool LockState::try_acquire(bool shared, std::chrono::nanoseconds timeout) {
+  std::unique_lock lk(mu_);
   check_fork_locked();
   const auto me = std::this_thread::get_id();
   if (mode_ == Mode::exclusive && owner_ == me) {  // reentry (a shared request nests too)
@@ -176,7 +150,8 @@ bool LockBase::acquire_locked(std::unique_lock<std::mutex>& lk, bool shared,
   return acquired;
 }
 
-void LockBase::release_locked(std::unique_lock<std::mutex>&, bool shared) {
+void LockState::release(bool shared) {
+  std::unique_lock lk(mu_);
   check_fork_locked();
   if (mode_ == Mode::unlocked) {
     if (inherited_) {
@@ -199,7 +174,8 @@ void LockBase::release_locked(std::unique_lock<std::mutex>&, bool shared) {
   cv_.notify_all();
 }
 
-void LockBase::throw_timeout(std::chrono::nanoseconds timeout) const {
+void LockState::acquire(bool shared, std::chrono::nanoseconds timeout) {
+  if (try_acquire(shared, timeout)) return;
   std::optional<LockHolder> holder;
   try {
     holder = backend_holder();
@@ -210,186 +186,141 @@ void LockBase::throw_timeout(std::chrono::nanoseconds timeout) const {
                 std::move(holder));
 }
 
-bool LockBase::try_acquire(bool shared, std::chrono::nanoseconds timeout) {
+bool LockState::is_locked() const {
   std::unique_lock lk(mu_);
-  return acquire_locked(lk, shared, timeout);
-}
-
-LockGuard LockBase::acquire() { return acquire(default_timeout_); }
-
-LockGuard LockBase::acquire(std::chrono::nanoseconds timeout) {
-  if (!try_acquire(false, timeout)) throw_timeout(timeout);
-  return LockGuard(this, false);
-}
-
-LockGuard LockBase::acquire_shared_impl(std::chrono::nanoseconds timeout) {
-  if (!try_acquire(true, timeout)) throw_timeout(timeout);
-  return LockGuard(this, true);
-}
-
-void LockBase::release() {
-  std::unique_lock lk(mu_);
-  release_locked(lk, false);
-}
-
-void LockBase::unlock_shared_impl() {
-  std::unique_lock lk(mu_);
-  release_locked(lk, true);
-}
-
-bool LockBase::is_locked() const {
-  std::unique_lock lk(mu_);
-  const_cast<LockBase*>(this)->check_fork_locked();
+  const_cast<LockState*>(this)->check_fork_locked();
   return mode_ != Mode::unlocked;
 }
 
-int LockBase::lock_counter() const {
+int LockState::lock_counter() const {
   std::unique_lock lk(mu_);
-  const_cast<LockBase*>(this)->check_fork_locked();
+  const_cast<LockState*>(this)->check_fork_locked();
   return count_;
 }
 
-void LockBase::lock() {
-  if (!try_acquire(false, default_timeout_)) throw_timeout(default_timeout_);
-}
-
-bool LockBase::try_lock() { return try_acquire(false, std::chrono::nanoseconds::zero()); }
-
-void LockBase::unlock() { release(); }
-
 }  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// FileLock's backend
+
+namespace {
+
+class FileLockState final : public detail::LockState {
+ public:
+  FileLockState(std::filesystem::path path, const LockOptions& options)
+      : LockState(std::move(path), options.lock_timeout), mode_(options.mode) {}
+  ~FileLockState() override { release_all_on_destroy(); }
+
+  std::optional<LockHolder> holder() const {
+    auto st = os::stat(path());
+    if (!st.ok()) return std::nullopt;
+    return os::flock_holder(st.value.dev, st.value.ino);
+  }
+
+ private:
+  bool backend_acquire(bool shared, std::optional<std::chrono::steady_clock::time_point> deadline) {
+    for (;;) {
+      if (fd_ < 0) {
+        // Only a file this object created gets `mode`, never one that was there (a hard link
+        // planted at the path would carry a chmod to another file).
+        const auto opened =
+            lock_file::open({path().native()}, lock_file::Access::read_write,
+                            /*tell_created=*/mode_.has_value(), "cannot open lock file");
+        fd_ = opened.fd;
+        mode_applied_ = !opened.created;
+        path_verified_ = false;
+      }
+      bool waited = false;
+      if (int err = lock_file::lock(fd_, shared, deadline, &waited); err == EWOULDBLOCK) {
+        return false;
+      } else if (err != 0) {
+        lock_file::throw_lock_failure(err, "cannot lock", path().native());
+      }
+      // The descriptor must still name the path (lock_file.hpp). Removal and replacement by rename
+      // drop the link count, which fstat sees; the comparison with the path's inode costs a path
+      // lookup, made when the file was just opened or the lock had to be waited for.
+      if (lock_file::still_names(fd_, waited || !path_verified_ ? path().c_str() : nullptr)) {
+        path_verified_ = true;
+        break;
+      }
+      (void)os::flock_unlock(fd_);
+      os::close(fd_);
+      fd_ = -1;
+    }
+    if (mode_ && !mode_applied_) {
+      if (auto s = os::fchmod(fd_, *mode_); !s.ok() && s.err != EPERM) {
+        (void)os::flock_unlock(fd_);
+        os::throw_errno("cannot set the lock file's mode", path(), s.err);
+      }
+      mode_applied_ = true;
+    }
+    return true;
+  }
+
+  void backend_release() noexcept override { (void)os::flock_unlock(fd_); }
+
+  void backend_forget() noexcept override {
+    os::close(fd_);  // closing our copy never unlocks a description another process still has
+    fd_ = -1;
+    mode_applied_ = false;
+  }
+
+  std::optional<LockHolder> backend_holder() const override { return holder(); }
+
+  // Constant after construction.
+  const std::optional<unsigned> mode_;
+  // Owned by the thread inside backend_* (LockState serialises them).
+  int fd_ = -1;
+  bool mode_applied_ = false;
+  bool path_verified_ = false;  // fd_ was checked against the path since it was opened
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// BasicLock
+
+BasicLock::BasicLock(std::unique_ptr<detail::LockState> state) noexcept
+    : state_(std::move(state)) {}
+BasicLock::~BasicLock() = default;
+
+const std::filesystem::path& BasicLock::path() const noexcept { return state_->path(); }
+std::chrono::nanoseconds BasicLock::default_timeout() const noexcept {
+  return state_->default_timeout();
+}
+LockGuard BasicLock::acquire() { return acquire_hold(false, default_timeout()); }
+LockGuard BasicLock::acquire(std::chrono::nanoseconds timeout) {
+  return acquire_hold(false, timeout);
+}
+LockGuard BasicLock::acquire_hold(bool shared, std::chrono::nanoseconds timeout) {
+  state_->acquire(shared, timeout);
+  return LockGuard(state_.get(), shared);
+}
+bool BasicLock::try_for(bool shared, std::chrono::nanoseconds timeout) {
+  return state_->try_acquire(shared, timeout);
+}
+void BasicLock::release() { state_->release(false); }
+bool BasicLock::is_locked() const { return state_->is_locked(); }
+int BasicLock::lock_counter() const { return state_->lock_counter(); }
+void BasicLock::lock() { state_->acquire(false, default_timeout()); }
+bool BasicLock::try_lock() { return try_for(false, std::chrono::nanoseconds::zero()); }
+void BasicLock::unlock() { state_->release(false); }
 
 // ---------------------------------------------------------------------------------------------
 // FileLock
 
 FileLock::FileLock(std::filesystem::path path, LockOptions options)
-    : LockBase(std::move(path), options.timeout), mode_(options.mode) {}
+    : BasicLock(std::make_unique<FileLockState>(std::move(path), options)) {}
 
-FileLock::~FileLock() { release_all_on_destroy(); }
-
-LockGuard FileLock::acquire_shared() { return acquire_shared_impl(default_timeout_); }
+LockGuard FileLock::acquire_shared() { return acquire_hold(true, default_timeout()); }
 LockGuard FileLock::acquire_shared(std::chrono::nanoseconds timeout) {
-  return acquire_shared_impl(timeout);
+  return acquire_hold(true, timeout);
 }
-void FileLock::lock_shared() {
-  if (!try_acquire(true, default_timeout_)) throw_timeout(default_timeout_);
-}
-bool FileLock::try_lock_shared() { return try_acquire(true, std::chrono::nanoseconds::zero()); }
-void FileLock::unlock_shared() { unlock_shared_impl(); }
-
-namespace {
-
-[[noreturn]] void throw_open_error(const std::filesystem::path& path, int err) {
-  switch (err) {
-    case ELOOP:
-      throw Error(Errc::invalid_argument, "cannot open lock file", path,
-                  "it is a symbolic link (refused, not followed)");
-    case EISDIR:
-      throw Error(Errc::invalid_argument, "cannot open lock file", path, "it is a directory");
-    case ENOTDIR:
-      throw Error(Errc::invalid_argument, "cannot open lock file", path,
-                  "a parent component is not a directory");
-    default: os::throw_errno("cannot open lock file", path, err);
-  }
-}
-
-}  // namespace
-
-bool FileLock::backend_acquire(bool shared,
-                               std::optional<std::chrono::steady_clock::time_point> deadline) {
-  for (;;) {
-    if (fd_ < 0) {
-      // Created here (O_EXCL) or opened as it is: only a file this object created gets `mode`,
-      // never one that was there (a hard link planted at the path would carry a chmod to
-      // another file). O_NONBLOCK: a FIFO at the path must not block the open.
-      constexpr int kCreate = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK;
-      constexpr int kExisting = O_RDWR | O_NOFOLLOW | O_NONBLOCK;
-      bool created = true;
-      auto r = os::open(path(), kCreate, 0666);
-      if (r.err == ENOENT && path().has_parent_path()) {
-        if (auto s = os::mkdirs(path().parent_path()); !s.ok()) {
-          throw_open_error(path().parent_path(), s.err);
-        }
-        r = os::open(path(), kCreate, 0666);
-      }
-      if (r.err == EEXIST) {
-        created = false;
-        r = os::open(path(), kExisting);
-        if (r.err == ENOENT) continue;  // removed meanwhile: create it
-      }
-      if (r.err == EACCES) {  // a lock file we may read but not write still locks
-        auto ro = os::open(path(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-        if (ro.ok() || ro.err == ELOOP) r = ro;
-      }
-      if (r.err == EACCES) {  // a symbolic link in a sticky directory (fs.protected_symlinks)
-        if (auto st = os::lstat(path()); st.ok() && S_ISLNK(st.value.mode)) r.err = ELOOP;
-      }
-      if (!r.ok()) throw_open_error(path(), r.err);
-      if (auto st = os::fstat(r.value); st.ok() && !S_ISREG(st.value.mode)) {
-        os::close(r.value);
-        throw Error(Errc::invalid_argument, "cannot open lock file", path(),
-                    os::planted_problem(st.value, false));
-      }
-      fd_ = r.value;
-      mode_applied_ = !created;  // `mode` is for a file this object creates only
-      path_verified_ = false;
-    }
-    // One non-blocking try first: the uncontended path is a single system call.
-    auto s = os::flock_until(fd_, shared, std::chrono::steady_clock::time_point{});
-    const bool waited = s.err == EWOULDBLOCK;
-    if (waited) s = os::flock_until(fd_, shared, deadline);
-    if (!s.ok()) {
-      if (s.err == EWOULDBLOCK) return false;
-      if (s.err == ENOLCK || s.err == EOPNOTSUPP || s.err == EINVAL) {
-        throw Error(Errc::lock_unsupported, "cannot lock", path(),
-                    os::error_text(s.err) +
-                        " (this filesystem refuses OS locks; SoftFileLock works there)");
-      }
-      os::throw_errno("cannot lock", path(), s.err);
-    }
-    // The descriptor must still name the path: someone may have removed or replaced the file
-    // (see top). Removal and replacement by rename drop the inode's link count to zero, which
-    // fstat sees; the full comparison with the path's inode is made whenever the file was just
-    // opened or the lock had to be waited for, and costs a path lookup.
-    auto mine = os::fstat(fd_);
-    bool names_path = mine.ok() && mine.value.nlink > 0;
-    if (names_path && (waited || !path_verified_)) {
-      auto now_at_path = os::lstat(path());
-      names_path = now_at_path.ok() && mine.value.dev == now_at_path.value.dev &&
-                   mine.value.ino == now_at_path.value.ino;
-    }
-    if (names_path) {
-      path_verified_ = true;
-      break;
-    }
-    (void)os::flock_unlock(fd_);
-    os::close(fd_);
-    fd_ = -1;
-  }
-  if (mode_ && !mode_applied_) {
-    if (auto s = os::fchmod(fd_, *mode_); !s.ok() && s.err != EPERM) {
-      (void)os::flock_unlock(fd_);
-      os::throw_errno("cannot set the lock file's mode", path(), s.err);
-    }
-    mode_applied_ = true;
-  }
-  return true;
-}
-
-void FileLock::backend_release() noexcept { (void)os::flock_unlock(fd_); }
-
-void FileLock::backend_forget() noexcept {
-  os::close(fd_);  // closing our copy never unlocks a description another process still has
-  fd_ = -1;
-  mode_applied_ = false;
-}
-
-std::optional<LockHolder> FileLock::backend_holder() const { return holder(); }
-
+void FileLock::lock_shared() { state().acquire(true, default_timeout()); }
+bool FileLock::try_lock_shared() { return try_for(true, std::chrono::nanoseconds::zero()); }
+void FileLock::unlock_shared() { state().release(true); }
 std::optional<LockHolder> FileLock::holder() const {
-  auto st = os::stat(path());
-  if (!st.ok()) return std::nullopt;
-  return os::flock_holder(st.value.dev, st.value.ino);
+  return static_cast<const FileLockState&>(state()).holder();
 }
 
 }  // namespace lockdb

@@ -45,7 +45,6 @@
 #include "os.hpp"
 #include "replace.hpp"
 #include "store_locks.hpp"
-#include "util.hpp"
 
 namespace lockdb {
 namespace {
@@ -101,14 +100,12 @@ class HeldLock {
  private:
   // `may_fail`: a Timeout leaves the lock not acquired instead of propagating.
   HeldLock(const std::filesystem::path& data, std::chrono::nanoseconds timeout, bool may_fail)
-      : lock_path_(t_depth == 0 ? util::scratch(util::Scratch::lock_path, own_path_) : own_path_) {
+      : lock_path_(lock_path_of(data)) {
     if (t_depth == kMaxNested) {
       throw Error(
           Errc::invalid_argument, "cannot write", data,
           "more than " + std::to_string(kMaxNested) + " locked calls are nested in this thread");
     }
-    lock_path_.assign(data.native());
-    lock_path_ += ".lock";
     if (held_by_this_thread(lock_path_)) {
       throw Error(Errc::conflict, "cannot write", data,
                   "this thread is inside a locked call on this file already (atomic_json_update's "
@@ -124,8 +121,7 @@ class HeldLock {
     acquired_ = true;
   }
 
-  std::string own_path_;  // the lock path when nested (or at exit): see util::scratch
-  std::string& lock_path_;
+  const std::string lock_path_;
   detail::KeyLocks::Hold hold_;
   bool acquired_ = false;
 };
@@ -262,9 +258,7 @@ nlohmann::json read_json_locked(const std::filesystem::path& path, std::optional
   if (!fd.ok()) os::throw_errno("cannot open", path, fd.err);
   auto st = os::fstat(fd.value);
   if (st.ok()) *mode = st.value.mode & 07777;
-  // Read into this thread's scratch string (util::scratch): done with before `fn` runs.
-  std::string fallback;
-  std::string& text = util::scratch(util::Scratch::file_text, fallback);
+  std::string text;
   os::Status read;
   if (st.ok() && S_ISREG(st.value.mode)) {
     read = os::read_all(fd.value, static_cast<std::size_t>(st.value.size), text);
@@ -307,10 +301,10 @@ std::filesystem::path lock_file_for(const std::filesystem::path& data_file) {
 }
 
 void locked_write(const std::filesystem::path& path, std::string_view data, WriteMode mode,
-                  std::chrono::nanoseconds lock_timeout, Durability durability) {
+                  const FileOptions& options) {
   check_data_path(path);
-  HeldLock held(path, lock_timeout);
-  write_locked(path, data, mode, durability, held);
+  HeldLock held(path, options.lock_timeout);
+  write_locked(path, data, mode, options.durability, held);
 }
 
 std::string locked_read(const std::filesystem::path& path, std::chrono::nanoseconds lock_timeout) {
@@ -371,27 +365,23 @@ namespace detail {
 
 nlohmann::json json_update(const std::filesystem::path& path,
                            const std::function<void(nlohmann::json&)>& apply,
-                           std::chrono::nanoseconds lock_timeout, Durability durability) {
+                           const FileOptions& options) {
   check_data_path(path);
-  HeldLock held(path, lock_timeout);
+  HeldLock held(path, options.lock_timeout);
   std::optional<unsigned> mode;
   nlohmann::json doc = read_json_locked(path, &mode);
   apply(doc);
-  // Written in this thread's scratch string (util::scratch): a call nested in `apply` has
-  // finished with it by now.
-  std::string fallback;
-  std::string& text = util::scratch(util::Scratch::document_text, fallback);
-  text.clear();
+  std::string text;
   append_checked(text, doc, 2, path, "the new JSON document");
   text += '\n';
-  detail::atomic_replace(path, text, durability, replace_options(mode, held.fs_magic()));
+  detail::atomic_replace(path, text, options.durability, replace_options(mode, held.fs_magic()));
   return doc;
 }
 
 }  // namespace detail
 
 void locked_append(const std::filesystem::path& path, std::string_view line,
-                   std::chrono::nanoseconds lock_timeout, Durability durability) {
+                   const FileOptions& options) {
   check_data_path(path);
   std::string_view body = line;
   if (!body.empty() && body.back() == '\n') body.remove_suffix(1);
@@ -404,29 +394,28 @@ void locked_append(const std::filesystem::path& path, std::string_view line,
   record.reserve(body.size() + 1);
   record += body;
   record += '\n';
-  HeldLock held(path, lock_timeout);
-  append_locked(path, record, true, durability);
+  HeldLock held(path, options.lock_timeout);
+  append_locked(path, record, true, options.durability);
 }
 
 void locked_append_json(const std::filesystem::path& path, const nlohmann::json& record,
-                        std::chrono::nanoseconds lock_timeout, Durability durability) {
+                        const FileOptions& options) {
   check_data_path(path);
   // Compact dump escapes control characters, so the line holds no raw newline.
   std::string line;
   append_checked(line, record, -1, path, "the JSON record");
-  locked_append(path, line, lock_timeout, durability);
+  locked_append(path, line, options);
 }
 
 void nfs_safe_write(const std::filesystem::path& path, std::string_view data,
-                    std::chrono::nanoseconds lock_timeout, std::chrono::nanoseconds stale_after,
-                    Durability durability) {
+                    const NfsWriteOptions& options) {
   check_data_path(path);
-  SoftFileLock lock(lock_file_for(path),
-                    SoftLockOptions{.timeout = lock_timeout, .stale_after = stale_after});
+  SoftFileLock lock(lock_file_for(path), SoftLockOptions{.lock_timeout = options.lock_timeout,
+                                                         .stale_after = options.stale_after});
   auto guard = lock.acquire();
   detail::ReplaceOptions replace;
   replace.remove_dead_temps = true;
-  detail::atomic_replace(path, data, durability, replace);
+  detail::atomic_replace(path, data, options.durability, replace);
 }
 
 }  // namespace lockdb

@@ -6,8 +6,8 @@
 // write access). No lock mode is passed, so no fchmod ever happens: a file owned by someone else
 // is left exactly as it is. The holder's pid comes from /proc/locks (FileLock::holder()).
 //
-// KeyedLockRegistry maps a key to a lock file name (encode_key, or a stripe), and keeps one
-// FileLock per lock file name: two keys of one stripe share the object, so a thread holding one
+// KeyedLockRegistry maps a key to a lock file name as the store does (store_format.hpp), and keeps
+// one FileLock per lock file name: two keys of one stripe share the object, so a thread holding one
 // and locking the other nests instead of waiting for itself. lock_many() sorts the distinct file
 // names and takes them in that order: every caller uses the same total order, so no cycle of
 // waiters can form.
@@ -15,12 +15,13 @@
 #include <lockdb/time.hpp>
 
 #include <algorithm>
-#include <cstdint>
 #include <set>
 
 #include "os.hpp"
+#include "store_format.hpp"
 
 namespace lockdb {
+namespace store_format = detail::store_format;
 
 // ---------------------------------------------------------------------------------------------
 // SingletonGuard
@@ -49,10 +50,7 @@ void check_singleton_name(const std::string& name) {
 }
 
 std::filesystem::path singleton_dir(std::filesystem::path lock_dir) {
-  if (!lock_dir.empty()) return lock_dir;
-  std::error_code ec;
-  auto tmp = std::filesystem::temp_directory_path(ec);
-  return ec ? std::filesystem::path("/tmp") : tmp;
+  return lock_dir.empty() ? os::temp_dir() : lock_dir;
 }
 
 }  // namespace
@@ -105,7 +103,7 @@ void SingletonGuard::release() noexcept {
   }
 }
 
-bool SingletonGuard::is_held() const { return state_ && state_->lock.is_locked(); }
+bool SingletonGuard::is_locked() const { return state_ && state_->lock.is_locked(); }
 
 std::optional<LockHolder> SingletonGuard::holder() const {
   if (!state_) return std::nullopt;
@@ -136,68 +134,6 @@ void MultiLockGuard::release() noexcept {
 // ---------------------------------------------------------------------------------------------
 // KeyedLockRegistry
 
-namespace {
-
-constexpr std::size_t kMaxEncoded = 160;
-
-std::uint64_t fnv1a64(std::string_view key) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (char ch : key) {
-    h ^= static_cast<unsigned char>(ch);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-// FNV-1a with a 128-bit state: prime 2^88 + 0x13b, done on two 64-bit halves.
-std::string fnv1a128_hex(std::string_view key) {
-  std::uint64_t hi = 0x6c62272e07bb0142ull, lo = 0x62b821756295c58dull;
-  for (char ch : key) {
-    lo ^= static_cast<unsigned char>(ch);
-    // (hi:lo) * (2^88 + 0x13b) mod 2^128 = (hi:lo) * 0x13b + (lo << 88)
-    const std::uint64_t lo_lo = lo & 0xffffffffull, lo_hi = lo >> 32;
-    const std::uint64_t p0 = lo_lo * 0x13bull;
-    const std::uint64_t p1 = lo_hi * 0x13bull + (p0 >> 32);
-    const std::uint64_t new_lo = (p1 << 32) | (p0 & 0xffffffffull);
-    const std::uint64_t carry = p1 >> 32;
-    hi = hi * 0x13bull + carry + (lo << 24);
-    lo = new_lo;
-  }
-  static const char* digits = "0123456789abcdef";
-  std::string out(32, '0');
-  for (int i = 0; i < 16; ++i) {
-    out[static_cast<std::size_t>(i)] = digits[(hi >> (60 - 4 * i)) & 0xf];
-    out[static_cast<std::size_t>(16 + i)] = digits[(lo >> (60 - 4 * i)) & 0xf];
-  }
-  return out;
-}
-
-}  // namespace
-
-std::string KeyedLockRegistry::encode_key(std::string_view key) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(key.size() + 8);
-  for (std::size_t i = 0; i < key.size(); ++i) {
-    const auto c = static_cast<unsigned char>(key[i]);
-    std::string piece;
-    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.') {
-      piece = static_cast<char>(c);
-    } else if (c >= 'A' && c <= 'Z') {
-      piece = {'^', static_cast<char>(c - 'A' + 'a')};
-    } else {
-      piece = {'%', digits[c >> 4], digits[c & 0xf]};
-    }
-    if (out.size() + piece.size() > kMaxEncoded) {
-      out += '~';
-      out += fnv1a128_hex(key);
-      return out;
-    }
-    out += piece;
-  }
-  return out;
-}
-
 KeyedLockRegistry::KeyedLockRegistry(std::filesystem::path lock_dir,
                                      std::chrono::nanoseconds timeout, std::size_t stripes)
     : dir_(std::move(lock_dir)), timeout_(timeout), stripes_(stripes) {
@@ -207,9 +143,13 @@ KeyedLockRegistry::KeyedLockRegistry(std::filesystem::path lock_dir,
 KeyedLockRegistry::~KeyedLockRegistry() = default;
 
 std::string KeyedLockRegistry::file_name(std::string_view key) const {
-  if (stripes_ == 0) return "keyed_" + encode_key(key) + ".lock";
-  return "stripe-" + std::to_string(fnv1a64(key) % stripes_) + "-of-" + std::to_string(stripes_) +
-         ".lock";
+  if (auto problem = store_format::key_problem(key); !problem.empty()) {
+    throw Error(Errc::invalid_argument, "invalid key " + store_format::quote_key(key), dir_,
+                "the key " + problem);
+  }
+  std::string name;
+  store_format::append_lock_file_relative(key, stripes_, name);
+  return name;
 }
 
 std::filesystem::path KeyedLockRegistry::lock_path(std::string_view key) const {

@@ -1,5 +1,6 @@
 // History: reading the log (queries, value_at, end, read_from). Compaction lives in
-// history_compact.cpp, rebuild in history_rebuild.cpp.
+// history_compact.cpp, rebuild in history_rebuild.cpp: both sit above History, beside the
+// store's verify and repair.
 //
 // Reading takes no lock. A query works on a snapshot (log_reader.hpp): the segments listed and
 // opened at its start, each read up to its size at the moment it is reached, so records appended

@@ -27,6 +27,7 @@
 // with O_NOFOLLOW by the reader).
 #include <lockdb/file_lock.hpp>
 #include <lockdb/history.hpp>
+#include <lockdb/store.hpp>
 
 #include <algorithm>
 #include <unordered_map>
@@ -327,20 +328,25 @@ std::size_t compact(const std::filesystem::path& store_dir, const Rule& rule) {
 
 }  // namespace
 
-std::size_t History::compact_keep_last(std::size_t keep_last) {
-  if (backend_) return backend_->compact_keep_last(keep_last);
+std::size_t compact_history_keep_last(const std::filesystem::path& store, std::size_t keep_last) {
+  if (auto backend = detail::open_history_backend(store)) {
+    return backend->compact_keep_last(keep_last);
+  }
+  (void)History(store);  // Error{not_found} when there is no store
   Rule rule;
   rule.keep_last = keep_last;
   rule.text = "keep_last " + std::to_string(keep_last);
-  return compact(dir_, rule);
+  return compact(store, rule);
 }
 
-std::size_t History::compact_before(std::chrono::system_clock::time_point before) {
-  if (backend_) return backend_->compact_before(before);
+std::size_t compact_history_before(const std::filesystem::path& store,
+                                   std::chrono::system_clock::time_point before) {
+  if (auto backend = detail::open_history_backend(store)) return backend->compact_before(before);
+  (void)History(store);  // Error{not_found} when there is no store
   Rule rule;
   rule.before = before;
   rule.text = "before " + fmt::format_time(before);
-  return compact(dir_, rule);
+  return compact(store, rule);
 }
 
 }  // namespace lockdb

@@ -1,9 +1,9 @@
-// History::rebuild: a store made from the log alone.
+// rebuild_store: a store made from the log alone.
 //
 // Reads every record (a reader's snapshot: records appended after it started may be missing),
 // keeps each key's last logged value, and puts the live keys, sorted, into a new store through
 // Store itself, so the new store's key files, versions and log are exactly what Store writes
-// (its log starts with one "put" per key). History sits above Store in the layering.
+// (its log starts with one "put" per key). It sits above both Store and History.
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
 
@@ -14,7 +14,8 @@
 
 namespace lockdb {
 
-void History::rebuild(const std::filesystem::path& target_dir) const {
+void rebuild_store(const std::filesystem::path& store, const std::filesystem::path& target_dir) {
+  const History history(store);
   const auto marker = target_dir / detail::store_format::kMarkerFile;
   if (auto st = os::stat(marker); st.ok()) {
     throw Error(Errc::invalid_argument, "cannot rebuild into", target_dir,
@@ -23,13 +24,13 @@ void History::rebuild(const std::filesystem::path& target_dir) const {
     os::throw_errno("cannot rebuild into", marker, st.err);
   }
   std::map<std::string, std::optional<nlohmann::json>> last;
-  for_each({}, [&](const Record& r) {
+  history.for_each({}, [&](const Record& r) {
     last[r.key] = r.value;
     return true;
   });
-  Store store(target_dir);
+  Store target(target_dir);
   for (const auto& [key, value] : last) {
-    if (value) store.put(key, *value);
+    if (value) target.put(key, *value);
   }
 }
 

@@ -108,9 +108,6 @@ std::optional<std::uint64_t> parse_id(std::string_view text);
 std::string render_header(std::uint64_t number, std::uint64_t id,
                           std::chrono::system_clock::time_point created);
 
-// True when `s` is valid UTF-8.
-bool valid_utf8(std::string_view s) noexcept;
-
 // Times are written by append_time/format_time ("2026-11-30T18:00:00.123456Z", 27 characters)
 // and read by parse_time, all from <lockdb/time.hpp>.
 inline constexpr std::size_t kTimeChars = 27;

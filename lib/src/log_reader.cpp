@@ -15,6 +15,7 @@
 #include "log_format.hpp"
 #include "os.hpp"
 #include "rapidjson.hpp"
+#include "util.hpp"
 
 namespace lockdb::detail::log_reader {
 namespace fmt = log_format;
@@ -37,14 +38,12 @@ void read_header(SegmentFile& s) {
     if (!r.ok()) os::throw_errno("cannot read log segment", s.path, r.err);
     head.resize(old + r.value);
     if (r.value == 0) break;
-    if (head.size() >= fmt::kHeaderStart.size() &&
-        head.compare(0, fmt::kHeaderStart.size(), fmt::kHeaderStart) != 0) {
+    if (head.size() >= fmt::kHeaderStart.size() && !head.starts_with(fmt::kHeaderStart)) {
       return;  // no header: records from byte 0
     }
     nl = head.find('\n', old);
   }
-  if (head.compare(0, fmt::kHeaderStart.size(), fmt::kHeaderStart) != 0 ||
-      nl == std::string::npos) {
+  if (!head.starts_with(fmt::kHeaderStart) || nl == std::string::npos) {
     return;  // no header, or one cut short (never written so: segments are renamed into place)
   }
   s.first_record = nl + 1;
@@ -166,10 +165,10 @@ class DepthLimit {
     return r.ec == std::errc{} && r.ptr == end && doc_.Double(d);
   }
   bool String(const char* s, rapidjson::SizeType n, bool copy) {
-    return fmt::valid_utf8({s, n}) && doc_.String(s, n, copy);
+    return util::valid_utf8({s, n}) && doc_.String(s, n, copy);
   }
   bool Key(const char* s, rapidjson::SizeType n, bool copy) {
-    return fmt::valid_utf8({s, n}) && doc_.Key(s, n, copy);
+    return util::valid_utf8({s, n}) && doc_.Key(s, n, copy);
   }
   bool StartObject() { return ++depth_ <= kMaxLineDepth && doc_.StartObject(); }
   bool EndObject(rapidjson::SizeType members) {

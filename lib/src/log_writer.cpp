@@ -487,7 +487,7 @@ struct LogWriter::Impl {
 
 std::string render_record(const RecordFields& f) {
   auto check = [](std::string_view what, std::string_view text) {
-    if (!log_format::valid_utf8(text)) {
+    if (!util::valid_utf8(text)) {
       throw Error(Errc::invalid_argument, "cannot log a record", {},
                   std::string(what) + " is not valid UTF-8");
     }
@@ -499,7 +499,7 @@ std::string render_record(const RecordFields& f) {
   static const std::string host_field = [] {
     std::string s = ",\"" + std::string(fmt::kFieldHost) + "\":\"";
     const std::string& host = os::hostname();
-    json_io::append_escaped(s, fmt::valid_utf8(host) ? std::string_view(host) : "localhost");
+    json_io::append_escaped(s, util::valid_utf8(host) ? std::string_view(host) : "localhost");
     return s + "\"";
   }();
 

@@ -1,8 +1,11 @@
-// The OS seam: every system call lockdb makes goes through here (POSIX implementation in
-// os_posix.cpp). The wrappers never throw; they return a small [[nodiscard]] result carrying
-// errno, so cleanup paths (close, temp removal, destructors) cannot throw. They retry on EINTR,
-// except close(). Tests can make the Nth call of an operation fail (fail_nth) to prove that a
-// failure in the middle of a write loses nothing.
+// The OS seam: every system call lockdb makes goes through here, and nothing else in lib/ or
+// tools/ touches the disk or the process table (no std::filesystem call that reaches the OS).
+// os_posix.cpp implements it for Linux and marks what is Linux only; a port adds a second file
+// (os_windows.cpp, os_macos.cpp) implementing this header, and nothing above it changes. The
+// wrappers never throw; they return a small [[nodiscard]] result carrying errno, so cleanup paths
+// (close, temp removal, destructors) cannot throw. They retry on EINTR, except close(). Tests can
+// make the Nth call of an operation fail (fail_nth) to prove that a failure in the middle of a
+// write loses nothing.
 #pragma once
 
 #include <lockdb/error.hpp>
@@ -198,6 +201,18 @@ Result<std::size_t> write_once(int fd, std::string_view data) noexcept;
 Result<std::size_t> pread_into(int fd, char* buf, std::size_t n, off_t offset) noexcept;
 // The names in `dir`, without "." and "..". ENOENT when missing. (Faults: Op::open.)
 Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) noexcept;
+// An entry of a directory: its name, and what it is (a symbolic link is `other`, never followed).
+struct DirEntry {
+  enum class Type : std::uint8_t { regular, directory, other };
+  std::string name;
+  Type type = Type::other;
+};
+// list_dir with each entry's type (readdir's d_type, else lstat). ENOENT when missing.
+Result<std::vector<DirEntry>> list_dir_entries(const std::filesystem::path& dir) noexcept;
+// `path` made absolute against the working directory (as given when that cannot be had).
+std::filesystem::path absolute(const std::filesystem::path& path) noexcept;
+// The directory for temporary files: $TMPDIR when it names a directory, else /tmp.
+std::filesystem::path temp_dir() noexcept;
 // mmap(2) of the first `length` bytes of `fd`, shared and writable; unmap() undoes it.
 Result<void*> map_shared(int fd, std::size_t length) noexcept;
 void unmap(void* addr, std::size_t length) noexcept;
@@ -310,7 +325,7 @@ Status flock_unlock(int fd) noexcept;
 long pid() noexcept;  // getpid(2): a system call (glibc does not cache it)
 // Incremented in every forked child (pthread_atfork), so objects can tell inherited state.
 unsigned fork_generation() noexcept;
-// pid(), asked once per thread and fork generation.
+// pid(), asked once per process (and again in a forked child).
 long cached_pid() noexcept;
 // false only when the pid provably does not exist (ESRCH) or is a zombie (exited, unreaped).
 bool pid_alive(long pid) noexcept;

@@ -1,4 +1,15 @@
-// POSIX implementation of the OS seam (os.hpp).
+// The OS seam (os.hpp) for POSIX systems, as built and tested: Linux. Every call that reaches the
+// operating system is here; the rest of the library and the `lockdb` command go through os.hpp.
+//
+// Linux only (a macOS or BSD seam replaces these, a Windows one replaces the whole file):
+//   - openat2(2) RESOLVE_BENEATH in open_beneath (a per-component O_NOFOLLOW walk is the portable
+//     fallback, already used on kernels before 5.6);
+//   - renameat2(2) RENAME_EXCHANGE / RENAME_NOREPLACE (rename_exchange*, rename_noreplace_at);
+//   - fallocate(2) FALLOC_FL_KEEP_SIZE (reserve), statfs f_type (fs_magic, short_reads_end);
+//   - timer_create with SIGEV_THREAD_ID for timed flock waits (below);
+//   - /proc: /proc/locks (flock holders), /proc/<pid>/stat and comm, the boot id, the pid
+//     namespace (pid_alive, process_start_token, program_name, temp name tags).
+// Each is marked "Linux only" where it is defined.
 //
 // Timed waits on flock(2). flock has no timeout argument, and polling with LOCK_NB either burns
 // a core or hands the lock over late (Python filelock sleeps 50 ms between tries). lockdb blocks
@@ -16,7 +27,7 @@
 // us growing to 2 ms. Untimed waits (timeout < 0) simply block in flock(2).
 #include "os.hpp"
 
-#include "store_format.hpp"
+#include "util.hpp"
 
 #include <lockdb/error.hpp>
 
@@ -100,7 +111,11 @@ int last_error() noexcept { return errno != 0 ? errno : EIO; }
 
 // ---- fork generation ----
 std::atomic<unsigned> g_fork_generation{0};
-void on_fork_child() noexcept { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+std::atomic<long> g_pid{0};  // this process's pid once asked (cached_pid); 0: not yet
+void on_fork_child() noexcept {
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+  g_pid.store(0, std::memory_order_relaxed);  // the child asks again
+}
 std::once_flag g_atfork_once;
 
 // ---- timed flock ----
@@ -179,6 +194,7 @@ class WakeTimer {
   unsigned generation_ = 0;
 };
 
+// Linux only: SIGEV_THREAD_ID.
 Status flock_timed(int fd, int op, std::chrono::steady_clock::time_point deadline) noexcept {
   std::call_once(g_wake_once, install_wake_handler);
   if (!g_wake_usable) return flock_polling(fd, op, deadline);
@@ -295,6 +311,7 @@ Status close_written(int fd) noexcept {
   return {};
 }
 
+// Linux only: fallocate(2).
 Status reserve(int fd, off_t offset, off_t len) noexcept {
   if (injected(Op::fallocate)) return {errno};
   for (;;) {
@@ -489,6 +506,7 @@ Status fsync_dir(PathRef dir) noexcept {
   return s;
 }
 
+// Linux only: statfs f_type (and the magic numbers of short_reads_end).
 long fs_magic(int fd) noexcept {
   struct statfs st {};
   return ::fstatfs(fd, &st) == 0 ? static_cast<long>(st.f_type) : 0;
@@ -575,6 +593,7 @@ Status rename(PathRef from, PathRef to) noexcept {
   return {};
 }
 
+// Linux only: renameat2(2).
 Status rename_exchange(PathRef a, PathRef b) noexcept {
   if (injected(Op::rename)) return {errno};
   if (::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) != 0) {
@@ -630,13 +649,9 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
 
 namespace {
 
-void append_hex8(std::string& out, std::uint32_t v) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (int shift = 28; shift >= 0; shift -= 4) out += kDigits[(v >> shift) & 0xf];
-}
-
 // Of this host's name and pid namespace (the low half of the store's FNV-1a-64): processes whose
 // pids this process can judge.
+// Linux only: /proc/self/ns/pid.
 std::uint32_t pid_space_tag() noexcept {
   static const std::uint32_t tag = [] {
     std::string space = hostname();
@@ -644,7 +659,7 @@ std::uint32_t pid_space_tag() noexcept {
     const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
     space += ':';
     if (n > 0) space.append(ns, static_cast<std::size_t>(n));
-    return static_cast<std::uint32_t>(detail::store_format::fnv1a64(space));
+    return static_cast<std::uint32_t>(util::fnv1a64(space));
   }();
   return tag;
 }
@@ -653,8 +668,8 @@ std::uint32_t pid_space_tag() noexcept {
 
 std::string temp_owner_digits() {
   std::string out;
-  append_hex8(out, pid_space_tag());
-  append_hex8(out, static_cast<std::uint32_t>(cached_pid()));
+  util::append_hex(out, pid_space_tag(), 8);
+  util::append_hex(out, static_cast<std::uint32_t>(cached_pid()), 8);
   return out;
 }
 
@@ -684,8 +699,8 @@ Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view pr
     for (int attempt = 0; attempt < 100; ++attempt) {
       p.resize(stem);
       // Who writes it first (temp_writer_pid), so that a crashed writer's leftover can be told.
-      append_hex8(p, pid_space_tag());
-      append_hex8(p, static_cast<std::uint32_t>(cached_pid()));
+      util::append_hex(p, pid_space_tag(), 8);
+      util::append_hex(p, static_cast<std::uint32_t>(cached_pid()), 8);
       if (attempt > 0 || naming != TempName::process_id) append_random_hex(p, 6);
       p += ".tmp";
       Result<int> fd{-1, 0};
@@ -767,10 +782,24 @@ Result<std::size_t> pread_into(int fd, char* buf, std::size_t n, off_t offset) n
 
 namespace {
 
-// The names in an open directory stream but "." and "..", in the order readdir gives them;
-// closes the stream.
-Result<std::vector<std::string>> read_and_close_dir(DIR* d) noexcept {
-  Result<std::vector<std::string>> r;
+DirEntry::Type type_of(DIR* d, const dirent* e) noexcept {
+  unsigned char t = e->d_type;
+  if (t == DT_UNKNOWN) {  // some filesystems do not say: ask
+    struct stat st {};
+    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return DirEntry::Type::other;
+    t = S_ISREG(st.st_mode) ? DT_REG : S_ISDIR(st.st_mode) ? DT_DIR : DT_LNK;
+  }
+  return t == DT_REG   ? DirEntry::Type::regular
+         : t == DT_DIR ? DirEntry::Type::directory
+                       : DirEntry::Type::other;
+}
+
+// The entries of an open directory stream but "." and "..", in the order readdir gives them, as
+// `add(dir, entry)` appends them to out.value; closes the stream.
+template <class T, class Add>
+Result<std::vector<T>> read_and_close_dir(DIR* d, Add add) noexcept {
+  Result<std::vector<T>> r;
   try {
     for (;;) {
       errno = 0;
@@ -780,7 +809,7 @@ Result<std::vector<std::string>> read_and_close_dir(DIR* d) noexcept {
         break;
       }
       if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-      r.value.emplace_back(e->d_name);
+      add(r.value, d, e);
     }
   } catch (...) {
     r.err = ENOMEM;
@@ -790,6 +819,11 @@ Result<std::vector<std::string>> read_and_close_dir(DIR* d) noexcept {
   return r;
 }
 
+Result<std::vector<std::string>> read_and_close_dir(DIR* d) noexcept {
+  return read_and_close_dir<std::string>(
+      d, [](std::vector<std::string>& out, DIR*, const dirent* e) { out.emplace_back(e->d_name); });
+}
+
 }  // namespace
 
 Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) noexcept {
@@ -797,6 +831,35 @@ Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) noex
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return {{}, last_error()};
   return read_and_close_dir(d);
+}
+
+Result<std::vector<DirEntry>> list_dir_entries(const std::filesystem::path& dir) noexcept {
+  if (injected(Op::open)) return {{}, errno};
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return {{}, last_error()};
+  return read_and_close_dir<DirEntry>(d, [](std::vector<DirEntry>& out, DIR* in, const dirent* e) {
+    out.push_back(DirEntry{e->d_name, type_of(in, e)});
+  });
+}
+
+std::filesystem::path absolute(const std::filesystem::path& path) noexcept {
+  try {
+    std::error_code ec;
+    auto out = std::filesystem::absolute(path, ec);  // getcwd(3) for a relative path
+    return ec ? path : out;
+  } catch (...) {
+    return path;
+  }
+}
+
+std::filesystem::path temp_dir() noexcept {
+  try {
+    std::error_code ec;
+    auto tmp = std::filesystem::temp_directory_path(ec);  // $TMPDIR (checked), else /tmp
+    return ec ? std::filesystem::path("/tmp") : tmp;
+  } catch (...) {
+    return "/tmp";
+  }
 }
 
 Result<void*> map_shared(int fd, std::size_t length) noexcept {
@@ -891,6 +954,7 @@ std::atomic<bool> g_no_openat2{false};  // the kernel said ENOSYS once
 
 }  // namespace
 
+// Linux only: openat2(2).
 Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned mode) noexcept {
   if (injected(Op::open)) return {-1, errno};
   if (!g_no_openat2.load(std::memory_order_relaxed)) {
@@ -989,6 +1053,7 @@ Status rename_at(int from_dir, PathRef from, int to_dir, PathRef to) noexcept {
   return {};
 }
 
+// Linux only: renameat2(2).
 Status rename_exchange_at(int dir_fd, PathRef a, PathRef b) noexcept {
   if (injected(Op::rename)) return {errno};
   if (::renameat2(dir_fd, a.c_str(), dir_fd, b.c_str(), RENAME_EXCHANGE) != 0) {
@@ -1004,6 +1069,7 @@ Status rename_exchange_at(int dir_fd, PathRef a, PathRef b) noexcept {
   return {};
 }
 
+// Linux only: renameat2(2).
 Status rename_noreplace_at(int dir_fd, PathRef from, PathRef to) noexcept {
   if (injected(Op::rename)) return {errno};
   if (::renameat2(dir_fd, from.c_str(), dir_fd, to.c_str(), RENAME_NOREPLACE) != 0) {
@@ -1140,15 +1206,16 @@ unsigned fork_generation() noexcept {
 }
 
 long cached_pid() noexcept {
-  thread_local unsigned seen_generation = ~0u;
-  thread_local long cached = 0;
-  if (const unsigned generation = fork_generation(); generation != seen_generation) {
-    seen_generation = generation;
+  (void)fork_generation();  // installs the fork handler that forgets the pid in a child
+  long cached = g_pid.load(std::memory_order_relaxed);
+  if (cached == 0) {
     cached = pid();
+    g_pid.store(cached, std::memory_order_relaxed);
   }
   return cached;
 }
 
+// Linux only, down to lock_holder_pid: /proc.
 bool pid_alive(long pid) noexcept {
   if (pid <= 0 || pid > INT_MAX) return false;
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
@@ -1201,7 +1268,7 @@ void append_random_hex(std::string& out, std::size_t bytes) {
     std::random_device rd;
     rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ static_cast<std::uint64_t>(::getpid()));
   }
-  static const char* digits = "0123456789abcdef";
+  const char* digits = util::kHexDigits;
   char hex[16];
   for (std::size_t done = 0; done < bytes;) {  // eight bytes from each draw
     std::uint64_t bits = rng();
@@ -1252,9 +1319,27 @@ std::optional<long> lock_holder_pid(dev_t dev, ino_t ino) noexcept {
   return std::nullopt;
 }
 
-std::string error_text(int err) {
-  char buf[256];
-  return std::string(strerror_r(err, buf, sizeof buf));
+std::string error_text(int err) { return std::generic_category().message(err); }
+
+Errc errc_for_errno(int err) noexcept {
+  switch (err) {
+    case EACCES:
+    case EPERM:
+    case EROFS: return Errc::permission;
+    case ENOENT: return Errc::not_found;
+    case ENOLCK:
+    case EOPNOTSUPP: return Errc::lock_unsupported;
+    case EISDIR:
+    case ENOTDIR:
+    case ELOOP:
+    case ENAMETOOLONG:
+    case EINVAL: return Errc::invalid_argument;
+    default: return Errc::io;
+  }
+}
+
+[[noreturn]] void throw_errno(std::string context, const std::filesystem::path& path, int err) {
+  throw Error(errc_for_errno(err), std::move(context), path, err);
 }
 
 }  // namespace lockdb::os

@@ -10,19 +10,8 @@
 #include <sys/stat.h>
 
 #include "os.hpp"
-#include "util.hpp"
 
 namespace lockdb {
-
-const char* durability_name(Durability d) noexcept {
-  switch (d) {
-    case Durability::none: return "none";
-    case Durability::file: return "file";
-    case Durability::full: return "full";
-    case Durability::power_loss_unsafe: return "power_loss_unsafe";
-  }
-  return "none";
-}
 
 namespace detail {
 
@@ -242,8 +231,7 @@ void atomic_replace(const std::filesystem::path& target, std::string_view data,
 
 void atomic_replace(const std::filesystem::path& target, std::string_view data,
                     Durability durability, const ReplaceOptions& options) {
-  std::string fallback;
-  std::string& temp = util::scratch(util::Scratch::temp_path, fallback);
+  std::string temp;
   write_temp(target.native(), data, durability, options, temp);
   put_in_place(target.native(), temp, durability,
                options.swap_in && durability == Durability::power_loss_unsafe, options.context,

@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "lock_state.hpp"
 #include "os.hpp"
 #include "soft_marker.hpp"
 #include "util.hpp"
@@ -156,91 +157,113 @@ bool break_stale(const std::filesystem::path& path, const SoftMarker& judged,
 
 }  // namespace
 
-SoftFileLock::SoftFileLock(std::filesystem::path path, SoftLockOptions options)
-    : LockBase(std::move(path), options.timeout),
-      mode_(options.mode),
-      stale_after_(options.stale_after) {}
+namespace {
 
-SoftFileLock::~SoftFileLock() { release_all_on_destroy(); }
+class SoftLockState final : public detail::LockState {
+ public:
+  SoftLockState(std::filesystem::path path, const SoftLockOptions& options)
+      : LockState(std::move(path), options.lock_timeout),
+        mode_(options.mode),
+        stale_after_(options.stale_after) {}
+  ~SoftLockState() override { release_all_on_destroy(); }
 
-bool SoftFileLock::backend_acquire(bool,
-                                   std::optional<std::chrono::steady_clock::time_point> deadline) {
-  auto step = std::chrono::microseconds(1000);
-  for (;;) {
-    auto fd = os::open(path(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode_.value_or(0666));
-    if (fd.err == ENOENT && path().has_parent_path()) {
-      if (auto s = os::mkdirs(path().parent_path()); !s.ok()) {
-        os::throw_errno("cannot create the lock's directory", path().parent_path(), s.err);
-      }
-      continue;
+  std::optional<LockHolder> holder() const {
+    auto m = read_marker(path());
+    return m ? to_holder(*m) : std::nullopt;
+  }
+
+  void refresh() {
+    std::lock_guard lk(nonce_mu_);
+    auto m = read_marker(path());
+    if (nonce_.empty() || !m || m->nonce != nonce_) {
+      throw Error(Errc::not_owner, "cannot refresh lock marker", path(),
+                  "the marker is not this holder's (not held, or broken as stale)");
     }
-    if (fd.ok()) {
-      std::string nonce = os::random_hex(12);
-      os::Status s = os::write_all(fd.value, marker_record(nonce));
-      if (s.ok() && mode_) s = os::fchmod(fd.value, *mode_);
-      os::close(fd.value);
-      if (!s.ok()) {
+    if (auto s = os::touch(path()); !s.ok()) {
+      os::throw_errno("cannot refresh lock marker", path(), s.err);
+    }
+  }
+
+ private:
+  bool backend_acquire(bool,
+                       std::optional<std::chrono::steady_clock::time_point> deadline) override {
+    auto step = std::chrono::microseconds(1000);
+    for (;;) {
+      auto fd = os::open(path(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode_.value_or(0666));
+      if (fd.err == ENOENT && path().has_parent_path()) {
+        if (auto s = os::mkdirs(path().parent_path()); !s.ok()) {
+          os::throw_errno("cannot create the lock's directory", path().parent_path(), s.err);
+        }
+        continue;
+      }
+      if (fd.ok()) {
+        std::string nonce = os::random_hex(12);
+        os::Status s = os::write_all(fd.value, marker_record(nonce));
+        if (s.ok() && mode_) s = os::fchmod(fd.value, *mode_);
+        os::close(fd.value);
+        if (!s.ok()) {
+          (void)os::unlink(path());
+          os::throw_errno("cannot write the lock marker", path(), s.err);
+        }
+        std::lock_guard lk(nonce_mu_);
+        nonce_ = std::move(nonce);
+        return true;
+      }
+      if (fd.err != EEXIST) os::throw_errno("cannot create lock marker", path(), fd.err);
+      if (auto st = os::lstat(path()); st.ok() && !S_ISREG(st.value.mode)) {
+        throw Error(Errc::invalid_argument, "cannot create lock marker", path(),
+                    S_ISDIR(st.value.mode) ? "it is a directory"
+                                           : "it is not a regular file (refused, not followed)");
+      }
+
+      if (auto m = read_marker(path()); m && marker_is_stale(*m, stale_after_)) {
+        if (break_stale(path(), *m, stale_after_)) continue;
+      } else if (!m) {
+        continue;  // vanished between create and read: try again at once
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (deadline && now >= *deadline) return false;
+      auto wait = std::chrono::nanoseconds(step);
+      if (deadline) wait = std::min<std::chrono::nanoseconds>(wait, *deadline - now);
+      std::this_thread::sleep_for(wait);
+      step = std::min<std::chrono::microseconds>(step * 3 / 2, std::chrono::milliseconds(25));
+    }
+  }
+
+  void backend_release() noexcept override {
+    std::lock_guard lk(nonce_mu_);
+    try {
+      if (auto m = read_marker(path()); m && m->parsed && m->nonce == nonce_) {
         (void)os::unlink(path());
-        os::throw_errno("cannot write the lock marker", path(), s.err);
       }
-      std::lock_guard lk(nonce_mu_);
-      nonce_ = std::move(nonce);
-      return true;
+    } catch (...) {
     }
-    if (fd.err != EEXIST) os::throw_errno("cannot create lock marker", path(), fd.err);
-    if (auto st = os::lstat(path()); st.ok() && !S_ISREG(st.value.mode)) {
-      throw Error(Errc::invalid_argument, "cannot create lock marker", path(),
-                  S_ISDIR(st.value.mode) ? "it is a directory"
-                                         : "it is not a regular file (refused, not followed)");
-    }
-
-    if (auto m = read_marker(path()); m && marker_is_stale(*m, stale_after_)) {
-      if (break_stale(path(), *m, stale_after_)) continue;
-    } else if (!m) {
-      continue;  // vanished between create and read: try again at once
-    }
-    auto now = std::chrono::steady_clock::now();
-    if (deadline && now >= *deadline) return false;
-    auto wait = std::chrono::nanoseconds(step);
-    if (deadline) wait = std::min<std::chrono::nanoseconds>(wait, *deadline - now);
-    std::this_thread::sleep_for(wait);
-    step = std::min<std::chrono::microseconds>(step * 3 / 2, std::chrono::milliseconds(25));
+    nonce_.clear();
   }
-}
 
-void SoftFileLock::backend_release() noexcept {
-  std::lock_guard lk(nonce_mu_);
-  try {
-    if (auto m = read_marker(path()); m && m->parsed && m->nonce == nonce_) {
-      (void)os::unlink(path());
-    }
-  } catch (...) {
+  void backend_forget() noexcept override {
+    std::lock_guard lk(nonce_mu_);
+    nonce_.clear();
   }
-  nonce_.clear();
-}
 
-void SoftFileLock::backend_forget() noexcept {
-  std::lock_guard lk(nonce_mu_);
-  nonce_.clear();
-}
+  std::optional<LockHolder> backend_holder() const override { return holder(); }
 
-std::optional<LockHolder> SoftFileLock::backend_holder() const { return holder(); }
+  // Constant after construction.
+  const std::optional<unsigned> mode_;
+  const std::chrono::nanoseconds stale_after_;
+  // Owned by the thread inside backend_* (LockState serialises them).
+  mutable std::mutex nonce_mu_;
+  std::string nonce_;  // guarded by nonce_mu_: of the marker we hold; empty when none
+};
 
+}  // namespace
+
+SoftFileLock::SoftFileLock(std::filesystem::path path, SoftLockOptions options)
+    : BasicLock(std::make_unique<SoftLockState>(std::move(path), options)) {}
+
+void SoftFileLock::refresh() { static_cast<SoftLockState&>(state()).refresh(); }
 std::optional<LockHolder> SoftFileLock::holder() const {
-  auto m = read_marker(path());
-  return m ? to_holder(*m) : std::nullopt;
-}
-
-void SoftFileLock::refresh() {
-  std::lock_guard lk(nonce_mu_);
-  auto m = read_marker(path());
-  if (nonce_.empty() || !m || m->nonce != nonce_) {
-    throw Error(Errc::not_owner, "cannot refresh lock marker", path(),
-                "the marker is not this holder's (not held, or broken as stale)");
-  }
-  if (auto s = os::touch(path()); !s.ok()) {
-    os::throw_errno("cannot refresh lock marker", path(), s.err);
-  }
+  return static_cast<const SoftLockState&>(state()).holder();
 }
 
 bool SoftFileLock::is_stale(const std::filesystem::path& path,

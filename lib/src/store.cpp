@@ -191,11 +191,9 @@ os::Result<std::string> read_marker(const fs::path& dir, int root_fd) {
 
 }  // namespace
 
-Store::Impl::Impl(fs::path store_dir, StoreOptions store_options)
+detail::StoreImpl::StoreImpl(fs::path store_dir, StoreOptions store_options)
     : options(store_options), locks(store_options.max_open_locks) {
-  std::error_code ec;
-  dir = fs::absolute(store_dir, ec).lexically_normal();
-  if (ec) dir = store_dir;
+  dir = os::absolute(store_dir).lexically_normal();
   if (!dir.has_filename()) dir = dir.parent_path();  // "a/b/" -> "a/b"
   keys_dir = dir / format::kKeysDir;
   log_dir = dir / format::kLogDir;
@@ -248,7 +246,7 @@ Store::Impl::Impl(fs::path store_dir, StoreOptions store_options)
   short_reads_end = os::short_reads_end(keys_fs);
 }
 
-detail::LogWriter& Store::Impl::log_writer() {
+detail::LogWriter& detail::StoreImpl::log_writer() {
   std::call_once(log_once_, [this] {
     log_ = std::make_unique<detail::LogWriter>(log_dir, log_fd.get(), options.log_segment_bytes,
                                                options.durability);
@@ -256,14 +254,14 @@ detail::LogWriter& Store::Impl::log_writer() {
   return *log_;
 }
 
-std::string Store::Impl::context(const std::string& key) const {
+std::string detail::StoreImpl::context(const std::string& key) const {
   return "key " + format::quote_key(key);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Keys, locks, files
 
-Store::Impl::KeyPaths Store::Impl::paths(const std::string& key) const {
+detail::StoreImpl::KeyPaths detail::StoreImpl::paths(const std::string& key) const {
   if (std::string problem = format::key_problem(key); !problem.empty()) {
     throw Error(Errc::invalid_argument, "invalid key " + format::quote_key(key), {},
                 "the key " + problem);
@@ -285,7 +283,7 @@ Store::Impl::KeyPaths Store::Impl::paths(const std::string& key) const {
   return p;
 }
 
-std::shared_ptr<const Store::Impl::KeyPaths> Store::Impl::cached_paths(
+std::shared_ptr<const detail::StoreImpl::KeyPaths> detail::StoreImpl::cached_paths(
     const std::string& key) const {
   {
     std::lock_guard<std::mutex> guard(path_cache_mu_);
@@ -298,53 +296,48 @@ std::shared_ptr<const Store::Impl::KeyPaths> Store::Impl::cached_paths(
   return made;
 }
 
-std::string Store::Impl::lock_path_of(std::string_view key, const std::string& file) const {
+std::string detail::StoreImpl::lock_path_of(std::string_view key, const std::string& file) const {
   std::string lock;
-  if (options.lock_stripes == 0) {
+  if (options.lock_stripes == 0) {  // the key file's path is made already
     lock.reserve(file.size() + format::kLockSuffix.size());
     lock += file;
+    lock += format::kLockSuffix;
   } else {
     lock += keys_dir.native();
     lock += '/';
-    lock += format::kStripePrefix;
-    lock += std::to_string(format::fnv1a64(key) % options.lock_stripes);
+    format::append_lock_file_relative(key, options.lock_stripes, lock);
   }
-  lock += format::kLockSuffix;
   return lock;
 }
 
-void Store::Impl::walk_dir(const fs::path& path, int depth,
-                           const std::function<void(const WalkEntry&)>& fn) const {
-  std::error_code ec;
-  fs::directory_iterator it(path, ec), end;
-  if (ec) {
-    if (ec.value() == ENOENT) return;  // removed meanwhile
-    os::throw_errno("cannot list", path, ec.value());
+void detail::StoreImpl::walk_dir(const fs::path& path, int depth,
+                                 const std::function<void(const WalkEntry&)>& fn) const {
+  auto listed = os::list_dir_entries(path);
+  if (!listed.ok()) {
+    if (listed.err == ENOENT) return;  // removed meanwhile
+    os::throw_errno("cannot list", path, listed.err);
   }
-  for (; it != end; it.increment(ec)) {
+  for (auto& entry : listed.value) {
     WalkEntry e;
-    e.path = it->path();
-    e.name = e.path.filename().string();
+    e.path = path / entry.name;
+    e.name = std::move(entry.name);
     e.depth = depth;
-    std::error_code type_ec;
-    const fs::file_type type = it->symlink_status(type_ec).type();
-    e.is_dir = type == fs::file_type::directory;
-    e.is_file = type == fs::file_type::regular;
+    e.is_dir = entry.type == os::DirEntry::Type::directory;
+    e.is_file = entry.type == os::DirEntry::Type::regular;
     fn(e);
     if (e.is_dir &&
         (depth == 0 ? format::is_shard_name(e.name) : format::is_continuation_dir(e.name))) {
       walk_dir(e.path, depth + 1, fn);
     }
   }
-  if (ec) os::throw_errno("cannot list", path, ec.value());
 }
 
-void Store::Impl::walk_keys(const std::function<void(const WalkEntry&)>& fn) const {
+void detail::StoreImpl::walk_keys(const std::function<void(const WalkEntry&)>& fn) const {
   walk_dir(keys_dir, 0, fn);
 }
 
-detail::KeyLocks::Hold Store::Impl::lock_file(const std::string& lock_path, const std::string& key,
-                                              Deadline deadline) {
+detail::KeyLocks::Hold detail::StoreImpl::lock_file(const std::string& lock_path,
+                                                    const std::string& key, Deadline deadline) {
   if (!deadline) return locks.acquire(lock_path, std::chrono::nanoseconds(-1), key);  // forever
   const auto left = std::max(std::chrono::nanoseconds::zero(),
                              std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -356,11 +349,12 @@ detail::KeyLocks::Hold Store::Impl::lock_file(const std::string& lock_path, cons
   }
 }
 
-detail::KeyLocks::Hold Store::Impl::lock_key(const KeyPaths& p) {
+detail::KeyLocks::Hold detail::StoreImpl::lock_key(const KeyPaths& p) {
   return locks.acquire(p.lock, options.lock_timeout, p.key);
 }
 
-Store::Impl::Current Store::Impl::read_current(const KeyPaths& p, bool with_version) const {
+detail::StoreImpl::Current detail::StoreImpl::read_current(const KeyPaths& p,
+                                                           bool with_version) const {
   Current cur;
   // O_NONBLOCK: a FIFO planted at the key file's path must not block the open.
   auto fd = os::open_beneath(keys_fd.get(), p.file_rel(), O_RDONLY | O_NONBLOCK);
@@ -380,7 +374,7 @@ Store::Impl::Current Store::Impl::read_current(const KeyPaths& p, bool with_vers
   return cur;
 }
 
-json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
+json detail::StoreImpl::parse(const KeyPaths& p, const Current& cur) const {
   try {
     return detail::json_io::parse(cur.bytes);
   } catch (const json::exception& e) {
@@ -389,12 +383,12 @@ json Store::Impl::parse(const KeyPaths& p, const Current& cur) const {
   }
 }
 
-void Store::Impl::check_parses(const KeyPaths& p, const Current& cur) const {
+void detail::StoreImpl::check_parses(const KeyPaths& p, const Current& cur) const {
   if (!detail::json_io::accepts(cur.bytes))
     (void)parse(p, cur);  // parse() throws the detailed error
 }
 
-std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
+std::string detail::StoreImpl::render(const KeyPaths& p, const json& value) const {
   if (value.is_discarded()) {
     throw Error(Errc::invalid_argument, context(p.key), {}, "the value is a discarded json");
   }
@@ -406,7 +400,7 @@ std::string Store::Impl::render(const KeyPaths& p, const json& value) const {
   }
 }
 
-os::Fd Store::Impl::open_key_dir(const KeyPaths& p, bool create, bool for_fsync) const {
+os::Fd detail::StoreImpl::open_key_dir(const KeyPaths& p, bool create, bool for_fsync) const {
   const std::string_view rel = p.dir_rel();
   const int flags = (for_fsync ? O_RDONLY : O_PATH) | O_DIRECTORY;
   auto fd = os::open_beneath(keys_fd.get(), rel, flags);
@@ -425,14 +419,14 @@ os::Fd Store::Impl::open_key_dir(const KeyPaths& p, bool create, bool for_fsync)
   return os::Fd(fd.value);
 }
 
-void Store::Impl::unlink_key_file(const KeyPaths& p) const {
+void detail::StoreImpl::unlink_key_file(const KeyPaths& p) const {
   os::Fd key_dir = open_key_dir(p, /*create=*/false);
   if (auto s = os::unlink_at(key_dir.get(), p.name()); !s.ok()) {
     os::throw_errno(context(p.key) + ": cannot remove the key file", p.file, s.err);
   }
 }
 
-os::Status Store::Impl::fsync_key_dir(std::string_view key_dir) const {
+os::Status detail::StoreImpl::fsync_key_dir(std::string_view key_dir) const {
   const std::string_view rel = key_dir.substr(keys_dir.native().size() + 1);
   auto fd = os::open_beneath(keys_fd.get(), rel, O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) return {fd.err};
@@ -441,8 +435,8 @@ os::Status Store::Impl::fsync_key_dir(std::string_view key_dir) const {
   return s;
 }
 
-detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_view bytes,
-                                              std::optional<bool> exists) const {
+detail::StagedReplace detail::StoreImpl::stage_file(const KeyPaths& p, std::string_view bytes,
+                                                    std::optional<bool> exists) const {
   detail::ReplaceOptions ro;
   ro.keep_mode = false;  // key files get 0666 & ~umask, as the seed's Python writes them
   // Durability::power_loss_unsafe: swap the new file in instead of renaming over the old one
@@ -460,31 +454,31 @@ detail::StagedReplace Store::Impl::stage_file(const KeyPaths& p, std::string_vie
   return staged;
 }
 
-void Store::Impl::replace_file(const KeyPaths& p, std::string_view bytes) const {
+void detail::StoreImpl::replace_file(const KeyPaths& p, std::string_view bytes) const {
   stage_file(p, bytes, /*exists=*/std::nullopt).commit();
 }
 
-detail::StagedRemove Store::Impl::remove_aside(const KeyPaths& p) const {
+detail::StagedRemove detail::StoreImpl::remove_aside(const KeyPaths& p) const {
   os::Fd key_dir = open_key_dir(p, /*create=*/false);
   detail::StagedRemove removed(p.file, p.context, key_dir.get(), /*owns_dir_fd=*/true);
   (void)key_dir.release();  // removed owns it now
   return removed;
 }
 
-std::optional<Error> Store::Impl::remove_file(const KeyPaths& p, const char* done) const {
+std::optional<Error> detail::StoreImpl::remove_file(const KeyPaths& p, const char* done) const {
   unlink_key_file(p);
   return sync_key_dir(p, done);
 }
 
-Store::Impl::Deadline Store::Impl::deadline_from_now() const {
+detail::StoreImpl::Deadline detail::StoreImpl::deadline_from_now() const {
   if (options.lock_timeout < std::chrono::nanoseconds::zero()) return std::nullopt;
   return add_saturating(std::chrono::steady_clock::now(), options.lock_timeout);
 }
 
-void Store::Impl::append_record(Deadline deadline, const KeyPaths& p, std::string_view op,
-                                const json* value, const std::optional<std::string>& prev,
-                                const std::optional<std::string>& version,
-                                std::string_view file_bytes) {
+void detail::StoreImpl::append_record(Deadline deadline, const KeyPaths& p, std::string_view op,
+                                      const json* value, const std::optional<std::string>& prev,
+                                      const std::optional<std::string>& version,
+                                      std::string_view file_bytes) {
   detail::RecordFields fields;
   fields.time = std::chrono::system_clock::now();
   fields.key = p.key;
@@ -498,7 +492,7 @@ void Store::Impl::append_record(Deadline deadline, const KeyPaths& p, std::strin
   log_writer().append(detail::render_record(fields), deadline);
 }
 
-void Store::Impl::restore(const KeyPaths& p, const Current& before) const {
+void detail::StoreImpl::restore(const KeyPaths& p, const Current& before) const {
   if (before.exists) {
     replace_file(p, before.bytes);
   } else if (auto not_durable = remove_file(p, "the key is erased")) {
@@ -506,7 +500,7 @@ void Store::Impl::restore(const KeyPaths& p, const Current& before) const {
   }
 }
 
-std::optional<Error> Store::Impl::sync_key_dir(const KeyPaths& p, const char* done) const {
+std::optional<Error> detail::StoreImpl::sync_key_dir(const KeyPaths& p, const char* done) const {
   if (options.durability != Durability::full) return std::nullopt;
   const std::string key_dir(p.dir());
   if (auto s = fsync_key_dir(key_dir); !s.ok()) {
@@ -523,11 +517,12 @@ namespace {
 constexpr std::string_view kNothingWritten = " (nothing was written: the old value is in place)";
 }  // namespace
 
-void Store::Impl::log_change(Deadline deadline, const KeyPaths& p,
-                             const std::function<void()>& undo, std::string_view op,
-                             const json* value, const std::optional<std::string>& prev,
-                             const std::optional<std::string>& version, std::string_view file_bytes,
-                             const char* done, std::optional<Error>& not_durable) {
+void detail::StoreImpl::log_change(Deadline deadline, const KeyPaths& p,
+                                   const std::function<void()>& undo, std::string_view op,
+                                   const json* value, const std::optional<std::string>& prev,
+                                   const std::optional<std::string>& version,
+                                   std::string_view file_bytes, const char* done,
+                                   std::optional<Error>& not_durable) {
   try {
     append_record(deadline, p, op, value, prev, version, file_bytes);
   } catch (const detail::LogSyncError& e) {
@@ -543,8 +538,9 @@ void Store::Impl::log_change(Deadline deadline, const KeyPaths& p,
   }
 }
 
-void Store::Impl::throw_after_log_failure(const KeyPaths& p, const std::function<void()>& undo,
-                                          const Error& log_error) {
+void detail::StoreImpl::throw_after_log_failure(const KeyPaths& p,
+                                                const std::function<void()>& undo,
+                                                const Error& log_error) {
   const std::string cause = log_error.what();
   try {
     undo();
@@ -568,8 +564,8 @@ void Store::Impl::throw_after_log_failure(const KeyPaths& p, const std::function
 }
 
 template <class Decide>
-Store::Impl::Outcome Store::Impl::write_one(const std::string& key, std::string_view op,
-                                            Decide&& decide) {
+detail::StoreImpl::Outcome detail::StoreImpl::write_one(const std::string& key, std::string_view op,
+                                                        Decide&& decide) {
   const auto paths_of_key = cached_paths(key);
   const KeyPaths& p = *paths_of_key;
   const Deadline deadline = deadline_from_now();  // of every wait: the key's lock, then the log's
@@ -644,6 +640,8 @@ Store::Store(fs::path dir, StoreOptions options)
 }
 
 Store::~Store() = default;
+Store::Store(Store&&) noexcept = default;
+Store& Store::operator=(Store&&) noexcept = default;
 
 const fs::path& Store::dir() const noexcept {
   if (backend_) return backend_->location();
@@ -654,12 +652,14 @@ const StoreOptions& Store::options() const noexcept {
   return impl_->options;
 }
 
-fs::path Store::file_path(const std::string& key) const {
+fs::path Store::file_path(std::string_view key_view) const {
+  const std::string key(key_view);
   if (backend_) return backend_->file_path(key);
   return impl_->paths(key).file;
 }
 
-std::optional<Entry> Store::entry(const std::string& key) const {
+std::optional<Entry> Store::entry(std::string_view key_view) const {
+  const std::string key(key_view);
   if (backend_) return backend_->entry(key);
   const auto paths = impl_->cached_paths(key);
   const auto& p = *paths;
@@ -668,7 +668,8 @@ std::optional<Entry> Store::entry(const std::string& key) const {
   return Entry{impl_->parse(p, cur), std::move(cur.version)};
 }
 
-std::optional<json> Store::get(const std::string& key) const {
+std::optional<json> Store::get(std::string_view key_view) const {
+  const std::string key(key_view);
   if (backend_) return backend_->get(key);
   const auto paths = impl_->cached_paths(key);
   const auto& p = *paths;
@@ -677,7 +678,8 @@ std::optional<json> Store::get(const std::string& key) const {
   return impl_->parse(p, cur);
 }
 
-bool Store::contains(const std::string& key) const {
+bool Store::contains(std::string_view key_view) const {
+  const std::string key(key_view);
   if (backend_) return backend_->contains(key);
   const auto paths = impl_->cached_paths(key);
   const auto& p = *paths;
@@ -721,7 +723,8 @@ void check_value(const std::string& key, const json& value) {
 
 }  // namespace
 
-std::string Store::put(const std::string& key, const json& value, std::string_view op) {
+std::string Store::put(std::string_view key_view, const json& value, std::string_view op) {
+  const std::string key(key_view);
   check_op_name(op);
   check_value(key, value);
   if (backend_) return backend_->put(key, value, op);
@@ -734,7 +737,8 @@ std::string Store::put(const std::string& key, const json& value, std::string_vi
       .version;
 }
 
-json Store::update_with(const std::string& key, const std::function<void(json&)>& fn) {
+json Store::update_with(std::string_view key_view, const std::function<void(json&)>& fn) {
+  const std::string key(key_view);
   if (backend_) return backend_->update(key, fn);
   return impl_
       ->write_one(key, "update",
@@ -746,7 +750,8 @@ json Store::update_with(const std::string& key, const std::function<void(json&)>
       .value;
 }
 
-std::int64_t Store::increment(const std::string& key, std::int64_t delta) {
+std::int64_t Store::increment(std::string_view key_view, std::int64_t delta) {
+  const std::string key(key_view);
   if (backend_) return backend_->increment(key, delta);
   std::int64_t result = 0;
   impl_->write_one(key, "increment", [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
@@ -778,7 +783,8 @@ std::int64_t Store::increment(const std::string& key, std::int64_t delta) {
   return result;
 }
 
-bool Store::erase(const std::string& key) {
+bool Store::erase(std::string_view key_view) {
+  const std::string key(key_view);
   if (backend_) return backend_->erase(key);
   return impl_
       ->write_one(key, "erase",
@@ -790,9 +796,10 @@ bool Store::erase(const std::string& key) {
       .changed;
 }
 
-bool Store::compare_and_put(const std::string& key,
+bool Store::compare_and_put(std::string_view key_view,
                             const std::optional<std::string>& expected_version, const json& value,
                             std::string_view op) {
+  const std::string key(key_view);
   check_op_name(op);
   check_value(key, value);
   if (backend_) return backend_->compare_and_put(key, expected_version, value, op);

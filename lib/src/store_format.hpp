@@ -35,6 +35,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util.hpp"
+
 namespace lockdb::detail::store_format {
 
 // ---- marker ----
@@ -75,8 +77,9 @@ inline constexpr std::string_view kCorruptInfix = ".corrupt-";
 inline constexpr std::string_view kStripePrefix = "stripe-";
 
 // ---- hashing ----
-// FNV-1a, 64 bit. Stable across platforms and versions: it names shards, stripes and versions.
-std::uint64_t fnv1a64(std::string_view bytes) noexcept;
+// FNV-1a, 64 bit (util.hpp). Stable across platforms and versions: it names shards, stripes and
+// versions.
+using util::fnv1a64;
 // A version token: FNV-1a-64 of a key file's exact bytes as 16 lowercase hex digits.
 std::string version_of(std::string_view file_bytes);
 // "a7": the key's shard directory name.
@@ -91,6 +94,10 @@ std::string key_problem(std::string_view key);
 std::filesystem::path key_file_relative(std::string_view key);
 // The same appended to `out` as text (no std::filesystem::path made).
 void append_key_file_relative(std::string_view key, std::string& out);
+// The lock file of `key` relative to keys/, appended to `out`: the key file's name + ".lock"
+// ("<shard>/.../<name>.json.lock") when `stripes` is 0, else its stripe's "stripe-<n>.lock",
+// n = fnv1a64(key) % stripes. REQUIRES: key_problem(key) is empty.
+void append_lock_file_relative(std::string_view key, std::size_t stripes, std::string& out);
 // The key a key file names, given its path relative to keys/; nullopt when the path is not the
 // canonical encoding of a valid key (wrong shard, bad token, not canonical...).
 std::optional<std::string> decode_key_file(const std::filesystem::path& relative);

@@ -1,4 +1,5 @@
-// Store::Impl (private): shared by store.cpp (open, reads, writes) and store_verify.cpp.
+// detail::StoreImpl (private): a directory store, behind Store;: shared by store.cpp (open, reads,
+// writes) and store_verify.cpp.
 #pragma once
 
 #include <lockdb/store.hpp>
@@ -28,7 +29,9 @@ namespace lockdb {
 // Error{invalid_argument} otherwise.
 void check_op_name(std::string_view op);
 
-struct Store::Impl {
+namespace detail {
+
+struct StoreImpl {
   // A key with its file and lock file. Strings, not std::filesystem::path: a path splits itself
   // into components when it is made, which was half of what naming a key's files cost.
   struct KeyPaths {
@@ -54,7 +57,7 @@ struct Store::Impl {
     std::string version;  // empty when !exists, or when not asked for
   };
 
-  Impl(std::filesystem::path store_dir, StoreOptions store_options);
+  StoreImpl(std::filesystem::path store_dir, StoreOptions store_options);
 
   // The key's directory beneath keys_fd, opened by name following no link (O_PATH unless
   // `for_fsync`); with `create`, made first when missing. THROWS Error{invalid_argument} naming a
@@ -224,4 +227,5 @@ struct Store::Impl {
   std::unique_ptr<detail::LogWriter> log_;  // set once under log_once_, then constant
 };
 
+}  // namespace detail
 }  // namespace lockdb

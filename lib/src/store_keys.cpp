@@ -7,7 +7,7 @@
 namespace lockdb::detail::store_format {
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
+using util::kHexDigits;
 
 bool is_literal(unsigned char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
@@ -15,8 +15,8 @@ bool is_literal(unsigned char c) noexcept {
 
 void append_escaped(std::string& out, unsigned char c) {
   out.push_back(kByteEscape);
-  out.push_back(kHex[c >> 4]);
-  out.push_back(kHex[c & 0xf]);
+  out.push_back(kHexDigits[c >> 4]);
+  out.push_back(kHexDigits[c & 0xf]);
 }
 
 // The token of one key byte; `at_start`: it would begin a name component.
@@ -43,7 +43,7 @@ bool is_windows_device(std::string_view base) noexcept {
   for (auto name : kPlain) {
     if (base == name) return true;
   }
-  return base.size() == 4 && (base.substr(0, 3) == "com" || base.substr(0, 3) == "lpt") &&
+  return base.size() == 4 && (base.starts_with("com") || base.starts_with("lpt")) &&
          base[3] >= '0' && base[3] <= '9';
 }
 
@@ -101,34 +101,17 @@ bool decode_body(std::string_view body, std::string& out) {
   return true;
 }
 
-bool ends_with(std::string_view s, std::string_view suffix) noexcept {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 }  // namespace
 
-std::uint64_t fnv1a64(std::string_view bytes) noexcept {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (char c : bytes) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 std::string version_of(std::string_view file_bytes) {
-  std::uint64_t h = fnv1a64(file_bytes);
-  std::string out(16, '0');
-  for (int i = 15; i >= 0; --i) {
-    out[static_cast<std::size_t>(i)] = kHex[h & 0xf];
-    h >>= 4;
-  }
+  std::string out;
+  util::append_hex(out, fnv1a64(file_bytes), 16);
   return out;
 }
 
 std::string shard_of(std::string_view key) {
   auto top = static_cast<unsigned>(fnv1a64(key) >> 56);
-  return {kHex[top >> 4], kHex[top & 0xf]};
+  return {kHexDigits[top >> 4], kHexDigits[top & 0xf]};
 }
 
 std::string key_problem(std::string_view key) {
@@ -137,36 +120,10 @@ std::string key_problem(std::string_view key) {
     return "is " + std::to_string(key.size()) + " bytes long (at most " +
            std::to_string(kMaxKeyBytes) + ")";
   }
-  // UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
-  std::size_t i = 0;
-  while (i < key.size()) {
-    auto c = static_cast<unsigned char>(key[i]);
-    std::size_t extra = 0;
-    unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the first continuation byte
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      extra = 1;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      extra = 2;
-      if (c == 0xe0) lo = 0xa0;
-      if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      extra = 3;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;
-    } else {
-      return "is not valid UTF-8 (byte " + std::to_string(i) + ")";
-    }
-    for (std::size_t k = 1; k <= extra; ++k) {
-      if (i + k >= key.size())
-        return "is not valid UTF-8 (truncated at byte " + std::to_string(i) + ")";
-      auto d = static_cast<unsigned char>(key[i + k]);
-      unsigned char min = k == 1 ? lo : 0x80, max = k == 1 ? hi : 0xbf;
-      if (d < min || d > max) return "is not valid UTF-8 (byte " + std::to_string(i + k) + ")";
-    }
-    i += extra + 1;
+  if (auto bad = util::utf8_problem(key)) {
+    return (bad->truncated ? "is not valid UTF-8 (truncated at byte "
+                           : "is not valid UTF-8 (byte ") +
+           std::to_string(bad->at) + ")";
   }
   return {};
 }
@@ -184,6 +141,16 @@ void append_key_file_relative(std::string_view key, std::string& out) {
   out += kKeyFileSuffix;
 }
 
+void append_lock_file_relative(std::string_view key, std::size_t stripes, std::string& out) {
+  if (stripes == 0) {
+    append_key_file_relative(key, out);
+  } else {
+    out += kStripePrefix;
+    out += std::to_string(fnv1a64(key) % stripes);
+  }
+  out += kLockSuffix;
+}
+
 std::filesystem::path key_file_relative(std::string_view key) {
   std::string rel;
   append_key_file_relative(key, rel);
@@ -199,7 +166,7 @@ std::optional<std::string> decode_key_file(const std::filesystem::path& relative
     std::string_view body = parts[i];
     const bool last = i + 1 == parts.size();
     if (last) {
-      if (!ends_with(body, kKeyFileSuffix)) return std::nullopt;
+      if (!body.ends_with(kKeyFileSuffix)) return std::nullopt;
       body.remove_suffix(kKeyFileSuffix.size());
     } else {
       if (body.empty() || body.back() != kContinuation) return std::nullopt;
@@ -218,7 +185,7 @@ bool is_shard_name(std::string_view name) {
 
 bool is_key_file_name(std::string_view name) {
   return name.size() > kKeyFileSuffix.size() && name.front() != '.' &&
-         ends_with(name, kKeyFileSuffix);
+         name.ends_with(kKeyFileSuffix);
 }
 
 bool is_continuation_dir(std::string_view name) {
@@ -228,7 +195,7 @@ bool is_continuation_dir(std::string_view name) {
 }
 
 std::optional<std::string> temp_owner(std::string_view name) {
-  if (name.size() > 1 && name.front() == '.' && ends_with(name, kTempSuffix)) {
+  if (name.size() > 1 && name.front() == '.' && name.ends_with(kTempSuffix)) {
     // ".<file>.<hex>.tmp"
     std::string_view inner = name.substr(1, name.size() - 1 - kTempSuffix.size());
     auto dot = inner.rfind('.');
@@ -237,7 +204,7 @@ std::optional<std::string> temp_owner(std::string_view name) {
       if (hex_value(c) < 0) return std::nullopt;
     }
     std::string_view owner = inner.substr(0, dot);
-    if (!ends_with(owner, kKeyFileSuffix)) return std::nullopt;
+    if (!owner.ends_with(kKeyFileSuffix)) return std::nullopt;
     return std::string(owner);
   }
   // "<stem>.tmp<pid>" (Python's Path.with_suffix(".tmp" + pid) of "<stem>.json")

@@ -8,9 +8,7 @@
 #include <optional>
 #include <utility>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-
+#include "lock_file.hpp"
 #include "os.hpp"
 #include "store_format.hpp"
 
@@ -42,60 +40,6 @@ std::string key_context(std::string_view key) {
 std::string prefixed(std::string_view key, const char* what) {
   if (key.empty()) return what;
   return key_context(key) + ": " + what;
-}
-
-// The lock file at `path`, or at path.substr(prefix) beneath `base_fd` (see open_beneath).
-int open_lock_file(const std::string& path, std::string_view key, int base_fd, std::size_t prefix) {
-  // Read-only: see the header. O_NONBLOCK: a FIFO planted at the path must not block the open.
-  constexpr int kFlags = O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK;
-  const std::string_view rel = std::string_view(path).substr(base_fd >= 0 ? prefix : 0);
-  auto open = [&](int flags) {
-    return base_fd >= 0 ? os::open_beneath(base_fd, rel, flags, 0666) : os::open(path, flags, 0666);
-  };
-  auto r = open(kFlags);
-  if (r.err == ENOENT) {
-    const auto slash = rel.rfind('/');
-    if (slash != std::string_view::npos) {
-      const std::string_view dir = rel.substr(0, slash);
-      const os::Status s =
-          base_fd >= 0 ? os::mkdirs_beneath(base_fd, dir) : os::mkdirs(std::filesystem::path(dir));
-      if (!s.ok()) {
-        if (base_fd >= 0) {
-          os::throw_beneath(prefixed(key, "cannot create the directory of lock file"),
-                            std::string_view(path).substr(0, prefix), base_fd, dir, s.err);
-        }
-        os::throw_errno(prefixed(key, "cannot create the directory of lock file"),
-                        std::filesystem::path(dir), s.err);
-      }
-      r = open(kFlags);
-    }
-  }
-  if (r.err == EACCES) {  // a lock file we may write but not read still locks
-    auto wo = open(O_WRONLY | O_NOFOLLOW | O_NONBLOCK);
-    if (wo.ok() || wo.err == ELOOP) r = wo;
-  }
-  if (r.err == EACCES) {  // a symbolic link in a sticky directory (fs.protected_symlinks)
-    if (auto st = os::lstat(path); st.ok() && S_ISLNK(st.value.mode)) r.err = ELOOP;
-  }
-  if (!r.ok()) {
-    if (base_fd >= 0) {
-      os::throw_beneath(prefixed(key, "cannot open lock file"),
-                        std::string_view(path).substr(0, prefix), base_fd, rel, r.err);
-    }
-    if (r.err == ELOOP) {
-      throw Error(Errc::invalid_argument, prefixed(key, "cannot open lock file"), path,
-                  "it is a symbolic link (refused, not followed)");
-    }
-    os::throw_errno(prefixed(key, "cannot open lock file"), path, r.err);
-  }
-  try {
-    os::require_plain_file(r.value, prefixed(key, "cannot use lock file"), path,
-                           /*one_link=*/false);
-  } catch (...) {
-    os::close(r.value);
-    throw;
-  }
-  return r.value;
 }
 
 std::optional<LockHolder> holder_of(int fd) {
@@ -180,23 +124,18 @@ KeyLocks::Hold KeyLocks::acquire(const std::string& lock_path, std::chrono::nano
   try {
     for (;;) {
       if (slot->fd < 0) {
-        slot->fd = open_lock_file(lock_path, key, base_fd_, base_prefix_);
+        slot->fd =
+            lock_file::open({lock_path, base_fd_, base_prefix_}, lock_file::Access::read_only,
+                            /*tell_created=*/false, prefixed(key, "cannot open lock file"))
+                .fd;
         slot->fs_magic = os::fs_magic(slot->fd);
       }
-      auto s = os::flock_until(slot->fd, /*shared=*/false, deadline);
-      if (!s.ok()) {
-        if (s.err == EWOULDBLOCK)
-          throw Timeout(key_context(key), lock_path, timeout, holder_of(slot->fd));
-        if (s.err == ENOLCK || s.err == EOPNOTSUPP || s.err == EINVAL) {
-          throw Error(Errc::lock_unsupported, prefixed(key, "cannot lock"), lock_path,
-                      os::error_text(s.err) + " (this filesystem refuses OS locks)");
-        }
-        os::throw_errno(prefixed(key, "cannot lock"), lock_path, s.err);
+      if (int err = lock_file::lock(slot->fd, /*shared=*/false, deadline); err == EWOULDBLOCK) {
+        throw Timeout(key_context(key), lock_path, timeout, holder_of(slot->fd));
+      } else if (err != 0) {
+        lock_file::throw_lock_failure(err, prefixed(key, "cannot lock"), lock_path);
       }
-      if (!check_identity_) break;
-      auto st = os::fstat(slot->fd);
-      if (!st.ok()) os::throw_errno(prefixed(key, "cannot stat lock file"), lock_path, st.err);
-      if (st.value.nlink > 0) break;
+      if (!check_identity_ || lock_file::still_names(slot->fd, nullptr)) break;
       // Deleted while we opened or waited: a lock on it excludes nobody. Open the path again.
       os::close(slot->fd);  // closing drops the lock
       slot->fd = -1;

@@ -3,24 +3,15 @@
 // keeps nothing open between calls: max_open 0).
 //
 // A key lock is an exclusive flock(2) on the key's lock file (the key file's path + ".lock", or
-// a stripe lock file), exactly as FileLock takes it, so it excludes FileLock and Python's
-// filelock on the same path. The store does not use FileLock itself for two reasons of speed on
-// the write path: the descriptor stays open across writes (at most max_open of them, least
-// recently used closed first; max_open 0: closed as soon as no thread holds or waits for it), and
-// no stat pair after every acquisition. FileLock re-checks
-// that its descriptor still names the path, in case someone deleted the lock file; the store's
-// lock files are never deleted (not by lockdb, not by the seed's Python helpers), and deleting
-// one while writers run is documented as unsupported (README, Limitations). The files.hpp
-// helpers lock files anybody may delete, so their instance checks after each flock that the
-// descriptor's file still has a name (nlink > 0) and otherwise opens the path again.
-//
-// A lock file must be a regular file: a symbolic link at its path is refused (not followed), as
-// is a FIFO or device (opened without blocking, then refused). A hard link is locked like any file:
-// a lock file is never written or chmodded here.
-//
-// Descriptors are opened read-only (O_RDONLY|O_CREAT creates a missing lock file all the same):
-// flock needs no write access, and a read-only descriptor does not keep the filesystem from
-// being remounted read-only.
+// a stripe lock file) through the protocol of lock_file.hpp, the one FileLock uses, so it
+// excludes FileLock, KeyedLockRegistry and Python's filelock on the same path. What KeyLocks adds
+// is the descriptor kept open across writes (at most max_open of them, least recently used
+// closed first; max_open 0: closed as soon as no thread holds or waits for it), opened read-only
+// (a read-only descriptor does not keep the filesystem from being remounted read-only). The
+// store's lock files are never deleted (not by lockdb, not by the seed's Python helpers), and
+// deleting one while writers run is documented as unsupported (README, Limitations), so the
+// store skips the check that the descriptor still names its path; the files.hpp helpers lock
+// files anybody may delete, so their instance checks after each flock (check_identity).
 //
 // Threads: a slot's "taken" flag (mutex + condition variable) excludes this process's threads
 // (flock does not: threads share the descriptor), then flock excludes other processes. Lock

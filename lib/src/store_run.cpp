@@ -28,8 +28,9 @@ std::vector<std::string> Store::keys(std::string_view prefix) const {
   return all;
 }
 
-bool Store::with_key_locked(const std::string& key, LockMode mode, const std::function<void()>& fn,
-                            std::string_view op) {
+bool Store::with_key_locked(std::string_view key_view, LockMode mode,
+                            const std::function<void()>& fn, std::string_view op) {
+  const std::string key(key_view);
   check_op_name(op);
   if (backend_) {
     throw Error(Errc::invalid_argument,

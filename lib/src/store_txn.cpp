@@ -95,7 +95,7 @@ void remove_marker(int txn_fd, const std::string& name) {
 
 }  // namespace
 
-void Store::Impl::open_txn_dir() {
+void detail::StoreImpl::open_txn_dir() {
   // A store in a directory this process cannot write has none (its writes fail anyway).
   const std::string name(format::kTxnDir);
   if (auto s = os::mkdir_at(root_fd.get(), name); !s.ok() && s.err != EEXIST) return;
@@ -110,7 +110,7 @@ void Store::Impl::open_txn_dir() {
   txn_links_count = st.ok() && st.value.nlink >= 2;
 }
 
-bool Store::Impl::pending_transactions() const {
+bool detail::StoreImpl::pending_transactions() const {
   if (!txn_fd) return false;
   if (txn_links_count) {
     auto st = os::fstat(txn_fd.get());
@@ -120,7 +120,7 @@ bool Store::Impl::pending_transactions() const {
   return !names.ok() || !names.value.empty();
 }
 
-bool Store::Impl::dead_transaction() const {
+bool detail::StoreImpl::dead_transaction() const {
   auto names = os::list_dir(txn_fd.get());
   if (!names.ok()) return false;
   for (const std::string& name : names.value) {
@@ -130,7 +130,7 @@ bool Store::Impl::dead_transaction() const {
   return false;
 }
 
-std::set<std::string> Store::Impl::keys_logged_by(const std::string& id) const {
+std::set<std::string> detail::StoreImpl::keys_logged_by(const std::string& id) const {
   std::set<std::string> keys;
   std::string needle("\"");
   needle += detail::log_format::kFieldTxn;
@@ -153,7 +153,7 @@ std::set<std::string> Store::Impl::keys_logged_by(const std::string& id) const {
   return keys;
 }
 
-void Store::Impl::recover_transactions(Deadline deadline) {
+void detail::StoreImpl::recover_transactions(Deadline deadline) {
   auto names = os::list_dir(txn_fd.get());
   if (!names.ok()) os::throw_errno("cannot list", dir / format::kTxnDir, names.err);
   for (const std::string& name : names.value) {
@@ -247,8 +247,8 @@ void Store::Impl::recover_transactions(Deadline deadline) {
   }
 }
 
-Store::Impl::Txn Store::Impl::begin_transaction(std::string_view intent_changes,
-                                                Deadline deadline) {
+detail::StoreImpl::Txn detail::StoreImpl::begin_transaction(std::string_view intent_changes,
+                                                            Deadline deadline) {
   if (!txn_fd) {
     throw Error(Errc::permission, "update_many: cannot record the update's intent", dir / "txn",
                 "the store has no txn directory (it cannot be written)");
@@ -307,7 +307,7 @@ Store::Impl::Txn Store::Impl::begin_transaction(std::string_view intent_changes,
   return txn;
 }
 
-void Store::Impl::end_transaction(Txn& txn) noexcept {
+void detail::StoreImpl::end_transaction(Txn& txn) noexcept {
   if (!txn.marker) return;
   (void)os::unlink_at(txn.marker.get(), std::string(format::kTxnIntent));
   (void)os::unlink_at(txn_fd.get(), txn.id, AT_REMOVEDIR);

@@ -92,11 +92,6 @@ void apply(KeyLog& k, const Record& r, bool chain_starts_unknown) {
   k.version = r.version;
 }
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // "20261130T180000.123456Z": a time usable in a file name everywhere.
 std::string file_name_time() {
   std::string t = format_time(std::chrono::system_clock::now());
@@ -106,7 +101,7 @@ std::string file_name_time() {
 
 class Checker {
  public:
-  Checker(Store::Impl& impl, bool fix) : impl_(impl), fix_(fix), history_(impl.dir) {}
+  Checker(detail::StoreImpl& impl, bool fix) : impl_(impl), fix_(fix), history_(impl.dir) {}
 
   std::vector<Finding> run() {
     // A link or special file planted in the log is reported, and the log not read through it.
@@ -153,11 +148,11 @@ class Checker {
 
   fs::path file_of(const std::string& key) const { return impl_.paths(key).file; }
 
-  Store::Impl::Current read(const std::string& key) const { return read(impl_.paths(key)); }
+  detail::StoreImpl::Current read(const std::string& key) const { return read(impl_.paths(key)); }
 
   // The key file as the store sees it: anything but a regular file (a symlink, reported as a
   // bad_file_name) counts as absent.
-  Store::Impl::Current read(const Store::Impl::KeyPaths& p) const {
+  detail::StoreImpl::Current read(const detail::StoreImpl::KeyPaths& p) const {
     auto st = os::lstat(p.file);
     if (st.ok() && !S_ISREG(st.value.mode)) return {};
     return impl_.read_current(p);
@@ -214,13 +209,13 @@ class Checker {
         std::to_string(torn_unseen_) +
             " torn or unreadable line(s) in the log (a crash in the middle of an append, or "
             "bytes written around the store); readers skip them. 'lockdb compact' "
-            "(History::compact_keep_last / compact_before) rewrites the log without them; a "
+            "(compact_history_keep_last / compact_history_before) rewrites the log without them; a "
             "repair that logs a record marks those before it as seen",
         fixed);
   }
 
   // Appends the "repair" record of a fix. REQUIRES: the key's lock is held.
-  void log_repair(const Store::Impl::KeyPaths& p, const json* value,
+  void log_repair(const detail::StoreImpl::KeyPaths& p, const json* value,
                   const std::optional<std::string>& logged,
                   const std::optional<std::string>& on_disk) {
     impl_.append_record(impl_.deadline_from_now(), p, kRepairOp, value, logged, on_disk);
@@ -270,7 +265,7 @@ class Checker {
     if (!names.ok()) return false;
     const std::string prefix = "." + name + ".";
     for (const std::string& n : names.value) {
-      if (!n.starts_with(prefix) || !ends_with(n, ".tmp")) continue;
+      if (!n.starts_with(prefix) || !n.ends_with(".tmp")) continue;
       auto st = os::lstat(path.parent_path() / n);
       if (st.ok() && st.value.dev == id.dev && st.value.ino == id.ino) return true;
     }
@@ -281,7 +276,7 @@ class Checker {
 
   // Files under keys/: key files, temp files, and anything that is not the store's.
   void walk() {
-    impl_.walk_keys([&](const Store::Impl::WalkEntry& e) {
+    impl_.walk_keys([&](const detail::StoreImpl::WalkEntry& e) {
       if (!e.is_dir && !e.is_file) {  // a link, FIFO, socket or device: never followed
         auto st = os::lstat(e.path);
         if (st.ok()) {
@@ -291,7 +286,7 @@ class Checker {
         }
       }
       if (e.is_file &&
-          (format::is_key_file_name(e.name) || ends_with(e.name, format::kLockSuffix))) {
+          (format::is_key_file_name(e.name) || e.name.ends_with(format::kLockSuffix))) {
         // A hard link is never written through (key files are replaced by rename, lock files
         // only locked), yet its other name is outside the store's control: reported.
         // Except the second name a write gives the old key file for a moment (and a crash may
@@ -341,7 +336,7 @@ class Checker {
       } else if (auto base = owner_of_suffixed(e.name)) {
         // "<key file>.lock" and "<key file>.corrupt-<time>" (moved aside by repair()).
         if (auto key = format::decode_key_file(dir_rel / *base)) {
-          if (ends_with(e.name, format::kLockSuffix)) lock_files_.emplace(e.path, *key);
+          if (e.name.ends_with(format::kLockSuffix)) lock_files_.emplace(e.path, *key);
           return;
         }
       } else if (auto lock = breaker_leftover_of(e.name)) {
@@ -357,8 +352,7 @@ class Checker {
   }
 
   static bool is_stripe_lock(const std::string& name) {
-    if (name.compare(0, format::kStripePrefix.size(), format::kStripePrefix) != 0 ||
-        !ends_with(name, format::kLockSuffix)) {
+    if (!name.starts_with(format::kStripePrefix) || !name.ends_with(format::kLockSuffix)) {
       return false;
     }
     std::string n =
@@ -422,7 +416,7 @@ class Checker {
   }
 
   static std::optional<std::string> owner_of_suffixed(const std::string& name) {
-    if (ends_with(name, std::string(format::kKeyFileSuffix) + std::string(format::kLockSuffix))) {
+    if (name.ends_with(std::string(format::kKeyFileSuffix) + std::string(format::kLockSuffix))) {
       return name.substr(0, name.size() - format::kLockSuffix.size());
     }
     auto at = name.rfind(format::kCorruptInfix);
@@ -504,7 +498,7 @@ class Checker {
     add(kind, key, p.file, std::move(detail));
   }
 
-  void corrupt(const Store::Impl::KeyPaths& p, const Store::Impl::Current& cur,
+  void corrupt(const detail::StoreImpl::KeyPaths& p, const detail::StoreImpl::Current& cur,
                const std::optional<std::string>& logged) {
     std::string detail = "the key file does not parse as JSON (version " + cur.version + ", " +
                          std::to_string(cur.bytes.size()) + " bytes)";
@@ -539,7 +533,7 @@ class Checker {
     add(Finding::Kind::orphan_temp, key, temp, std::move(detail));
   }
 
-  Store::Impl& impl_;
+  detail::StoreImpl& impl_;
   const bool fix_;
   History history_;
   LogPosition catch_up_from_;

@@ -1,4 +1,4 @@
-// Small private helpers shared by the layers: per-thread scratch strings,
+// Small private helpers shared by the layers: the hash, hex digits, UTF-8 validation,
 // word-at-a-time byte scanning.
 #pragma once
 
@@ -35,32 +35,67 @@ constexpr bool has_byte(std::uint64_t word, unsigned char b) noexcept {
   return ((x - kEveryByte) & ~x & kHighBits) != 0;
 }
 
-// Per-thread scratch strings for the write path: each keeps its room from call to call, so a
-// small update allocates nothing for its paths and texts. A string is lent for the length of one
-// call that runs no user code while it holds it (or is done with it before); the one exception,
-// lock_path, is held across `fn` by the outermost locked call only (nested ones keep their own:
-// files.cpp, HeldLock). A call made after
-// this thread's thread_local objects were destroyed (from a static destructor at exit) gets
-// `fallback` instead.
-enum class Scratch : unsigned { lock_path, file_text, document_text, temp_path, count };
-
-namespace scratch_detail {
-inline thread_local bool gone = false;  // trivially destructible: readable to the thread's end
-struct Strings {
-  std::string s[static_cast<unsigned>(Scratch::count)];
-  Strings() = default;
-  Strings(const Strings&) = delete;
-  Strings& operator=(const Strings&) = delete;
-  ~Strings() { gone = true; }
-};
-inline thread_local Strings strings;
-}  // namespace scratch_detail
-
-inline std::string& scratch(Scratch which, std::string& fallback) noexcept {
-  if (scratch_detail::gone) return fallback;
-  std::string& s = scratch_detail::strings.s[static_cast<unsigned>(which)];
-  if (s.capacity() > (std::size_t{64} << 10)) s = std::string();  // no big one kept for good
-  return s;
+// ---- hash ----
+// FNV-1a, 64 bit: the one hash of the library. Stable across platforms and versions: it names a
+// store's shards, stripes and versions (store_format.hpp), so its output must never change.
+constexpr std::uint64_t fnv1a64(std::string_view bytes) noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ull;
+  }
+  return h;
 }
+
+// ---- hex ----
+inline constexpr char kHexDigits[] = "0123456789abcdef";
+
+// Appends the low `digits` hex digits of `v`, most significant first, lower case.
+inline void append_hex(std::string& out, std::uint64_t v, int digits) {
+  for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) out += kHexDigits[(v >> shift) & 0xf];
+}
+
+// ---- UTF-8 ----
+// Where `s` stops being UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+// U+10FFFF), if it does: the offset of the offending byte, and whether the text ends inside a
+// character (then `at` is where that character starts).
+struct Utf8Problem {
+  std::size_t at = 0;
+  bool truncated = false;
+};
+inline std::optional<Utf8Problem> utf8_problem(std::string_view s) noexcept {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    i = skip_plain_words(s, i, [](std::uint64_t w) { return (w & kHighBits) == 0; });
+    if (i == s.size()) break;
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t extra = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the first continuation byte
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      extra = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      extra = 2;
+      if (c == 0xe0) lo = 0xa0;  // overlong
+      if (c == 0xed) hi = 0x9f;  // surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      extra = 3;
+      if (c == 0xf0) lo = 0x90;  // overlong
+      if (c == 0xf4) hi = 0x8f;  // above U+10FFFF
+    } else {
+      return Utf8Problem{i, false};
+    }
+    for (std::size_t k = 1; k <= extra; ++k) {
+      if (i + k >= s.size()) return Utf8Problem{i, true};
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xbf)) return Utf8Problem{i + k, false};
+    }
+    i += extra + 1;
+  }
+  return std::nullopt;
+}
+inline bool valid_utf8(std::string_view s) noexcept { return !utf8_problem(s); }
 
 }  // namespace lockdb::util

@@ -21,6 +21,14 @@ enum class Durability {
 };
 
 // "none", "file", "full", "power_loss_unsafe".
-const char* durability_name(Durability d) noexcept;
+constexpr const char* durability_name(Durability d) noexcept {
+  switch (d) {
+    case Durability::none: return "none";
+    case Durability::file: return "file";
+    case Durability::full: return "full";
+    case Durability::power_loss_unsafe: return "power_loss_unsafe";
+  }
+  return "none";
+}
 
 }  // namespace lockdb

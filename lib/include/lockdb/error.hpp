@@ -17,8 +17,15 @@
 //   permission       EACCES / EPERM / EROFS on a path               no       8
 //   lock_unsupported the filesystem refuses OS locks (ENOLCK, ...)   no       9
 //   not_owner        releasing a lock this process does not hold     no       10
-//   conflict         a compare-and-set lost, a deadlocking request   yes      11
-//   version          a store of a newer or unknown format            no       12
+//   conflict         a request that would wait for itself or lose    no       11
+//                    its own write: a thread locking again what it
+//                    holds (a store write inside a write sharing its
+//                    lock, a nested helper on the same file, a shared
+//                    hold asking to become exclusive). The CLI also
+//                    uses it for a lost `cas` and an `import` onto
+//                    existing keys (retrying can help there); the
+//                    library's compare_and_put returns false instead
+//   version          a store or log segment of a newer format        no       12
 #pragma once
 
 #include <lockdb/config.hpp>
@@ -75,12 +82,19 @@ class Error : public std::runtime_error {
   int errno_ = 0;
 };
 
+// Every lock wait takes a timeout: negative waits forever (kForever), zero tries once, positive
+// waits up to that long and then throws Timeout.
+inline constexpr std::chrono::nanoseconds kForever{-1};
+// The timeout of the waits that do not default to kForever: the files.hpp helpers,
+// KeyedLockRegistry, Store writes and the `lockdb` command's --timeout.
+inline constexpr std::chrono::nanoseconds kDefaultLockTimeout = std::chrono::seconds(30);
+
 // Who holds a lock, as far as it can be known. Fields that cannot be known are empty / 0.
 struct LockHolder {
-  long pid = 0;                                                // 0: unknown
-  std::string host;                                            // empty: unknown
-  std::optional<std::chrono::system_clock::time_point> since;  // when it was taken
-  std::string program;                                         // process name, if known
+  long pid = 0;                                                  // 0: unknown
+  std::string host{};                                            // empty: unknown
+  std::optional<std::chrono::system_clock::time_point> since{};  // when it was taken
+  std::string program{};                                         // process name, if known
 
   // "pid 1234 (worker) on host-a since 2026-11-30T18:00:00Z", or "unknown holder".
   std::string describe() const;

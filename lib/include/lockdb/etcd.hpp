@@ -57,7 +57,7 @@ class EtcdLock {
   std::optional<LockHolder> holder() const;
 
   // Lockable.
-  void lock() { acquire(std::chrono::nanoseconds(-1)); }
+  void lock() { acquire(kForever); }
   bool try_lock() { return try_acquire(); }
   void unlock() noexcept { release(); }
 
@@ -77,8 +77,8 @@ class EtcdLock {
 
 // One held lock of a store's location, as etcd_locks() lists them.
 struct EtcdLockInfo {
-  std::string name;
-  LockHolder holder;
+  std::string name{};
+  LockHolder holder{};
   std::int64_t lease = 0;  // the etcd lease id
 };
 // Every lock held under `location`, by name. THROWS as EtcdLock::acquire.

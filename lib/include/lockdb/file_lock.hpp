@@ -16,90 +16,96 @@
 // Forking while another thread is inside a call on the same object is not supported.
 //
 // Waiting never polls in coarse steps: FileLock blocks in the kernel and is woken as soon as the
-// holder releases; a timed wait is cut off by a per-thread timer signal (see file_lock.cpp).
+// holder releases; a timed wait is cut off by a per-thread timer signal (see lock_file.hpp).
+//
+// State chart (per object):
+//   unlocked --lock--> exclusive(n=1) --lock (same thread)--> exclusive(n+1)
+//   unlocked --lock_shared--> shared(n=1) --lock_shared (any thread)--> shared(n+1)
+//   exclusive/shared --unlock at n=1--> unlocked
+//   lock() while this thread holds shared: Error{conflict} (an upgrade would deadlock).
+//   lock_shared() while this thread holds exclusive: nests as exclusive(n+1).
 #pragma once
 
 #include <lockdb/config.hpp>
 #include <lockdb/error.hpp>
 
 #include <chrono>
-#include <condition_variable>
-#include <cstdint>
 #include <filesystem>
-#include <mutex>
+#include <memory>
 #include <optional>
 #include <string>
-#include <thread>
-#include <vector>
 
 namespace lockdb {
 
-// A timeout: negative waits forever, zero tries once, positive waits up to that long.
-inline constexpr std::chrono::nanoseconds kForever{-1};
-
 struct LockOptions {
   // Default timeout of acquire() and lock(). Negative: wait forever (the default).
-  std::chrono::nanoseconds timeout = kForever;
+  std::chrono::nanoseconds lock_timeout = kForever;
   // Permissions of the lock file. Empty: a created file gets 0666 & ~umask. Set: applied with
   // fchmod once the lock is held (never before), and only to a lock file this object created:
   // an existing file (or a hard link planted at the path) keeps its permissions.
-  std::optional<unsigned> mode;
+  std::optional<unsigned> mode = std::nullopt;
 };
 
 struct SoftLockOptions {
-  std::chrono::nanoseconds timeout = kForever;
-  std::optional<unsigned> mode;
+  std::chrono::nanoseconds lock_timeout = kForever;
+  std::optional<unsigned> mode = std::nullopt;
   // A marker written on another host is judged stale when neither it nor its heartbeat
   // (refresh()) changed for this long. Markers of this host are judged by pid liveness at once.
   std::chrono::nanoseconds stale_after = std::chrono::seconds(300);
 };
 
 namespace detail {
-class LockBase;
+class LockState;  // private: the per-process half of a lock object (file_lock.cpp)
 }
 
-// RAII ownership of one hold of a lock; releases it on destruction. Move-only.
+// RAII ownership of one hold of a lock, made by acquire(); releases it on destruction. Move-only.
+// REQUIRES: it does not outlive the lock object.
 class LockGuard {
  public:
   LockGuard() = default;
-  LockGuard(detail::LockBase* lock, bool shared) noexcept : lock_(lock), shared_(shared) {}
   LockGuard(LockGuard&& other) noexcept;
   LockGuard& operator=(LockGuard&& other) noexcept;
   ~LockGuard();
 
-  bool owns_lock() const noexcept { return lock_ != nullptr; }
+  // True while this guard holds its lock.
+  bool is_locked() const noexcept { return lock_ != nullptr; }
   // Releases now. Throws what unlock() throws.
   void release();
 
  private:
-  detail::LockBase* lock_ = nullptr;
+  friend class BasicLock;
+  LockGuard(detail::LockState* lock, bool shared) noexcept : lock_(lock), shared_(shared) {}
+
+  detail::LockState* lock_ = nullptr;
   bool shared_ = false;
 };
 
 namespace detail {
+// try_lock_for's duration as a timeout: a negative one tries once (never "forever").
+template <class Rep, class Period>
+constexpr std::chrono::nanoseconds try_timeout(const std::chrono::duration<Rep, Period>& d) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+  return ns < std::chrono::nanoseconds::zero() ? std::chrono::nanoseconds::zero() : ns;
+}
+}  // namespace detail
 
-// The per-process half shared by FileLock and SoftFileLock: the reentrancy count, which thread
-// holds it, fork detection. The cross-process half is backend_acquire / backend_release.
-// State chart (per object):
-//
-//   unlocked --lock--> exclusive(n=1) --lock (same thread)--> exclusive(n+1)
-//   unlocked --lock_shared--> shared(n=1) --lock_shared (any thread)--> shared(n+1)
-//   exclusive/shared --unlock at n=1--> unlocked
-//   lock() while this thread holds shared: Error{conflict} (an upgrade would deadlock).
-//   lock_shared() while this thread holds exclusive: nests as exclusive(n+1).
-class LockBase {
+// The calls every lock object has: exclusive, reentrant holds of one lock file, as the standard
+// Lockable and TimedLockable. FileLock and SoftFileLock are BasicLocks; a function that takes a
+// BasicLock& works with either. Not made directly.
+class BasicLock {
  public:
-  LockBase(const LockBase&) = delete;
-  LockBase& operator=(const LockBase&) = delete;
+  virtual ~BasicLock();  // releases every hold this process has through this object
+  BasicLock(const BasicLock&) = delete;
+  BasicLock& operator=(const BasicLock&) = delete;
 
   // The lock file.
-  const std::filesystem::path& path() const noexcept { return path_; }
+  const std::filesystem::path& path() const noexcept;
 
-  // Acquires exclusively, waiting up to `timeout` (default: the options' timeout).
+  // Acquires exclusively, waiting up to `timeout` (default: the options' lock_timeout).
   // THROWS Timeout when the wait ends first (immediately for a zero timeout; then the holder is
-  // named where it can be known), Error{permission|io|lock_unsupported} naming the path when the
-  // lock file cannot be opened or locked (never reported as a timeout), Error{conflict} when this
-  // thread holds the lock shared.
+  // named where it can be known), Error{permission|io|lock_unsupported|invalid_argument} naming
+  // the path when the lock file cannot be opened or locked (never reported as a timeout),
+  // Error{conflict} when this thread holds the lock shared.
   [[nodiscard]] LockGuard acquire();
   [[nodiscard]] LockGuard acquire(std::chrono::nanoseconds timeout);
 
@@ -112,13 +118,13 @@ class LockBase {
   // Number of holds through this object (nested exclusive, or all shared holds).
   int lock_counter() const;
 
-  // Lockable / TimedLockable. lock() waits for the options' timeout (forever by default) and
+  // Lockable / TimedLockable. lock() waits for the options' lock_timeout (forever by default) and
   // throws like acquire(); try_lock*() return false on timeout and throw on real errors.
   void lock();
   bool try_lock();
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& d) {
-    return try_acquire(false, to_timeout(d));
+    return try_for(false, detail::try_timeout(d));
   }
   template <class Clock, class Duration>
   bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t) {
@@ -126,80 +132,34 @@ class LockBase {
   }
   void unlock();
 
-  virtual ~LockBase();
-
  protected:
-  LockBase(std::filesystem::path path, std::chrono::nanoseconds default_timeout);
+  explicit BasicLock(std::unique_ptr<detail::LockState> state) noexcept;
 
-  LockGuard acquire_shared_impl(std::chrono::nanoseconds timeout);
-  bool try_acquire(bool shared, std::chrono::nanoseconds timeout);
-  void unlock_shared_impl();
-
-  // Cross-process acquire. Returns true when held, false when `deadline` passed; throws Error
-  // for anything else. Called with no in-process lock held, by one thread at a time.
-  virtual bool backend_acquire(bool shared,
-                               std::optional<std::chrono::steady_clock::time_point> deadline) = 0;
-  // Cross-process release. Must not throw.
-  virtual void backend_release() noexcept = 0;
-  // Drops a hold inherited through fork() without releasing it for the parent. Must not throw.
-  virtual void backend_forget() noexcept = 0;
-  // Who holds the lock, for the Timeout message; nullopt when it cannot be known.
-  virtual std::optional<LockHolder> backend_holder() const = 0;
-
-  template <class Rep, class Period>
-  static std::chrono::nanoseconds to_timeout(const std::chrono::duration<Rep, Period>& d) {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
-    return ns < std::chrono::nanoseconds::zero() ? std::chrono::nanoseconds::zero() : ns;
-  }
-
-  // Call at the top of every public entry: forgets state inherited through fork().
-  // REQUIRES: mu_ held.
-  void check_fork_locked();
-  // For derived destructors: releases every hold of this process. Never throws.
-  void release_all_on_destroy() noexcept;
-  // Throws Timeout naming the holder where it can be known.
-  [[noreturn]] void throw_timeout(std::chrono::nanoseconds timeout) const;
-
-  // Constant after construction.
-  const std::filesystem::path path_;
-  const std::chrono::nanoseconds default_timeout_;
+  LockGuard acquire_hold(bool shared, std::chrono::nanoseconds timeout);
+  bool try_for(bool shared, std::chrono::nanoseconds timeout);
+  std::chrono::nanoseconds default_timeout() const noexcept;
+  detail::LockState& state() const noexcept { return *state_; }
 
  private:
-  enum class Mode : std::uint8_t { unlocked, shared, exclusive };
-  bool acquire_locked(std::unique_lock<std::mutex>& lk, bool shared,
-                      std::chrono::nanoseconds timeout);
-  void release_locked(std::unique_lock<std::mutex>& lk, bool shared);
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  // Guarded by mu_.
-  Mode mode_ = Mode::unlocked;
-  bool busy_ = false;                            // a thread is inside backend_acquire
-  std::thread::id owner_;                        // exclusive holder
-  int count_ = 0;                                // holds in the current mode
-  std::vector<std::thread::id> shared_threads_;  // one entry per shared hold
-  unsigned fork_generation_ = 0;                 // process generation of the state above
-  bool inherited_ = false;                       // the state was dropped after a fork
+  std::unique_ptr<detail::LockState> state_;  // constant after construction
 };
 
-}  // namespace detail
-
 // Hard OS lock on `path` (flock on POSIX). Lockable, TimedLockable and SharedTimedLockable.
-class FileLock : public detail::LockBase {
+class FileLock : public BasicLock {
  public:
   // Does no I/O: the lock file is opened (and created, with missing parent directories) on the
-  // first acquisition. REQUIRES: path is not empty.
+  // first acquisition. THROWS Error{invalid_argument} when path is empty.
   explicit FileLock(std::filesystem::path path, LockOptions options = {});
-  ~FileLock() override;  // releases every hold this process has through this object
 
-  // Shared (reader) locking; same errors as acquire(). Many holders at once, no exclusive one.
+  // Shared (reader) holds; the errors of acquire(). Many holders at once, no exclusive one.
+  // SharedTimedLockable, so std::shared_lock works.
   [[nodiscard]] LockGuard acquire_shared();
   [[nodiscard]] LockGuard acquire_shared(std::chrono::nanoseconds timeout);
   void lock_shared();
   bool try_lock_shared();
   template <class Rep, class Period>
   bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& d) {
-    return try_acquire(true, to_timeout(d));
+    return try_for(true, detail::try_timeout(d));
   }
   template <class Clock, class Duration>
   bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& t) {
@@ -210,20 +170,6 @@ class FileLock : public detail::LockBase {
   // Who holds the lock file's OS lock right now (Linux: from /proc/locks), if anyone.
   // A snapshot: it may change at once.
   std::optional<LockHolder> holder() const;
-
- private:
-  bool backend_acquire(bool shared,
-                       std::optional<std::chrono::steady_clock::time_point> deadline) override;
-  void backend_release() noexcept override;
-  void backend_forget() noexcept override;
-  std::optional<LockHolder> backend_holder() const override;
-
-  // Constant after construction.
-  const std::optional<unsigned> mode_;
-  // Owned by the thread inside backend_* (LockBase serialises them).
-  int fd_ = -1;
-  bool mode_applied_ = false;
-  bool path_verified_ = false;  // fd_ was checked against the path since it was opened
 };
 
 // Marker-file lock: the lock is held while `path` exists holding this holder's record (pid,
@@ -235,10 +181,9 @@ class FileLock : public detail::LockBase {
 // host cannot be judged by pid, so it is broken only after `stale_after` without a heartbeat: a
 // live holder on another host that holds longer than stale_after must call refresh(), or loses
 // the lock. Clocks of the two hosts must agree to well within stale_after.
-class SoftFileLock : public detail::LockBase {
+class SoftFileLock : public BasicLock {
  public:
   explicit SoftFileLock(std::filesystem::path path, SoftLockOptions options = {});
-  ~SoftFileLock() override;
 
   // Renews the heartbeat of a held marker. THROWS Error{not_owner} when the marker is no longer
   // this holder's (it was broken as stale), Error{io} on I/O failure.
@@ -250,20 +195,6 @@ class SoftFileLock : public detail::LockBase {
   // Reads the marker at `path` and says whether it is stale by the rules above (false when
   // there is no marker). Used by tools that report on locks.
   static bool is_stale(const std::filesystem::path& path, std::chrono::nanoseconds stale_after);
-
- private:
-  bool backend_acquire(bool shared,
-                       std::optional<std::chrono::steady_clock::time_point> deadline) override;
-  void backend_release() noexcept override;
-  void backend_forget() noexcept override;
-  std::optional<LockHolder> backend_holder() const override;
-
-  // Constant after construction.
-  const std::optional<unsigned> mode_;
-  const std::chrono::nanoseconds stale_after_;
-  // Owned by the thread inside backend_* (LockBase serialises them).
-  mutable std::mutex nonce_mu_;
-  std::string nonce_;  // guarded by nonce_mu_: of the marker we hold; empty when none
 };
 
 }  // namespace lockdb

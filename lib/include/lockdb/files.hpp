@@ -49,10 +49,17 @@
 
 namespace lockdb {
 
-inline constexpr std::chrono::nanoseconds kDefaultLockTimeout = std::chrono::seconds(30);
-
 // How locked_write() writes: replace the whole content, or add to the end.
 enum class WriteMode { truncate, append };
+
+// How a locked helper below locks and writes. Name only what differs from the defaults:
+// locked_append(path, line, {.durability = Durability::file}).
+struct FileOptions {
+  // How long to wait for the file's lock before throwing Timeout (negative: forever).
+  std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout;
+  // What the write survives once it returns (durability.hpp).
+  Durability durability = Durability::none;
+};
 
 // The lock file that guards `data_file`: its path plus ".lock".
 std::filesystem::path lock_file_for(const std::filesystem::path& data_file);
@@ -71,11 +78,9 @@ std::filesystem::path lock_file_for(const std::filesystem::path& data_file);
 // rename: a reader that takes no lock sees the old or the new content, and a failure, ENOSPC
 // included, leaves the old content intact; the file's permission bits are kept). append: adds the
 // bytes at the end; a failed append is cut back off, leaving the file as it was.
-// Blocks up to `lock_timeout` for the lock (negative: forever), then for the I/O.
+// Blocks up to options.lock_timeout for the lock, then for the I/O.
 void locked_write(const std::filesystem::path& path, std::string_view data,
-                  WriteMode mode = WriteMode::truncate,
-                  std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
-                  Durability durability = Durability::none);
+                  WriteMode mode = WriteMode::truncate, const FileOptions& options = {});
 
 // Reads the whole file under its lock, taken SHARED: locked readers run together, writers (C++
 // or Python filelock, which only locks exclusively) wait for them and they for writers.
@@ -98,7 +103,7 @@ struct AtomicWriteOptions {
   Durability durability = Durability::file;
   // Permission bits of the result. Empty: the existing file's bits are kept; a new file gets
   // 0666 & ~umask.
-  std::optional<unsigned> mode;
+  std::optional<unsigned> mode{};
   // Serialise with the other helpers on the file's ".lock" (as the seed does). false: take no
   // lock (for callers that hold it already, or directories where no lock file may be created).
   bool take_lock = true;
@@ -118,7 +123,7 @@ namespace detail {
 // The non-template half of atomic_json_update(): lock, read, parse, apply, write back.
 nlohmann::json json_update(const std::filesystem::path& path,
                            const std::function<void(nlohmann::json&)>& apply,
-                           std::chrono::nanoseconds lock_timeout, Durability durability);
+                           const FileOptions& options);
 }  // namespace detail
 
 // Locked read-modify-write of a JSON file: lock, read and parse (a missing file starts as `{}`),
@@ -137,11 +142,10 @@ nlohmann::json json_update(const std::filesystem::path& path,
 //   Error{invalid_argument}  the new document holds a string that is not valid UTF-8, nests
 //                            deeper than 512 levels, or holds a NaN, infinity or binary value
 //   whatever `fn` throws     passed through unchanged; the file is untouched
-// Blocks up to `lock_timeout` for the lock, then for `fn` and the I/O.
+// Blocks up to options.lock_timeout for the lock, then for `fn` and the I/O.
 template <class Fn>
 nlohmann::json atomic_json_update(const std::filesystem::path& path, Fn&& fn,
-                                  std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
-                                  Durability durability = Durability::none) {
+                                  const FileOptions& options = {}) {
   using nlohmann::json;
   constexpr detail::JsonFnKind kind = detail::json_fn_kind<Fn>;
   static_assert(kind != detail::JsonFnKind::edits_a_copy,
@@ -164,7 +168,7 @@ nlohmann::json atomic_json_update(const std::filesystem::path& path, Fn&& fn,
       doc = std::move(next);
     }
   };
-  return detail::json_update(path, apply, lock_timeout, durability);
+  return detail::json_update(path, apply, options);
 }
 
 // Appends one record as one line: `line` plus "\n" if it does not end with one. Many processes
@@ -173,27 +177,28 @@ nlohmann::json atomic_json_update(const std::filesystem::path& path, Fn&& fn,
 // fragment stays alone on its line (a JSONL reader tells it by its failure to parse) and the new
 // record starts on a fresh one. A failed append is cut back off: the file is left as it was.
 // THROWS Error{invalid_argument} when `line` holds a newline before its end (it would become
-// two records). Blocks up to `lock_timeout` for the lock.
+// two records). Blocks up to options.lock_timeout for the lock.
 void locked_append(const std::filesystem::path& path, std::string_view line,
-                   std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
-                   Durability durability = Durability::none);
+                   const FileOptions& options = {});
 
 // locked_append() of `record` rendered as compact JSON on one line (UTF-8 kept as is, like the
 // seed's ensure_ascii=False). THROWS Error{invalid_argument} for a string that is not UTF-8, a
 // record nested deeper than 512 levels, a NaN, infinity or binary value (nothing is written).
 void locked_append_json(const std::filesystem::path& path, const nlohmann::json& record,
-                        std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
-                        Durability durability = Durability::none);
+                        const FileOptions& options = {});
 
 // Replaces `path` with `data` (atomically, as atomic_write) under a SoftFileLock on the file's
 // ".lock": for network filesystems where OS locks fail. Stale markers are broken safely (see
 // SoftFileLock): a marker of a dead process on this host at once, another host's once it has not
-// changed for `stale_after`. Never mix with the hard-lock helpers on the same file: a soft marker
-// and an OS lock on one ".lock" path do not exclude each other.
-// Blocks up to `lock_timeout` for the marker (polling, 1 to 25 ms).
+// changed for options.stale_after. Never mix with the hard-lock helpers on the same file: a soft
+// marker and an OS lock on one ".lock" path do not exclude each other.
+// Blocks up to options.lock_timeout for the marker (polling, 1 to 25 ms).
+struct NfsWriteOptions {
+  std::chrono::nanoseconds lock_timeout = std::chrono::seconds(60);
+  std::chrono::nanoseconds stale_after = std::chrono::seconds(300);
+  Durability durability = Durability::none;
+};
 void nfs_safe_write(const std::filesystem::path& path, std::string_view data,
-                    std::chrono::nanoseconds lock_timeout = std::chrono::seconds(60),
-                    std::chrono::nanoseconds stale_after = std::chrono::seconds(300),
-                    Durability durability = Durability::none);
+                    const NfsWriteOptions& options = {});
 
 }  // namespace lockdb

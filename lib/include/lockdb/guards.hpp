@@ -63,7 +63,7 @@ class SingletonGuard {
   // Releases if held; otherwise (or in a forked child) does nothing. Never throws.
   void release() noexcept;
   // True while this process holds the guard through this object.
-  bool is_held() const;
+  bool is_locked() const;
   // Who holds the name right now, if anyone and if the OS tells (a snapshot).
   std::optional<LockHolder> holder() const;
 
@@ -89,7 +89,7 @@ class MultiLockGuard {
 
   // Number of distinct lock files held (keys sharing a stripe share one).
   std::size_t size() const noexcept { return guards_.size(); }
-  bool owns_lock() const noexcept { return !guards_.empty(); }
+  bool is_locked() const noexcept { return !guards_.empty(); }
   // Releases all now (reverse order). Never throws.
   void release() noexcept;
 
@@ -99,14 +99,16 @@ class MultiLockGuard {
 
 // One cross-process lock per key: different keys proceed together, the same key serialises.
 //
-// stripes == 0: one lock file per key, `<lock_dir>/keyed_<encoded key>.lock`. The encoding is
-// collision-free, readable and safe on case-insensitive filesystems: [a-z0-9.-] stay, an upper
-// case letter becomes '^' and its lower case, every other byte becomes '%' and two lower case hex
-// digits ("a/b" -> a%2fb, "a_b" -> a%5fb, "a b" -> a%20b, "A_B" -> ^a%5f^b). An encoding longer
-// than 160 bytes is cut there and completed by '~' and a 128-bit hash of the whole key.
-// stripes == N: N lock files `<lock_dir>/stripe-<i>-of-<N>.lock`, key -> i by a stable hash
-// (FNV-1a, 64 bit, mod N) that every process and build agrees on; unrelated keys may share a
-// stripe and then wait for each other. All users of a directory must use the same N.
+// Lock files are named exactly as a Store names the lock files in its keys/ directory
+// (docs/FORMAT.md), so a registry on `<store>/keys` with the store's lock_stripes excludes that
+// store's writers key by key. Keys are store keys: 1 to 1024 bytes of UTF-8.
+// stripes == 0: one lock file per key, `<lock_dir>/<shard>/<encoded key>.json.lock`: the shard is
+// two hex digits of the key's FNV-1a-64 hash, the encoding is collision-free, readable and safe
+// on case-insensitive filesystems ("a/b" -> a%2fb, "A_B" -> ^A_^B; a long key becomes a few
+// directory levels).
+// stripes == N: N lock files `<lock_dir>/stripe-<i>.lock`, i = FNV-1a-64(key) mod N, the same in
+// every process and build; unrelated keys may share a stripe and then wait for each other. All
+// users of a directory must use the same N (the file names do not record it).
 //
 // One FileLock (and, once used, one open descriptor) per lock file is kept for the registry's
 // lifetime: with an unbounded set of keys, use stripes.
@@ -115,7 +117,7 @@ class KeyedLockRegistry {
   // Does no I/O. `timeout`: how long lock() and lock_many() wait (negative: forever).
   // THROWS Error{invalid_argument} when lock_dir is empty.
   explicit KeyedLockRegistry(std::filesystem::path lock_dir,
-                             std::chrono::nanoseconds timeout = std::chrono::seconds(30),
+                             std::chrono::nanoseconds timeout = kDefaultLockTimeout,
                              std::size_t stripes = 0);
   ~KeyedLockRegistry();  // releases every hold still taken through it
   KeyedLockRegistry(const KeyedLockRegistry&) = delete;
@@ -123,6 +125,7 @@ class KeyedLockRegistry {
 
   // The lock of `key` (shared by all keys of its stripe), created on first use. The reference is
   // valid for the registry's lifetime. Does no I/O. Never blocks (beyond an internal mutex).
+  // THROWS Error{invalid_argument} for a key that is not a store key (so do all calls below).
   FileLock& get_lock(std::string_view key);
 
   // Locks `key`, waiting up to the registry's timeout. THROWS Timeout (naming the lock file and
@@ -140,14 +143,12 @@ class KeyedLockRegistry {
 
   // The lock file of `key`. Does no I/O.
   std::filesystem::path lock_path(std::string_view key) const;
-  // The stripes == 0 file name part of `key` (see above).
-  static std::string encode_key(std::string_view key);
 
   const std::filesystem::path& lock_dir() const noexcept { return dir_; }
   std::size_t stripes() const noexcept { return stripes_; }
 
  private:
-  std::string file_name(std::string_view key) const;
+  std::string file_name(std::string_view key) const;  // relative to dir_
   FileLock& lock_for_file(const std::string& name);
 
   // Constant after construction.

@@ -18,7 +18,8 @@
 // unfinished last line waits (up to 1 s) for the log's lock, so that appends in flight finish
 // before it tells them from a torn line. Filtering by key first looks for the
 // key's exact text in the raw bytes and parses (RapidJSON) only the lines that contain it.
-// A History object is thread-safe for reading.
+// A History object is thread-safe for reading. It only reads: bounding the log and making a store
+// from it are store maintenance (compact_history_*, rebuild_store: store.hpp).
 #pragma once
 
 #include <lockdb/config.hpp>
@@ -42,14 +43,14 @@ class HistoryBackend;
 }  // namespace detail
 
 struct Record {
-  std::chrono::system_clock::time_point time;
-  std::string key;
-  std::string op;
-  std::optional<nlohmann::json> value;      // absent on erase
-  std::optional<std::string> prev_version;  // absent: the key did not exist before
-  std::optional<std::string> version;       // absent: the key does not exist after (erase)
+  std::chrono::system_clock::time_point time{};
+  std::string key{};
+  std::string op{};
+  std::optional<nlohmann::json> value{};      // absent on erase
+  std::optional<std::string> prev_version{};  // absent: the key did not exist before
+  std::optional<std::string> version{};       // absent: the key does not exist after (erase)
   long pid = 0;
-  std::string host;
+  std::string host{};
   // Where the record is: segment number and byte offset of its line.
   std::uint64_t segment = 0;
   std::uint64_t offset = 0;
@@ -57,12 +58,12 @@ struct Record {
 
 // Which records to read. Unset fields match everything. `until` is exclusive.
 struct Query {
-  std::optional<std::string> key;
-  std::optional<std::string> key_prefix;
-  std::optional<std::chrono::system_clock::time_point> since;
-  std::optional<std::chrono::system_clock::time_point> until;
-  std::optional<std::string> op;
-  std::optional<std::size_t> limit;  // at most this many (the first ones in log order)
+  std::optional<std::string> key{};
+  std::optional<std::string> key_prefix{};
+  std::optional<std::chrono::system_clock::time_point> since{};
+  std::optional<std::chrono::system_clock::time_point> until{};
+  std::optional<std::string> op{};
+  std::optional<std::size_t> limit{};  // at most this many (the first ones in log order)
 };
 
 // A position in the log: the next byte to read. Positions come from end() and read_from();
@@ -107,18 +108,6 @@ class History {
   // follower that slept through two compactions starts over at the compacted segment.
   LogPosition read_from(LogPosition from, const Query& query,
                         const std::function<void(const Record&)>& fn) const;
-
-  // Makes a new store in `target_dir` (which must not hold a store) from the log alone: every
-  // key with its last logged value. The new store's own log starts with one "put" per key.
-  // THROWS Error{invalid_argument} when target_dir already holds a store.
-  void rebuild(const std::filesystem::path& target_dir) const;
-
-  // Bounds the log: keeps, per key, its last `keep_last` records (compact_keep_last) or the
-  // records at or after `before` (compact_before), and always each live key's latest record, so
-  // every key's current value stays rebuildable. Safe while writers run. Returns the number of
-  // records dropped.
-  std::size_t compact_keep_last(std::size_t keep_last);
-  std::size_t compact_before(std::chrono::system_clock::time_point before);
 
  private:
   std::filesystem::path dir_;                        // constant after construction

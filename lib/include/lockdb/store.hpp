@@ -48,6 +48,7 @@ namespace lockdb {
 
 namespace detail {
 class StoreBackend;
+struct StoreImpl;
 }  // namespace detail
 
 struct StoreOptions {
@@ -56,7 +57,7 @@ struct StoreOptions {
   Durability durability = Durability::none;
   // How long a write waits for its locks, the key's and then the log's, before throwing Timeout
   // (one limit for all the waits of a call).
-  std::chrono::nanoseconds lock_timeout = std::chrono::seconds(30);
+  std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout;
   // 0: one lock file per key (key file + ".lock"). N: N stripe lock files, keys mapped by a
   // stable hash (fewer files; unrelated keys may wait for each other).
   std::size_t lock_stripes = 0;
@@ -76,8 +77,8 @@ struct StoreOptions {
 
 // A value with its version token.
 struct Entry {
-  nlohmann::json value;
-  std::string version;
+  nlohmann::json value{};
+  std::string version{};
 };
 
 // One disagreement found by verify().
@@ -92,10 +93,10 @@ struct Finding {
     bad_file_name,     // a file in the store whose name decodes to no key
     planted_file,      // a symbolic link, hard link or special file where the store keeps its own
   };
-  Kind kind;
-  std::string key;             // empty when the finding is not about a key
-  std::filesystem::path path;  // the file concerned
-  std::string detail;          // one line, for people
+  Kind kind{};
+  std::string key{};             // empty when the finding is not about a key
+  std::filesystem::path path{};  // the file concerned
+  std::string detail{};          // one line, for people
 };
 const char* finding_kind_name(Finding::Kind kind) noexcept;  // "corrupt_key_file", ...
 
@@ -111,8 +112,10 @@ class Store {
   // Error{version} (a newer format), Error{permission|io}. Never waits for a lock held by others.
   explicit Store(std::filesystem::path dir, StoreOptions options = {});
   ~Store();
-  Store(const Store&) = delete;
-  Store& operator=(const Store&) = delete;
+  // Movable: the moved-to Store takes over the open store; a moved-from Store may only be
+  // destroyed or assigned to.
+  Store(Store&&) noexcept;
+  Store& operator=(Store&&) noexcept;
 
   const std::filesystem::path& dir() const noexcept;
   const StoreOptions& options() const noexcept;
@@ -120,13 +123,13 @@ class Store {
   // ---- reads: lock-free ----
   // THROW Error{invalid_argument} for an invalid key, Error{corrupt} naming the file when the key
   // file does not parse, Error{permission|io}.
-  std::optional<nlohmann::json> get(const std::string& key) const;
-  std::optional<Entry> entry(const std::string& key) const;
-  bool contains(const std::string& key) const;
+  std::optional<nlohmann::json> get(std::string_view key) const;
+  std::optional<Entry> entry(std::string_view key) const;
+  bool contains(std::string_view key) const;
   std::vector<std::string> keys() const;  // sorted, exactly as they were put
   // The keys that start with `prefix` (bytes), sorted.
   std::vector<std::string> keys(std::string_view prefix) const;
-  std::filesystem::path file_path(const std::string& key) const;  // the key's file (may not exist)
+  std::filesystem::path file_path(std::string_view key) const;  // the key's file (may not exist)
 
   // ---- writes: locked read-modify-write + one log record each ----
   // Every write THROWS Error{invalid_argument} (invalid key; a value nested deeper than 512
@@ -138,7 +141,7 @@ class Store {
   // disk, read-only store: the old value stays, no temp file stays). `op` (put, compare_and_put):
   // the operation its log record names, for writes on behalf of a tool ("import"); 1 to 32 of a-z
   // and '_', else Error{invalid_argument}.
-  std::string put(const std::string& key, const nlohmann::json& value,
+  std::string put(std::string_view key, const nlohmann::json& value,
                   std::string_view op = "put");  // returns the version
   // fn sees null for a missing key; it either mutates its argument and returns void, taking
   // `nlohmann::json&` (or `auto&`), or returns the new value (taking `const nlohmann::json&`,
@@ -149,7 +152,7 @@ class Store {
   // std::function<json(const json&)> the compiler instantiates its body with a const json, a
   // hard error for one that edits its json&.)
   template <class Fn>
-  requires std::is_invocable_v<Fn&, nlohmann::json&> nlohmann::json update(const std::string& key,
+  requires std::is_invocable_v<Fn&, nlohmann::json&> nlohmann::json update(std::string_view key,
                                                                            Fn&& fn) {
     static_assert(detail::json_fn_kind<Fn> != detail::JsonFnKind::edits_a_copy,
                   "update(key, fn): a fn that returns void must take nlohmann::json& (or auto&); "
@@ -165,12 +168,12 @@ class Store {
   }
   // Adds delta to an integer value (missing = 0). THROWS Error{invalid_argument} when the value
   // is not an integer or the sum overflows std::int64_t.
-  std::int64_t increment(const std::string& key, std::int64_t delta = 1);
-  bool erase(const std::string& key);  // false when the key did not exist
+  std::int64_t increment(std::string_view key, std::int64_t delta = 1);
+  bool erase(std::string_view key);  // false when the key did not exist
   // Writes only when the key's current version equals `expected_version`; std::nullopt means
   // "only if the key is absent". Returns false (writing nothing) otherwise. A key file that
   // does not parse is Error{corrupt} whatever is expected, as for every write.
-  bool compare_and_put(const std::string& key, const std::optional<std::string>& expected_version,
+  bool compare_and_put(std::string_view key, const std::optional<std::string>& expected_version,
                        const nlohmann::json& value, std::string_view op = "cas");
 
   // Runs fn while holding key's lock, so that another program can read or rewrite the key's
@@ -186,7 +189,7 @@ class Store {
   // moves it aside), and whatever fn throws (a change fn made before is logged first).
   // On an etcd store THROWS Error{invalid_argument}: it has no key files (EtcdLock locks there).
   enum class LockMode { exclusive, shared };
-  bool with_key_locked(const std::string& key, LockMode mode, const std::function<void()>& fn,
+  bool with_key_locked(std::string_view key, LockMode mode, const std::function<void()>& fn,
                        std::string_view op = "run");
   // Locks all keys (sorted, so concurrent calls never deadlock) and lets fn see and edit every
   // value: the map holds each existing key's value; missing keys are absent. After fn, a key in
@@ -216,14 +219,30 @@ class Store {
   // before them as seen (the lines stay: the log is append-only). Returns what it did.
   std::vector<Finding> repair();
 
-  struct Impl;
-
  private:
-  nlohmann::json update_with(const std::string& key,
-                             const std::function<void(nlohmann::json&)>& fn);
+  using Impl = detail::StoreImpl;
+  nlohmann::json update_with(std::string_view key, const std::function<void(nlohmann::json&)>& fn);
 
   std::unique_ptr<detail::StoreBackend> backend_;  // set for an etcd location, else null
   std::unique_ptr<Impl> impl_;                     // set for a directory
 };
+
+// ---- the log: bounding it, and a store made from it (maintenance, like verify and repair) ----
+// `store` is a store directory or an etcd location, as for Store and History.
+
+// Bounds the store's history log: keeps, per key, its last `keep_last` records
+// (compact_history_keep_last) or the records at or after `before` (compact_history_before), and
+// always each live key's latest record, so every key's current value stays rebuildable. Safe
+// while writers run. Returns the number of records dropped. THROWS Error{not_found} when there
+// is no store, Error{invalid_argument} for a link planted at log/, Error{io|permission}.
+std::size_t compact_history_keep_last(const std::filesystem::path& store, std::size_t keep_last);
+std::size_t compact_history_before(const std::filesystem::path& store,
+                                   std::chrono::system_clock::time_point before);
+
+// Makes a new store in `target_dir` (which must not hold a store) from the log of `store` alone:
+// every key with its last logged value. The new store's own log starts with one "put" per key.
+// THROWS Error{invalid_argument} when target_dir already holds a store, what History and Store
+// throw.
+void rebuild_store(const std::filesystem::path& store, const std::filesystem::path& target_dir);
 
 }  // namespace lockdb
