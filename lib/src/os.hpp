@@ -329,6 +329,9 @@ unsigned fork_generation() noexcept;
 long cached_pid() noexcept;
 // false only when the pid provably does not exist (ESRCH) or is a zombie (exited, unreaped).
 bool pid_alive(long pid) noexcept;
+// This boot's id (Linux: /proc/sys/kernel/random/boot_id), new after every reboot; empty when
+// unknown.
+const std::string& boot_id() noexcept;
 // "<boot id>:<start time in ticks>" of a live pid on this host; empty when unknown.
 std::string process_start_token(long pid) noexcept;
 std::string program_name(long pid) noexcept;  // /proc/<pid>/comm, empty when unknown

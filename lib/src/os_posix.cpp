@@ -1226,9 +1226,14 @@ bool pid_alive(long pid) noexcept {
   return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
 }
 
+const std::string& boot_id() noexcept {
+  static const std::string boot = read_small_file("/proc/sys/kernel/random/boot_id");
+  return boot;
+}
+
 std::string process_start_token(long pid) noexcept {
   try {
-    static const std::string boot = read_small_file("/proc/sys/kernel/random/boot_id");
+    const std::string& boot = boot_id();
     std::string stat = read_small_file(("/proc/" + std::to_string(pid) + "/stat").c_str());
     // Field 22 (starttime) counts from the field after the ")" that closes comm.
     auto close = stat.rfind(')');

@@ -626,12 +626,50 @@ detail::StoreImpl::Outcome detail::StoreImpl::write_one(const std::string& key, 
 // ---------------------------------------------------------------------------------------------
 // Store
 
+namespace {
+
+// The boot id the store's last recovery ran in (format::kBootFile); empty when none is recorded.
+std::string recovered_boot(const detail::StoreImpl& impl) {
+  auto fd = os::open_beneath(impl.root_fd.get(), format::kBootFile, O_RDONLY);
+  if (!fd.ok()) return {};
+  const os::Fd owned(fd.value);
+  auto text = os::read_all(owned.get());
+  if (!text.ok()) return {};
+  std::string id = std::move(text.value);
+  while (!id.empty() && (id.back() == '\n' || id.back() == '\r')) id.pop_back();
+  return id;
+}
+
+}  // namespace
+
 Store::Store(fs::path dir, StoreOptions options)
     : backend_(detail::open_store_backend(dir, options)),
       impl_(backend_ ? nullptr : std::make_unique<Impl>(std::move(dir), options)) {
-  // Completes what an update_many a crash (or power cut) left unfinished. A reader that cannot
-  // (a read-only store, a lock not had in time) leaves it to the next writer, who must.
-  if (impl_ && impl_->pending_transactions()) {
+  if (!impl_) return;
+  // A power cut or kernel crash takes the page cache with it: what was not yet on disk is lost,
+  // and with durability none (or file) that can be a log record whose key file survived, or a
+  // file of an update_many. The first Store opened in a new boot (the boot id the store recorded
+  // differs) runs repair(), which completes unfinished update_many calls, logs each key file the
+  // log lags behind (op "repair") and marks torn log lines as seen, so the log and the keys agree
+  // again; then records this boot. One read of a small file otherwise. A process that cannot
+  // (a read-only store or user, a lock not had in time) leaves it to the next one that opens it.
+  const std::string& boot = os::boot_id();
+  if (!boot.empty() && recovered_boot(*impl_) != boot) {
+    try {
+      repair();
+      detail::ReplaceOptions replace;
+      replace.keep_mode = false;
+      replace.context = "cannot record the store's recovery";
+      replace.dir_fd = impl_->root_fd.get();
+      detail::atomic_replace(impl_->dir / format::kBootFile, boot + "\n", Durability::file,
+                             replace);
+    } catch (const Error&) {
+    }
+    return;
+  }
+  // Completes what an update_many a crash left unfinished. A reader that cannot (a read-only
+  // store, a lock not had in time) leaves it to the next writer, who must.
+  if (impl_->pending_transactions()) {
     try {
       impl_->recover_transactions(impl_->deadline_from_now());
     } catch (const Error&) {

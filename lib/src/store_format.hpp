@@ -43,6 +43,9 @@ namespace lockdb::detail::store_format {
 inline constexpr std::string_view kMarkerFile = "lockdb-store.json";
 inline constexpr std::string_view kTxnDir = "txn";
 inline constexpr std::string_view kTxnIntent = "intent.json";
+// The boot id (os::boot_id) of the last boot whose first Store open ran the recovery after a
+// power cut (see Store::Store): a store that says another boot may have lost what was not on disk.
+inline constexpr std::string_view kBootFile = "boot-id";
 inline constexpr std::string_view kFormatName = "lockdb-store";
 inline constexpr int kStoreFormatVersion = 1;
 // Marker fields.

@@ -210,7 +210,10 @@ void detail::StoreImpl::recover_transactions(Deadline deadline) {
       const Current cur = read_current(c.p);
       const bool at_new = c.version ? cur.exists && cur.version == *c.version : !cur.exists;
       const bool at_prev = c.prev ? cur.exists && cur.version == *c.prev : !cur.exists;
-      if (at_new || !at_prev) continue;  // in place, or written around the store: left alone
+      // A power cut can leave a key file renamed in but its data lost (empty or torn, where the
+      // temp file was not fsynced): that key is rolled forward as well.
+      const bool torn = cur.exists && !at_new && !at_prev && !detail::json_io::accepts(cur.bytes);
+      if (at_new || (!at_prev && !torn)) continue;  // in place, or written around the store
       if (c.version) {
         if (c.bytes == nullptr) continue;
         replace_file(c.p, *c.bytes);
