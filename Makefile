@@ -10,6 +10,9 @@
 #   make format-check   clang-format --dry-run over every source file (part of `make test`)
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# Tests run two per core: many of them wait (for processes they start, for etcd, for a timeout
+# they test) rather than compute, and every test makes its own directories and ports.
+TEST_JOBS ?= $(shell echo $$(( $(JOBS) * 2 )))
 # Build: cmake g++ make; libraries: nlohmann-json3-dev rapidjson-dev libcli11-dev;
 # tests: catch2 python3 python3-filelock jq clang-format; benchmarks: libsqlite3-dev liblmdb-dev
 # (make tidy adds clang-tidy); the etcd backend: libcurl4-openssl-dev, and etcd itself for its
@@ -45,17 +48,17 @@ demo: build
 	./build/dev/examples/worker_counters
 
 test-dev: build
-	ctest --preset dev -j $(JOBS)
+	ctest --preset dev -j $(TEST_JOBS)
 
 test-asan: deps
 	cmake --preset asan
 	cmake --build --preset asan -j $(JOBS)
-	ctest --preset asan -j $(JOBS)
+	ctest --preset asan -j $(TEST_JOBS)
 
 test-tsan: deps
 	cmake --preset tsan
 	cmake --build --preset tsan -j $(JOBS)
-	ctest --preset tsan -j $(JOBS)
+	ctest --preset tsan -j $(TEST_JOBS)
 
 test: format-check test-dev test-asan test-tsan
 	@echo "all test suites passed (format, dev, asan, tsan)"

@@ -121,6 +121,13 @@ CLI::Validator time_validator();
 CLI::Validator duration_validator();
 TimePoint to_time(const std::string& text);  // REQUIRES: time_validator() accepted it
 std::chrono::nanoseconds to_duration(const std::string& text);
+// The library's default lock timeout (kDefaultLockTimeout) as a --timeout value: "30s".
+inline std::string default_timeout_text() {
+  return std::to_string(
+             std::chrono::duration_cast<std::chrono::seconds>(lockdb::kDefaultLockTimeout)
+                 .count()) +
+         "s";
+}
 
 // ---- output ----
 

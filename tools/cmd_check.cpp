@@ -9,7 +9,7 @@ namespace {
 
 struct CheckArgs {
   std::string store;
-  std::string timeout = "30s";
+  std::string timeout = default_timeout_text();
 };
 
 std::string finding_json(const Finding& f) {

@@ -22,7 +22,7 @@ struct DataArgs {
   std::vector<std::string> args;  // cas: [EXPECTED_VERSION] JSON; run: COMMAND ARGS...
   std::optional<std::size_t> stripes;
   std::string durability = "none";
-  std::string timeout = "30s";
+  std::string timeout = default_timeout_text();
   std::string prefix;
   bool absent = false;     // cas --absent
   bool as_string = false;  // cas --string
@@ -32,7 +32,9 @@ struct DataArgs {
 };
 
 void add_write_options(CLI::App* command, DataArgs& a) {
-  command->add_option("--timeout", a.timeout, "How long to wait for the key's lock (default 30s)")
+  command
+      ->add_option("--timeout", a.timeout,
+                   "How long to wait for the key's lock (default " + default_timeout_text() + ")")
       ->check(duration_validator())
       ->type_name("DURATION");
   command
@@ -392,7 +394,9 @@ void add_data_commands(CLI::App& app, Commands& commands) {
     command->add_flag("--shared", a->shared,
                       "A shared (reader) lock: writers wait, other readers do not; nothing is "
                       "logged");
-    command->add_option("--timeout", a->timeout, "How long to wait for the lock (default 30s)")
+    command
+        ->add_option("--timeout", a->timeout,
+                     "How long to wait for the lock (default " + default_timeout_text() + ")")
         ->check(duration_validator())
         ->type_name("DURATION");
     command->footer(

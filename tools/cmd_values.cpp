@@ -24,7 +24,7 @@ struct ValueArgs {
   bool raw = false;           // get -r
   bool with_version = false;  // get --version
   bool as_string = false;     // put --string
-  std::string timeout = "30s";
+  std::string timeout = default_timeout_text();
   std::string durability = "none";
 };
 
@@ -34,7 +34,9 @@ void add_store_and_key(CLI::App* command, ValueArgs& a) {
 }
 
 void add_write_options(CLI::App* command, ValueArgs& a) {
-  command->add_option("--timeout", a.timeout, "How long to wait for the key's lock (default 30s)")
+  command
+      ->add_option("--timeout", a.timeout,
+                   "How long to wait for the key's lock (default " + default_timeout_text() + ")")
       ->check(duration_validator())
       ->type_name("DURATION");
   command

@@ -135,8 +135,8 @@ void MultiLockGuard::release() noexcept {
 // KeyedLockRegistry
 
 KeyedLockRegistry::KeyedLockRegistry(std::filesystem::path lock_dir,
-                                     std::chrono::nanoseconds timeout, std::size_t stripes)
-    : dir_(std::move(lock_dir)), timeout_(timeout), stripes_(stripes) {
+                                     std::chrono::nanoseconds lock_timeout, std::size_t stripes)
+    : dir_(std::move(lock_dir)), lock_timeout_(lock_timeout), stripes_(stripes) {
   if (dir_.empty()) throw Error(Errc::invalid_argument, "KeyedLockRegistry: lock_dir is empty");
 }
 
@@ -169,21 +169,23 @@ FileLock& KeyedLockRegistry::get_lock(std::string_view key) {
   return lock_for_file(file_name(key));
 }
 
-LockGuard KeyedLockRegistry::lock(std::string_view key) { return get_lock(key).acquire(timeout_); }
+LockGuard KeyedLockRegistry::lock(std::string_view key) {
+  return get_lock(key).acquire(lock_timeout_);
+}
 
 MultiLockGuard KeyedLockRegistry::lock_many(const std::vector<std::string>& keys) {
   std::set<std::string> names;  // distinct, in the one global order
   for (const auto& key : keys) names.insert(file_name(key));
 
   std::optional<std::chrono::steady_clock::time_point> deadline;
-  if (timeout_ >= std::chrono::nanoseconds::zero()) {
-    deadline = add_saturating(std::chrono::steady_clock::now(), timeout_);
+  if (lock_timeout_ >= std::chrono::nanoseconds::zero()) {
+    deadline = add_saturating(std::chrono::steady_clock::now(), lock_timeout_);
   }
   std::vector<LockGuard> held;  // on a throw below, releases what was taken
   held.reserve(names.size());
   for (const auto& name : names) {
     FileLock& lock = lock_for_file(name);
-    auto wait = timeout_;
+    auto wait = lock_timeout_;
     if (deadline) {
       wait = std::max(std::chrono::nanoseconds::zero(),
                       std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -114,10 +114,10 @@ class MultiLockGuard {
 // lifetime: with an unbounded set of keys, use stripes.
 class KeyedLockRegistry {
  public:
-  // Does no I/O. `timeout`: how long lock() and lock_many() wait (negative: forever).
+  // Does no I/O. `lock_timeout`: how long lock() and lock_many() wait (negative: forever).
   // THROWS Error{invalid_argument} when lock_dir is empty.
   explicit KeyedLockRegistry(std::filesystem::path lock_dir,
-                             std::chrono::nanoseconds timeout = kDefaultLockTimeout,
+                             std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
                              std::size_t stripes = 0);
   ~KeyedLockRegistry();  // releases every hold still taken through it
   KeyedLockRegistry(const KeyedLockRegistry&) = delete;
@@ -153,7 +153,7 @@ class KeyedLockRegistry {
 
   // Constant after construction.
   const std::filesystem::path dir_;
-  const std::chrono::nanoseconds timeout_;
+  const std::chrono::nanoseconds lock_timeout_;
   const std::size_t stripes_;
 
   std::mutex mu_;
