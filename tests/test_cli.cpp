@@ -795,7 +795,12 @@ TEST_CASE("verify fails on a corrupted key file, repair fixes it, verify then pa
   CHECK(again.code == 0);
   CHECK(cli({"repair", store.string()}).out == "nothing to repair: " + store.string() + "\n");
   CHECK(cli({"get", store.string(), "b"}).out == "2\n");
-  CHECK(cli({"get", store.string(), "a"}).code == 1);  // moved aside, its absence logged
+  // Moved aside, and the key's last logged value put back (logged as op repair).
+  auto restored = cli({"get", store.string(), "a"});
+  CHECK(restored.code == 0);
+  CHECK(nlohmann::json::parse(restored.out) == nlohmann::json{{"x", 1}});
+  CHECK(actions[0]["detail"].get<std::string>().find("restored the key's last logged value") !=
+        std::string::npos);
 }
 
 TEST_CASE("stats counts keys, log records, ops and the busiest keys of several writers", "[cli]") {

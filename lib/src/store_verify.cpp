@@ -449,6 +449,18 @@ class Checker {
     return k.version;
   }
 
+  // The value of the key's last record when that record is at version `logged` (the log read in
+  // full: a corrupt key file is rare); nullopt when there is none.
+  std::optional<json> last_logged_value(const std::string& key,
+                                        const std::optional<std::string>& logged) const {
+    if (!logged) return std::nullopt;
+    Query q;
+    q.key = key;
+    std::vector<Record> records = history_.records(q);
+    if (records.empty() || records.back().version != logged) return std::nullopt;
+    return std::move(records.back().value);
+  }
+
   void confirm(const std::string& key) {
     const auto p = impl_.paths(key);
     detail::KeyLocks::Hold hold = impl_.lock_key(p);
@@ -510,8 +522,18 @@ class Checker {
                             aside.filename().string(),
                         p.file, s.err);
       }
-      log_repair(p, nullptr, logged, std::nullopt);
-      detail += "; moved aside to " + aside.filename().string() + " and logged the key's absence";
+      // The key's last logged value, when the log has it, takes the bad file's place: the key
+      // keeps a value it really had. Else (never logged, or last logged as erased) it is absent.
+      if (std::optional<json> last = last_logged_value(p.key, logged)) {
+        const std::string bytes = impl_.render(p, *last);
+        impl_.replace_file(p, bytes);
+        log_repair(p, &*last, logged, format::version_of(bytes));
+        detail += "; moved aside to " + aside.filename().string() +
+                  " and restored the key's last logged value (version " + *logged + ")";
+      } else {
+        log_repair(p, nullptr, logged, std::nullopt);
+        detail += "; moved aside to " + aside.filename().string() + " and logged the key's absence";
+      }
     }
     add(Finding::Kind::corrupt_key_file, p.key, p.file, std::move(detail));
   }
