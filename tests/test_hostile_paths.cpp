@@ -415,6 +415,21 @@ TEST_CASE("a FIFO planted in a store never blocks and is refused", "[hostile]") 
   }
 }
 
+TEST_CASE("a FIFO planted at a store's boot-id never blocks opening, the recovery replaces it",
+          "[hostile]") {
+  Fixture fx;
+  const fs::path boot = fx.db / "boot-id";
+  REQUIRE(fs::is_regular_file(boot));
+  const std::string recorded = lockdb::test::read_text(boot);
+  fx.plant_fifo(boot);
+  {
+    Store store(fx.db);  // blocked forever on the FIFO if it were opened for reading
+    REQUIRE(store.get("k") == json{{"v", 1}});
+  }
+  REQUIRE(fs::is_regular_file(boot));
+  REQUIRE(lockdb::test::read_text(boot) == recorded);
+}
+
 TEST_CASE("a file planted where a store keeps a directory is refused", "[hostile]") {
   Fixture fx;
   lockdb::test::write_text(fx.outside / "x", "1");

@@ -176,17 +176,22 @@ os::Fd open_store_dir(const fs::path& dir, int root_fd, std::string_view name) {
 
 // The marker's text; ENOENT when there is none. A marker that is a link or no regular file is
 // refused (Error{invalid_argument}), and a FIFO never blocks the open.
-os::Result<std::string> read_marker(const fs::path& dir, int root_fd) {
-  const fs::path path = dir / format::kMarkerFile;
-  auto fd = os::open_beneath(root_fd, format::kMarkerFile, O_RDONLY | O_NONBLOCK);
+// One of the store's own files at its root (`name`), never following a link or blocking on a
+// planted FIFO: ENOENT when missing; THROWS Error (naming `context`) for anything else planted.
+os::Result<std::string> read_root_file(const fs::path& dir, int root_fd, std::string_view name,
+                                       const std::string& context) {
+  auto fd = os::open_beneath(root_fd, name, O_RDONLY | O_NONBLOCK);
   if (!fd.ok()) {
     if (fd.err == ENOENT) return {{}, ENOENT};
-    os::throw_beneath("cannot read the store marker", dir.native(), root_fd, format::kMarkerFile,
-                      fd.err);
+    os::throw_beneath(context, dir.native(), root_fd, name, fd.err);
   }
   os::Fd owned(fd.value);
-  os::require_plain_file(owned.get(), "cannot read the store marker", path, /*one_link=*/true);
+  os::require_plain_file(owned.get(), context, dir / name, /*one_link=*/true);
   return os::read_all(owned.get());
+}
+
+os::Result<std::string> read_marker(const fs::path& dir, int root_fd) {
+  return read_root_file(dir, root_fd, format::kMarkerFile, "cannot read the store marker");
 }
 
 }  // namespace
@@ -629,11 +634,16 @@ detail::StoreImpl::Outcome detail::StoreImpl::write_one(const std::string& key, 
 namespace {
 
 // The boot id the store's last recovery ran in (format::kBootFile); empty when none is recorded.
+// Anything else at its name (a planted link or FIFO) counts as none: the recovery then runs and
+// puts a file there.
 std::string recovered_boot(const detail::StoreImpl& impl) {
-  auto fd = os::open_beneath(impl.root_fd.get(), format::kBootFile, O_RDONLY);
-  if (!fd.ok()) return {};
-  const os::Fd owned(fd.value);
-  auto text = os::read_all(owned.get());
+  os::Result<std::string> text;
+  try {
+    text = read_root_file(impl.dir, impl.root_fd.get(), format::kBootFile,
+                          "cannot read the store's boot-id");
+  } catch (const Error&) {
+    return {};
+  }
   if (!text.ok()) return {};
   std::string id = std::move(text.value);
   while (!id.empty() && (id.back() == '\n' || id.back() == '\r')) id.pop_back();
