@@ -1053,36 +1053,31 @@ Status rename_at(int from_dir, PathRef from, int to_dir, PathRef to) noexcept {
   return {};
 }
 
-// Linux only: renameat2(2).
-Status rename_exchange_at(int dir_fd, PathRef a, PathRef b) noexcept {
-  if (injected(Op::rename)) return {errno};
-  if (::renameat2(dir_fd, a.c_str(), dir_fd, b.c_str(), RENAME_EXCHANGE) != 0) {
-    return {last_error()};
-  }
-  if (Recorder* r = recording()) [[unlikely]] {
-    r->record({.kind = Mutation::Kind::rename_exchange,
-               .dir_fd = dir_fd,
-               .path = a.c_str(),
-               .to_dir_fd = dir_fd,
-               .to_path = b.c_str()});
-  }
-  return {};
-}
+namespace {
 
-// Linux only: renameat2(2).
-Status rename_noreplace_at(int dir_fd, PathRef from, PathRef to) noexcept {
+// Linux only: renameat2(2) with `flags` within one directory, recorded as `kind`.
+Status renameat2_in(int dir_fd, PathRef from, PathRef to, unsigned flags,
+                    Mutation::Kind kind) noexcept {
   if (injected(Op::rename)) return {errno};
-  if (::renameat2(dir_fd, from.c_str(), dir_fd, to.c_str(), RENAME_NOREPLACE) != 0) {
-    return {last_error()};
-  }
+  if (::renameat2(dir_fd, from.c_str(), dir_fd, to.c_str(), flags) != 0) return {last_error()};
   if (Recorder* r = recording()) [[unlikely]] {
-    r->record({.kind = Mutation::Kind::rename_noreplace,
+    r->record({.kind = kind,
                .dir_fd = dir_fd,
                .path = from.c_str(),
                .to_dir_fd = dir_fd,
                .to_path = to.c_str()});
   }
   return {};
+}
+
+}  // namespace
+
+Status rename_exchange_at(int dir_fd, PathRef a, PathRef b) noexcept {
+  return renameat2_in(dir_fd, a, b, RENAME_EXCHANGE, Mutation::Kind::rename_exchange);
+}
+
+Status rename_noreplace_at(int dir_fd, PathRef from, PathRef to) noexcept {
+  return renameat2_in(dir_fd, from, to, RENAME_NOREPLACE, Mutation::Kind::rename_noreplace);
 }
 
 Status unlink_at(int dir_fd, PathRef name, int flags) noexcept {
