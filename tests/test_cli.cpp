@@ -1366,7 +1366,7 @@ TEST_CASE("run holds the key's lock for a command, logs its change, exits with i
   auto together = cli({"run", store.string(), "n", "--shared", "--timeout", "0", "--json", "--",
                        "sh", "-c", "cat \"$LOCKDB_FILE\""});
   CHECK(together.code == 0);
-  CHECK(together.out == "7");  // the key file, as it is
+  CHECK(together.out == "7\n");  // the key file, as it is
   CHECK(together.err == "{\"key\":\"n\",\"status\":0,\"changed\":false,\"logged\":false}\n");
   auto writer = cli({"run", store.string(), "n", "--timeout", "0", "--", "touch", marker.string()});
   CHECK(writer.code == 4);

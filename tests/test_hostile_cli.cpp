@@ -70,7 +70,7 @@ TEST_CASE("lockdb refuses a value nested deeper than 512 levels from any input, 
     INFO(r.err);
     REQUIRE(r.code == 2);
     REQUIRE_THAT(r.err, Catch::Contains("the value nests deeper than 512 levels"));
-    REQUIRE(read_text(key_file) == "1");
+    REQUIRE(read_text(key_file) == "1\n");
     REQUIRE(read_text(segment) == log_before);
     REQUIRE(cli({"keys", s}).out == "k\n");
   }

@@ -118,7 +118,7 @@ TEST_CASE("a new store has a marker, keys/ and log/, and reopens", "[store]") {
   REQUIRE(fs::is_directory(dir / "log"));
   json marker = json::parse(lockdb::test::read_text(dir / "lockdb-store.json"));
   REQUIRE(marker["format"] == "lockdb-store");
-  REQUIRE(marker["version"] == 1);
+  REQUIRE(marker["version"] == 2);
   REQUIRE(marker["lock_stripes"] == 0);
   Store again(dir, lockdb::StoreOptions{.create = false});
   REQUIRE(again.keys().empty());
@@ -150,7 +150,7 @@ TEST_CASE("opening what is not a store is a clear error", "[store]") {
   lockdb::test::write_text(tmp / "bad" / "lockdb-store.json", R"({"format":"other","version":1})");
   REQUIRE(code_of([&] { Store s(tmp / "bad"); }) == lockdb::Errc::corrupt);
   lockdb::test::write_text(tmp / "bad" / "lockdb-store.json",
-                           R"({"format":"lockdb-store","version":2})");
+                           R"({"format":"lockdb-store","version":3})");
   REQUIRE(code_of([&] { Store s(tmp / "bad"); }, &what) == lockdb::Errc::version);
   REQUIRE_THAT(what, Catch::Contains("newer"));
 
@@ -196,16 +196,17 @@ TEST_CASE("put, get, entry, contains, keys, erase", "[store]") {
   REQUIRE(store.get("config") == value);
   REQUIRE(store.contains("config"));
 
-  // The key's file is named after the key and holds exactly the value's JSON text, as Python's
-  // json.dumps(value, indent=2) writes it; the version is FNV-1a-64 of those bytes.
+  // The key's file is named after the key and holds the value's JSON text, as Python's
+  // json.dumps(value, indent=2) writes it, and a final newline; the version is FNV-1a-64 of the
+  // text without that newline.
   const fs::path file = store.file_path("config");
   REQUIRE(file.filename() == "config.json");
   REQUIRE(file.parent_path().parent_path() == store.dir() / "keys");
   const std::string text = lockdb::test::read_text(file);
   REQUIRE(text ==
           "{\n  \"name\": \"lockdb\",\n  \"tags\": [\n    \"a\",\n    \"b\"\n  ],\n  "
-          "\"workers\": 4\n}");
-  REQUIRE(version == fnv_version(text));
+          "\"workers\": 4\n}\n");
+  REQUIRE(version == fnv_version(text.substr(0, text.size() - 1)));
   REQUIRE(store.entry("config")->version == version);
   REQUIRE(store.entry("config")->value == value);
   REQUIRE(fs::exists(fs::path(file.string() + ".lock")));
@@ -244,10 +245,10 @@ TEST_CASE("values of any size round-trip through get and update", "[store]") {
   Store store(tmp / "db");
   // Key files around the sizes where reading changes buffers (4 KiB, 16 KiB) and a large one.
   for (std::size_t size : {4090u, 4093u, 4094u, 4095u, 16382u, 16383u, 16384u, 1u << 20}) {
-    INFO("file size " << size + 2);
+    INFO("file size " << size + 3);
     const json value = std::string(size, 'v');  // the file holds "vv...v"
     store.put("big", value);
-    REQUIRE(fs::file_size(store.file_path("big")) == size + 2);
+    REQUIRE(fs::file_size(store.file_path("big")) == size + 3);
     REQUIRE(store.get("big") == value);
     const json grown = store.update("big", [](json& v) { v = v.get<std::string>() + "w"; });
     REQUIRE(grown.get<std::string>().size() == size + 1);
@@ -352,7 +353,7 @@ TEST_CASE("increment: missing is 0, a non-integer or an overflow is an error", "
   REQUIRE(store.increment("n") == 1);
   REQUIRE(store.increment("n", 41) == 42);
   REQUIRE(store.increment("n", -50) == -8);
-  REQUIRE(lockdb::test::read_text(store.file_path("n")) == "-8");
+  REQUIRE(lockdb::test::read_text(store.file_path("n")) == "-8\n");
 
   std::string what;
   store.put("s", "text");
@@ -585,7 +586,7 @@ TEST_CASE("durability none swaps the new file in, a leftover old file is an orph
   REQUIRE(store.get("k") == 2);
   auto temps = temp_files(store.dir());
   REQUIRE(temps.size() == 1);
-  REQUIRE(lockdb::test::read_text(temps[0]) == "1");
+  REQUIRE(lockdb::test::read_text(temps[0]) == "1\n");
   auto findings = store.verify();
   INFO(describe(findings));
   REQUIRE(findings.size() == 1);

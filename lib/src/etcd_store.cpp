@@ -2,7 +2,8 @@
 //
 // Layout under the location's prefix P:
 //   P/lockdb        the marker ({"format":"lockdb","version":1,"created":...}), made on open
-//   P/k/<key>       a key's value: the same JSON text a key file holds
+//   P/k/<key>       a key's value: its JSON text, as a key file holds it (without the final
+//                   newline of a directory store's format 2)
 //   P/log/<id>      one audit record per change (the history log's record fields, without
 //                   "version": a record's version is its own create_revision, which is the
 //                   revision of the transaction that wrote it and the key's new mod_revision)
@@ -34,6 +35,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 namespace format = store_format;
+// The etcd layout's own version (the marker's "version"), independent of the directory store's.
+constexpr int kEtcdFormatVersion = 1;
 
 namespace etcd {
 
@@ -147,7 +150,7 @@ class EtcdStore final : public StoreBackend {
                   "there is no " + layout_.marker + " key (create = false)");
     }
     json doc = {{format::kFieldFormat, format::kFormatName},
-                {format::kFieldVersion, format::kStoreFormatVersion},
+                {format::kFieldVersion, kEtcdFormatVersion},
                 {format::kFieldCreated, log_format::format_time(std::chrono::system_clock::now())}};
     (void)client_.txn(json::array({Client::compare_create(layout_.marker, 0)}),
                       json::array({Client::put_op(layout_.marker, doc.dump())}), json::array());

@@ -54,6 +54,7 @@ using nlohmann::json;
 namespace {
 
 struct Marker {
+  int version = 0;
   std::size_t lock_stripes = 0;
 };
 
@@ -84,6 +85,7 @@ Marker parse_marker(const fs::path& path, const std::string& text) {
                     std::to_string(format::kStoreFormatVersion) + "); upgrade lockdb");
   }
   Marker m;
+  m.version = version->get<int>();
   if (auto stripes = doc.find(format::kFieldLockStripes); stripes != doc.end()) {
     if (!stripes->is_number_unsigned()) {
       throw Error(Errc::corrupt, "not a lockdb store", path,
@@ -241,9 +243,10 @@ detail::StoreImpl::StoreImpl(fs::path store_dir, StoreOptions store_options)
                     " (0 adopts the store's)");
   }
   options.lock_stripes = marker.lock_stripes;
+  format_version = marker.version;
   keys_fd = open_store_dir(dir, root_fd.get(), format::kKeysDir);
   log_fd = open_store_dir(dir, root_fd.get(), format::kLogDir);
-  locks.open_beneath(keys_fd.get(), keys_dir.native().size() + 1);
+  locks.open_beneath(keys_fd.get(), keys_dir.native().size() + 1, lock_files_removed());
   const long keys_fs = os::fs_magic(keys_fd.get());
   open_txn_dir();
   swap_in = detail::swap_in_pays(keys_fs);
@@ -280,7 +283,7 @@ detail::StoreImpl::KeyPaths detail::StoreImpl::paths(const std::string& key) con
   file.reserve(keys_dir.native().size() + 4 + 2 * key.size() + 16);
   file += keys_dir.native();
   file += '/';
-  format::append_key_file_relative(key, file);
+  format::append_key_file_relative(key, file, format_version);
   p.lock = lock_path_of(key, file);
   p.file = std::move(file);
   p.rel_at = keys_dir.native().size() + 1;
@@ -310,7 +313,7 @@ std::string detail::StoreImpl::lock_path_of(std::string_view key, const std::str
   } else {
     lock += keys_dir.native();
     lock += '/';
-    format::append_lock_file_relative(key, options.lock_stripes, lock);
+    format::append_lock_file_relative(key, options.lock_stripes, lock, format_version);
   }
   return lock;
 }
@@ -398,7 +401,7 @@ std::string detail::StoreImpl::render(const KeyPaths& p, const json& value) cons
     throw Error(Errc::invalid_argument, context(p.key), {}, "the value is a discarded json");
   }
   try {
-    return detail::json_io::dump(value, 2);
+    return format::file_text(detail::json_io::dump(value, 2), format_version);
   } catch (const detail::json_io::ValueError& e) {
     throw Error(Errc::invalid_argument, context(p.key) + ": the value cannot be stored", {},
                 e.what());
@@ -422,6 +425,18 @@ os::Fd detail::StoreImpl::open_key_dir(const KeyPaths& p, bool create, bool for_
                       keys_fd.get(), rel, fd.err);
   }
   return os::Fd(fd.value);
+}
+
+bool detail::StoreImpl::lock_files_removed() const noexcept {
+  return format_version >= 2 && options.lock_stripes == 0;
+}
+
+void detail::StoreImpl::drop_lock_file(const KeyPaths& p) const noexcept {
+  if (!lock_files_removed()) return;
+  auto key_dir = os::open_beneath(keys_fd.get(), p.dir_rel(), O_PATH | O_DIRECTORY);
+  if (!key_dir.ok()) return;
+  (void)os::unlink_at(key_dir.value, std::string(p.name()) + std::string(format::kLockSuffix));
+  os::close(key_dir.value);
 }
 
 void detail::StoreImpl::unlink_key_file(const KeyPaths& p) const {
@@ -491,8 +506,9 @@ void detail::StoreImpl::append_record(Deadline deadline, const KeyPaths& p, std:
   fields.value = value;
   if (prev) fields.prev_version = *prev;
   if (version) fields.version = *version;
-  if (value != nullptr && !file_bytes.empty() && file_bytes.find('\n') == std::string_view::npos) {
-    fields.value_json = file_bytes;  // dump(2) of a scalar or an empty container is compact
+  const std::string_view text = format::value_text(file_bytes);
+  if (value != nullptr && !text.empty() && text.find('\n') == std::string_view::npos) {
+    fields.value_json = text;  // dump(2) of a scalar or an empty container is compact
   }
   log_writer().append(detail::render_record(fields), deadline);
 }
@@ -582,6 +598,7 @@ detail::StoreImpl::Outcome detail::StoreImpl::write_one(const std::string& key, 
     hold = lock_key(p);
   }
   const Current cur = read_current(p);
+  LockFileDrop lock_file_drop{*this, p, !cur.exists};
   Decision d = decide(p, cur);
   Outcome out;
   if (d.action == Decision::Action::keep) return out;
@@ -610,6 +627,7 @@ detail::StoreImpl::Outcome detail::StoreImpl::write_one(const std::string& key, 
     log_change(
         deadline, p, [&] { take_back(p, cur, *staged); }, op, &d.value, prev, out.version, bytes,
         done, not_durable);
+    lock_file_drop.absent = false;
     out.value = std::move(d.value);
   } else {
     const char* done = "the key is erased and the erase logged";
@@ -623,6 +641,7 @@ detail::StoreImpl::Outcome detail::StoreImpl::write_one(const std::string& key, 
     log_change(
         deadline, p, [&] { take_back(p, cur, *removed); }, op, nullptr, prev, std::nullopt, {},
         done, not_durable);
+    lock_file_drop.absent = true;
   }
   if (not_durable) throw *not_durable;
   return out;
@@ -749,7 +768,8 @@ std::vector<std::string> Store::keys() const {
   std::vector<std::string> out;
   impl_->walk_keys([&](const Impl::WalkEntry& e) {
     if (!e.is_file || e.depth == 0 || !format::is_key_file_name(e.name)) return;
-    if (auto key = format::decode_key_file(e.path.lexically_relative(impl_->keys_dir))) {
+    if (auto key = format::decode_key_file(e.path.lexically_relative(impl_->keys_dir),
+                                           impl_->format_version)) {
       out.push_back(std::move(*key));
     }
   });
@@ -804,7 +824,7 @@ std::int64_t Store::increment(std::string_view key_view, std::int64_t delta) {
   std::int64_t result = 0;
   impl_->write_one(key, "increment", [&](const Impl::KeyPaths& p, const Impl::Current& cur) {
     std::int64_t before = 0;
-    if (auto plain = cur.exists ? plain_integer(cur.bytes) : std::nullopt) {
+    if (auto plain = cur.exists ? plain_integer(format::value_text(cur.bytes)) : std::nullopt) {
       before = *plain;
     } else if (cur.exists) {
       json value = impl_->parse(p, cur);
@@ -939,7 +959,17 @@ std::map<std::string, json> Store::update_many(
       throw Error(e, " (nothing was written: every key is as before)");
     }
   }
-  if (changes.empty()) return values;
+  // The keys the update leaves absent lose their lock files, still under the locks (format 2); a
+  // failure leaves them (repair removes them).
+  auto drop_lock_files_of_absent = [&] {
+    for (const auto& [key, p] : requested) {
+      if (!values.count(key)) impl_->drop_lock_file(p);
+    }
+  };
+  if (changes.empty()) {
+    drop_lock_files_of_absent();
+    return values;
+  }
 
   std::string lines;
   Impl::Txn txn;
@@ -1012,6 +1042,7 @@ std::map<std::string, json> Store::update_many(
                 {}, std::string(e.what()), e.sys_errno());
   }
   impl_->end_transaction(txn);
+  drop_lock_files_of_absent();
   if (not_durable) {
     throw Error(not_durable->code(),
                 "update_many: all " + std::to_string(changes.size()) +

@@ -2,15 +2,22 @@
 // docs/FORMAT.md ("Store layout") has the long form; change both together, and bump
 // kStoreFormatVersion when an old reader would misread the new layout.
 //
-//   <store>/lockdb-store.json            marker: {"format":"lockdb-store","version":1,...}
+//   <store>/lockdb-store.json            marker: {"format":"lockdb-store","version":2,...}
 //   <store>/keys/<shard>/<name>.json     one key's value, plain JSON text
 //   <store>/keys/<shard>/<name>.json.lock  its lock (lock_stripes = 0)
 //   <store>/keys/stripe-<n>.lock         stripe locks (lock_stripes = N)
 //   <store>/log/                         the history log (history.hpp, log_writer.hpp)
 //   <store>/txn/<id>/intent.json         an update_many under way (store_txn.cpp)
 //
-// Shard: two lowercase hex digits, the top byte of FNV-1a-64 of the key's bytes (256 shard
-// directories: renames into one directory serialize on ext4).
+// Shard: two lowercase hex digits (256 shard directories: renames into one directory serialize
+// on ext4, so keys must spread). Format 2: the top byte of mix64(FNV-1a-64 of the key's bytes),
+// mix64 being MurmurHash3's 64-bit finalizer: "k0".."k9999" use every shard. Format 1: the top
+// byte of plain FNV-1a-64, which barely changes with a key's last characters ("k0".."k127" fall
+// into 4 shards); a format-1 store keeps it (it is read and written as it is, never converted).
+//
+// Key file text: the value's JSON text, plus one final newline in format 2 (none in format 1).
+// A version hashes the text without that final newline, so adding or dropping it (an editor's
+// save) is not a change.
 //
 // Name: the key's bytes, one token per byte:
 //   a-z 0-9 - _ .      themselves
@@ -47,7 +54,9 @@ inline constexpr std::string_view kTxnIntent = "intent.json";
 // power cut (see Store::Store): a store that says another boot may have lost what was not on disk.
 inline constexpr std::string_view kBootFile = "boot-id";
 inline constexpr std::string_view kFormatName = "lockdb-store";
-inline constexpr int kStoreFormatVersion = 1;
+// The format new stores get, and the oldest one this code reads and writes as it is.
+inline constexpr int kStoreFormatVersion = 2;
+inline constexpr int kOldestStoreFormatVersion = 1;
 // Marker fields.
 inline constexpr const char* kFieldFormat = "format";
 inline constexpr const char* kFieldVersion = "version";
@@ -83,10 +92,15 @@ inline constexpr std::string_view kStripePrefix = "stripe-";
 // FNV-1a, 64 bit (util.hpp). Stable across platforms and versions: it names shards, stripes and
 // versions.
 using util::fnv1a64;
-// A version token: FNV-1a-64 of a key file's exact bytes as 16 lowercase hex digits.
+// A version token: FNV-1a-64 of a key file's bytes, without one final '\n', as 16 lowercase
+// hex digits.
 std::string version_of(std::string_view file_bytes);
-// "a7": the key's shard directory name.
-std::string shard_of(std::string_view key);
+// The value text of a key file: its bytes without one final '\n'.
+std::string_view value_text(std::string_view file_bytes) noexcept;
+// The key file text of a value's JSON text in store format `format`.
+std::string file_text(std::string value_json, int format);
+// "a7": the key's shard directory name in store format `format`.
+std::string shard_of(std::string_view key, int format = kStoreFormatVersion);
 
 // ---- keys ----
 // Empty when `key` is a valid key; otherwise why not ("is empty", "is longer than 1024 bytes",
@@ -94,16 +108,19 @@ std::string shard_of(std::string_view key);
 std::string key_problem(std::string_view key);
 // The key file's path relative to keys/: "<shard>/<component>~/.../<component>.json".
 // REQUIRES: key_problem(key) is empty.
-std::filesystem::path key_file_relative(std::string_view key);
+std::filesystem::path key_file_relative(std::string_view key, int format = kStoreFormatVersion);
 // The same appended to `out` as text (no std::filesystem::path made).
-void append_key_file_relative(std::string_view key, std::string& out);
+void append_key_file_relative(std::string_view key, std::string& out,
+                              int format = kStoreFormatVersion);
 // The lock file of `key` relative to keys/, appended to `out`: the key file's name + ".lock"
 // ("<shard>/.../<name>.json.lock") when `stripes` is 0, else its stripe's "stripe-<n>.lock",
 // n = fnv1a64(key) % stripes. REQUIRES: key_problem(key) is empty.
-void append_lock_file_relative(std::string_view key, std::size_t stripes, std::string& out);
+void append_lock_file_relative(std::string_view key, std::size_t stripes, std::string& out,
+                               int format = kStoreFormatVersion);
 // The key a key file names, given its path relative to keys/; nullopt when the path is not the
 // canonical encoding of a valid key (wrong shard, bad token, not canonical...).
-std::optional<std::string> decode_key_file(const std::filesystem::path& relative);
+std::optional<std::string> decode_key_file(const std::filesystem::path& relative,
+                                           int format = kStoreFormatVersion);
 // True for a shard directory name ("00".."ff").
 bool is_shard_name(std::string_view name);
 // True for a name that ends with ".json" and does not start with '.' (a key file's shape; the

@@ -63,6 +63,21 @@ struct StoreImpl {
   // `for_fsync`); with `create`, made first when missing. THROWS Error{invalid_argument} naming a
   // planted link or non-directory, Error{io|permission|not_found} naming the directory.
   os::Fd open_key_dir(const KeyPaths& p, bool create, bool for_fsync = false) const;
+  // Whether the store removes the lock files of absent keys (format 2, no stripes).
+  bool lock_files_removed() const noexcept;
+  // Removes the key's lock file where lock_files_removed(); a failure leaves it (repair removes
+  // it later). REQUIRES: the key's lock held, its key file absent.
+  void drop_lock_file(const KeyPaths& p) const noexcept;
+  // Declared after a key's lock is taken: a key the call leaves absent (erased, or never written:
+  // `absent` true at the end, whatever the path out) loses its lock file, still under the lock.
+  struct LockFileDrop {
+    const StoreImpl& impl;
+    const KeyPaths& p;
+    bool absent;
+    ~LockFileDrop() {
+      if (absent) impl.drop_lock_file(p);
+    }
+  };
   // Removes the key file by name in its directory. THROWS as open_key_dir, Error naming the file.
   void unlink_key_file(const KeyPaths& p) const;
   // fsyncs the key directory `key_dir` (a path beneath keys_dir); errno as os::fsync.
@@ -207,8 +222,9 @@ struct StoreImpl {
   std::filesystem::path dir;
   std::filesystem::path keys_dir;
   std::filesystem::path log_dir;
-  StoreOptions options;  // lock_stripes: the store's own (from its marker)
-  bool swap_in = false;  // power_loss_unsafe: swap key files in (detail::swap_in_pays of keys/)
+  StoreOptions options;    // lock_stripes: the store's own (from its marker)
+  int format_version = 0;  // the store's format (from its marker): store_format.hpp
+  bool swap_in = false;    // power_loss_unsafe: swap key files in (detail::swap_in_pays of keys/)
   bool rename_flushes = false;   // os::rename_flushes_data of keys/
   bool short_reads_end = false;  // os::short_reads_end of keys/: one read(2) per small key file
 

@@ -103,14 +103,32 @@ bool decode_body(std::string_view body, std::string& out) {
 
 }  // namespace
 
+std::string_view value_text(std::string_view file_bytes) noexcept {
+  if (file_bytes.ends_with('\n')) file_bytes.remove_suffix(1);
+  return file_bytes;
+}
+
+std::string file_text(std::string value_json, int format) {
+  if (format >= 2) value_json.push_back('\n');
+  return value_json;
+}
+
 std::string version_of(std::string_view file_bytes) {
   std::string out;
-  util::append_hex(out, fnv1a64(file_bytes), 16);
+  util::append_hex(out, fnv1a64(value_text(file_bytes)), 16);
   return out;
 }
 
-std::string shard_of(std::string_view key) {
-  auto top = static_cast<unsigned>(fnv1a64(key) >> 56);
+std::string shard_of(std::string_view key, int format) {
+  std::uint64_t h = fnv1a64(key);
+  if (format >= 2) {  // MurmurHash3's fmix64: every bit of the key reaches the top byte
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+  }
+  auto top = static_cast<unsigned>(h >> 56);
   return {kHexDigits[top >> 4], kHexDigits[top & 0xf]};
 }
 
@@ -128,9 +146,9 @@ std::string key_problem(std::string_view key) {
   return {};
 }
 
-void append_key_file_relative(std::string_view key, std::string& out) {
+void append_key_file_relative(std::string_view key, std::string& out, int format) {
   auto components = encode_components(key);
-  out += shard_of(key);
+  out += shard_of(key, format);
   for (std::size_t i = 0; i + 1 < components.size(); ++i) {
     out.push_back('/');
     out += components[i];
@@ -141,9 +159,10 @@ void append_key_file_relative(std::string_view key, std::string& out) {
   out += kKeyFileSuffix;
 }
 
-void append_lock_file_relative(std::string_view key, std::size_t stripes, std::string& out) {
+void append_lock_file_relative(std::string_view key, std::size_t stripes, std::string& out,
+                               int format) {
   if (stripes == 0) {
-    append_key_file_relative(key, out);
+    append_key_file_relative(key, out, format);
   } else {
     out += kStripePrefix;
     out += std::to_string(fnv1a64(key) % stripes);
@@ -151,13 +170,13 @@ void append_lock_file_relative(std::string_view key, std::size_t stripes, std::s
   out += kLockSuffix;
 }
 
-std::filesystem::path key_file_relative(std::string_view key) {
+std::filesystem::path key_file_relative(std::string_view key, int format) {
   std::string rel;
-  append_key_file_relative(key, rel);
+  append_key_file_relative(key, rel, format);
   return rel;
 }
 
-std::optional<std::string> decode_key_file(const std::filesystem::path& relative) {
+std::optional<std::string> decode_key_file(const std::filesystem::path& relative, int format) {
   std::vector<std::string> parts;
   for (const auto& part : relative) parts.push_back(part.string());
   if (parts.size() < 2) return std::nullopt;
@@ -175,7 +194,8 @@ std::optional<std::string> decode_key_file(const std::filesystem::path& relative
     if (body.empty() || !decode_body(body, key)) return std::nullopt;
   }
   if (!key_problem(key).empty()) return std::nullopt;
-  if (key_file_relative(key) != relative) return std::nullopt;  // not canonical, or wrong shard
+  if (key_file_relative(key, format) != relative)
+    return std::nullopt;  // not canonical, or wrong shard
   return key;
 }
 

@@ -61,9 +61,10 @@ LockHolder this_process() {
 KeyLocks::KeyLocks(std::size_t max_open, bool check_identity)
     : max_open_(max_open), check_identity_(check_identity), generation_(os::fork_generation()) {}
 
-void KeyLocks::open_beneath(int dir_fd, std::size_t prefix) noexcept {
+void KeyLocks::open_beneath(int dir_fd, std::size_t prefix, bool removable) noexcept {
   base_fd_ = dir_fd;
   base_prefix_ = prefix;
+  check_identity_ = check_identity_ || removable;
 }
 
 KeyLocks::~KeyLocks() {

@@ -7,11 +7,17 @@
 // excludes FileLock, KeyedLockRegistry and Python's filelock on the same path. What KeyLocks adds
 // is the descriptor kept open across writes (at most max_open of them, least recently used
 // closed first; max_open 0: closed as soon as no thread holds or waits for it), opened read-only
-// (a read-only descriptor does not keep the filesystem from being remounted read-only). The
-// store's lock files are never deleted (not by lockdb, not by the seed's Python helpers), and
-// deleting one while writers run is documented as unsupported (README, Limitations), so the
-// store skips the check that the descriptor still names its path; the files.hpp helpers lock
-// files anybody may delete, so their instance checks after each flock (check_identity).
+// (a read-only descriptor does not keep the filesystem from being remounted read-only).
+//
+// Removal. A store of format 2 removes the lock file of a key that a write leaves absent (erased,
+// or never created), while holding its lock, so that lock files stay as many as the live keys;
+// the files.hpp helpers lock files anybody may delete. Both check after each flock that the
+// descriptor's file still has a link (check_identity, lock_file::still_names), and otherwise open
+// the path again. That makes removal safe: only the holder of the lock on the linked file
+// unlinks it, so whoever then holds a lock on the unlinked inode sees a link count of 0 and
+// retries on the file now at the path; two holders of one key's lock never both pass the check.
+// A format-1 store never removes lock files (older lockdb versions share it, and they do not
+// check), and skips the check.
 //
 // Threads: a slot's "taken" flag (mutex + condition variable) excludes this process's threads
 // (flock does not: threads share the descriptor), then flock excludes other processes. Lock
@@ -70,9 +76,10 @@ class KeyLocks {
   ~KeyLocks();
   // Opens lock paths beneath the directory `dir_fd` (borrowed: open while this lives), whose path
   // is the first `prefix` characters of every lock path (a store's keys/ and its '/'): by name
-  // from there, following no symbolic link (os::open_beneath). REQUIRES: called before the first
-  // acquire; then constant.
-  void open_beneath(int dir_fd, std::size_t prefix) noexcept;
+  // from there, following no symbolic link (os::open_beneath). `removable`: lock files there may
+  // be removed (check_identity, see top). REQUIRES: called before the first acquire; then
+  // constant.
+  void open_beneath(int dir_fd, std::size_t prefix, bool removable) noexcept;
   KeyLocks(const KeyLocks&) = delete;
   KeyLocks& operator=(const KeyLocks&) = delete;
 
@@ -93,7 +100,7 @@ class KeyLocks {
   std::list<Slot*>::iterator evict(std::list<Slot*>::iterator it) noexcept;
 
   const std::size_t max_open_;  // constant after construction
-  const bool check_identity_;   // constant after construction
+  bool check_identity_;         // constant after open_beneath()
   int base_fd_ = -1;            // constant after open_beneath(); -1: lock paths as given
   std::size_t base_prefix_ = 0;
   std::mutex mu_;

@@ -59,12 +59,15 @@ bool Store::with_key_locked(std::string_view key_view, LockMode mode,
 
   detail::KeyLocks::Hold hold = impl_->lock_key(p);
   const Impl::Current before = impl_->read_current(p);
+  Impl::LockFileDrop lock_file_drop{*impl_, p, !before.exists};
   // Logs what fn did to the file; false when it did nothing. Waits for the log lock up to
   // lock_timeout after fn: a Timeout then leaves fn's change in place, unlogged (verify() reports
   // it, repair() logs it), and says so.
   auto log_change = [&] {
     const Impl::Current after = impl_->read_current(p);
-    if (before.exists == after.exists && before.bytes == after.bytes) return false;
+    lock_file_drop.absent = !after.exists;
+    // Same version: the same value text (a final newline added or dropped is no change).
+    if (before.exists == after.exists && before.version == after.version) return false;
     std::optional<std::string> prev;
     if (before.exists) prev = before.version;
     const auto deadline = impl_->deadline_from_now();

@@ -324,24 +324,24 @@ class Checker {
       }
       const fs::path dir_rel = e.path.parent_path().lexically_relative(impl_.keys_dir);
       if (format::is_key_file_name(e.name)) {
-        if (auto key = format::decode_key_file(dir_rel / e.name)) {
+        if (auto key = format::decode_key_file(dir_rel / e.name, impl_.format_version)) {
           files_.emplace(*key, e.path);
           return;
         }
       } else if (auto owner = format::temp_owner(e.name)) {
-        if (auto key = format::decode_key_file(dir_rel / *owner)) {
+        if (auto key = format::decode_key_file(dir_rel / *owner, impl_.format_version)) {
           temps_.emplace(e.path, *key);
           return;
         }
       } else if (auto base = owner_of_suffixed(e.name)) {
         // "<key file>.lock" and "<key file>.corrupt-<time>" (moved aside by repair()).
-        if (auto key = format::decode_key_file(dir_rel / *base)) {
+        if (auto key = format::decode_key_file(dir_rel / *base, impl_.format_version)) {
           if (e.name.ends_with(format::kLockSuffix)) lock_files_.emplace(e.path, *key);
           return;
         }
       } else if (auto lock = breaker_leftover_of(e.name)) {
         if (auto lock_base = owner_of_suffixed(*lock)) {
-          if (auto key = format::decode_key_file(dir_rel / *lock_base)) {
+          if (auto key = format::decode_key_file(dir_rel / *lock_base, impl_.format_version)) {
             breaker_leftovers_.emplace(e.path, *key);
             return;
           }
