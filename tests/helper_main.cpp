@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <string>
@@ -15,7 +16,11 @@ static std::map<std::string, HelperCommand>& registry() {
 }
 
 RegisterHelper::RegisterHelper(const std::string& name, HelperCommand fn) {
-  registry()[name] = std::move(fn);
+  // Two commands of one name: one would silently run in place of the other.
+  if (!registry().emplace(name, std::move(fn)).second) {
+    std::fprintf(stderr, "lockdb_test_helper: two commands are named %s\n", name.c_str());
+    std::abort();
+  }
 }
 
 void say(const std::string& line) {

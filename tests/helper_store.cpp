@@ -4,11 +4,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -44,6 +49,57 @@ RegisterHelper store_increment("store-increment", [](const std::vector<std::stri
   std::int64_t last = 0;
   for (int i = 0; i < n; ++i) last = store.increment(a.at(1));
   say("DONE " + std::to_string(last));
+  return 0;
+});
+
+// store-erase-churn DIR N SEED INSIDE_DIR: READY, wait for a line, then N random writes to the keys
+// e0..e3: an increment (update), an erase through update_many, or a plain erase. While a key's
+// update function runs, INSIDE_DIR/<key> exists, made with O_EXCL: finding it there means
+// another process runs inside the same key's lock at the same time ("OVERLAP <key>", exit 3).
+// Then "DONE".
+RegisterHelper store_erase_churn("store-erase-churn", [](const std::vector<std::string>& a) {
+  lockdb::Store store(a.at(0));
+  const int n = std::stoi(a.at(1));
+  std::mt19937 rng(static_cast<unsigned>(std::stoul(a.at(2))));
+  const std::string inside_dir = a.at(3);
+  bool overlap = false;
+  std::string overlapped;
+  auto inside = [&](const std::string& key, const std::function<void()>& fn) {
+    const std::string mark = inside_dir + "/" + key;
+    int fd = ::open(mark.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      overlap = true;
+      overlapped = key;
+      return;
+    }
+    ::close(fd);
+    fn();
+    ::unlink(mark.c_str());
+  };
+  say("READY");
+  wait_for_line();
+  for (int i = 0; i < n && !overlap; ++i) {
+    const auto r = static_cast<unsigned>(rng());
+    const std::string key = "e" + std::to_string(r % 4);
+    switch ((r / 4) % 3) {
+      case 0:
+        store.update(key, [&](nlohmann::json& v) {
+          inside(key, [&] { v = v.is_number_integer() ? v.get<int>() + 1 : 1; });
+        });
+        break;
+      case 1:
+        store.update_many({key}, [&](std::map<std::string, nlohmann::json>& values) {
+          inside(key, [&] { values.erase(key); });
+        });
+        break;
+      default: store.erase(key);
+    }
+  }
+  if (overlap) {
+    say("OVERLAP " + overlapped);
+    return 3;
+  }
+  say("DONE");
   return 0;
 });
 

@@ -1621,3 +1621,206 @@ TEST_CASE("example: audit_trail", "[store][examples]") {
   REQUIRE_THAT(r.out, Catch::Contains("unlogged change"));
 }
 #endif
+
+// ---- store format 2 ----
+
+TEST_CASE("format 2 spreads keys that differ only at the end over every shard", "[store]") {
+  namespace format = lockdb::detail::store_format;
+  const std::vector<std::pair<std::string, std::string>> families = {
+      {"k", ""}, {"worker-", ""}, {"job/", ""}, {"user:", ""}};
+  const int n = 10000;
+  for (const auto& [prefix, suffix] : families) {
+    CAPTURE(prefix);
+    std::map<std::string, int> per_shard;
+    for (int i = 0; i < n; ++i) ++per_shard[format::shard_of(prefix + std::to_string(i) + suffix)];
+    int most = 0;
+    for (const auto& [shard, count] : per_shard) most = std::max(most, count);
+    CHECK(per_shard.size() >= 250);
+    CHECK(most <= 2 * n / 256);  // the mean is 39
+  }
+  // Format 1 (plain FNV-1a's top byte) kept them in a few directories: k0..k127 in 4.
+  std::set<std::string> old_shards;
+  for (int i = 0; i < 128; ++i) old_shards.insert(format::shard_of("k" + std::to_string(i), 1));
+  CHECK(old_shards.size() == 4);
+
+  // The store puts each key file in its format-2 shard.
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("k7", 7);
+  REQUIRE(store.file_path("k7").parent_path().filename() == format::shard_of("k7"));
+  REQUIRE(fs::exists(store.file_path("k7")));
+}
+
+TEST_CASE("a key file's final newline is no change: an editor's save keeps the version",
+          "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const std::string version = store.put("cfg", json{{"workers", 4}});
+  const fs::path file = store.file_path("cfg");
+  const std::string text = lockdb::test::read_text(file);
+  REQUIRE(text == "{\n  \"workers\": 4\n}\n");
+  // Saved without the newline, then with it again: the same version, nothing for verify.
+  lockdb::test::write_text(file, text.substr(0, text.size() - 1));
+  REQUIRE(store.entry("cfg")->version == version);
+  REQUIRE(store.verify().empty());
+  lockdb::test::write_text(file, text);
+  REQUIRE(store.entry("cfg")->version == version);
+  REQUIRE(store.verify().empty());
+  // A real edit is a change.
+  lockdb::test::write_text(file, "{\"workers\": 5}\n");
+  REQUIRE(store.entry("cfg")->version != version);
+  auto findings = store.verify();
+  REQUIRE(findings.size() == 1);
+  REQUIRE(findings[0].kind == lockdb::Finding::Kind::unlogged_change);
+  // An increment of a file an editor left without the newline reads it all the same.
+  fs::create_directories(store.file_path("n").parent_path());
+  lockdb::test::write_text(store.file_path("n"), "41");
+  REQUIRE(store.increment("n") == 42);
+  REQUIRE(lockdb::test::read_text(store.file_path("n")) == "42\n");
+}
+
+namespace {
+
+// The lock files beneath keys/ (key locks: "<name>.json.lock"), as paths relative to keys/.
+std::set<std::string> key_lock_files(const Store& store) {
+  std::set<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(store.dir() / "keys")) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && name.ends_with(".json.lock")) {
+      out.insert(e.path().lexically_relative(store.dir() / "keys").string());
+    }
+  }
+  return out;
+}
+
+std::set<std::string> lock_files_of_live_keys(const Store& store) {
+  std::set<std::string> out;
+  for (const auto& key : store.keys()) {
+    out.insert(fs::path(store.file_path(key).string() + ".lock")
+                   .lexically_relative(store.dir() / "keys")
+                   .string());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("4 processes erase, re-create and increment keys: never two inside one key's lock",
+          "[store][concurrency][stress]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  const fs::path inside = tmp / "inside";
+  fs::create_directory(inside);
+  const int procs = 4, n = 400 / LOCKDB_STRESS_DIVISOR;
+  std::vector<std::unique_ptr<Child>> kids;
+  for (int i = 0; i < procs; ++i) {
+    kids.push_back(std::make_unique<Child>(
+        helper({"store-erase-churn", store.dir().string(), std::to_string(n), std::to_string(i + 1),
+                inside.string()})));
+  }
+  for (auto& k : kids) REQUIRE(k->expect_line("READY"));
+  for (auto& k : kids) k->write_line("go");
+  for (auto& k : kids) REQUIRE(k->expect_line("DONE"));
+  for (auto& k : kids) REQUIRE(k->wait() == 0);
+
+  // Every change of a key follows the one before it in the log (none lost to a second holder),
+  // and the key's value is its last logged one.
+  for (const std::string key : {"e0", "e1", "e2", "e3"}) {
+    CAPTURE(key);
+    std::optional<std::string> last;
+    std::optional<json> value;
+    for (const auto& r : records_of(store, key)) {
+      REQUIRE(r.prev_version == last);
+      last = r.version;
+      value = r.value;
+      if (r.op == "update") REQUIRE(r.value.has_value());
+    }
+    REQUIRE(store.get(key) == (last ? value : std::nullopt));
+  }
+  // Lock files: exactly those of the live keys.
+  REQUIRE(key_lock_files(store) == lock_files_of_live_keys(store));
+  REQUIRE(store.verify().empty());
+}
+
+TEST_CASE("erasing a key removes its lock file, repair removes one a crash left", "[store]") {
+  TempDir tmp;
+  Store store(tmp / "db");
+  store.put("a", 1);
+  store.put("b", 2);
+  const fs::path lock_a = store.file_path("a").string() + ".lock";
+  REQUIRE(fs::exists(lock_a));
+  REQUIRE(store.erase("a"));
+  REQUIRE_FALSE(fs::exists(lock_a));
+  // Lock files of keys that never got a value: an erase of a missing key, a failed update, a
+  // lost compare-and-put, an update_many that leaves a key out.
+  REQUIRE_FALSE(store.erase("never"));
+  REQUIRE_THROWS(store.update("thrown", [](json&) { throw std::runtime_error("no"); }));
+  REQUIRE_FALSE(store.compare_and_put("cas", std::string("0000000000000000"), 1));
+  store.update_many({"b", "left-out"}, [](std::map<std::string, json>& v) { v.erase("b"); });
+  REQUIRE(key_lock_files(store).empty());
+  // The same key again: a new lock file, and writes work.
+  REQUIRE(store.increment("a") == 1);
+  REQUIRE(fs::exists(lock_a));
+  REQUIRE(key_lock_files(store) == lock_files_of_live_keys(store));
+
+  // A lock file without its key (a crash between the erase and the removal) goes at repair; one
+  // holding a SoftFileLock marker is in use and stays.
+  const fs::path orphan = store.file_path("orphan").string() + ".lock";
+  const fs::path marked = store.file_path("marked").string() + ".lock";
+  fs::create_directories(orphan.parent_path());
+  fs::create_directories(marked.parent_path());
+  lockdb::test::write_text(orphan, "");
+  lockdb::test::write_text(marked, "{\"pid\": 1}");
+  REQUIRE(store.verify().empty());  // not a finding: it costs an inode, nothing else
+  store.repair();
+  REQUIRE_FALSE(fs::exists(orphan));
+  REQUIRE(fs::exists(marked));
+  REQUIRE(store.get("a") == 1);
+}
+
+TEST_CASE("a format-1 store made by lockdb 1 is read and written as it is", "[store]") {
+  TempDir tmp;
+  auto untar =
+      lockdb::test::run({"tar", "-xzf", std::string(LOCKDB_TEST_FIXTURES) + "/format1-store.tar.gz",
+                         "-C", tmp.path().string()});
+  INFO(untar.err);
+  REQUIRE(untar.code == 0);
+  const fs::path dir = tmp / "store";
+  Store store(dir);
+  const std::string long_key = "long-" + std::string(300, 'x');
+  const std::vector<std::string> want_keys = {
+      "Config", "config", "counter", "job/7", "k0", "k1", "k2",     "k3",
+      "k4",     "k5",     "k6",      "k7",    "k8", "k9", long_key, "user:\xc3\xbc"};
+  REQUIRE(store.keys() == want_keys);
+  REQUIRE(store.get("config") == json{{"name", "lockdb"}, {"workers", 5}, {"tags", {"a", "b"}}});
+  REQUIRE(store.get("counter") == 3);
+  REQUIRE(store.get("Config") == "upper");
+  REQUIRE(store.get("job/7") == json{{"state", "done"}});
+  REQUIRE(store.get(long_key) == json{1, 2, 3});
+  REQUIRE(store.get("user:\xc3\xbc") == "unicode");
+  REQUIRE_FALSE(store.contains("gone"));
+  REQUIRE(records_of(store, "config").size() == 2);
+  REQUIRE(store.verify().empty());
+
+  // Format 1 stays: plain FNV-1a shards (k0..k9 share one), no final newline, lock files kept
+  // (older lockdb versions may write it too, and they never check for a removed lock file).
+  namespace format = lockdb::detail::store_format;
+  REQUIRE(store.increment("counter") == 4);
+  store.put("k10", 10);
+  REQUIRE(store.file_path("k9").parent_path() == store.file_path("k0").parent_path());
+  REQUIRE(store.file_path("k10").parent_path().filename() == format::shard_of("k10", 1));
+  REQUIRE(lockdb::test::read_text(store.file_path("counter")) == "4");
+  REQUIRE(store.erase("k0"));
+  REQUIRE(fs::exists(store.file_path("k0").string() + ".lock"));
+  REQUIRE(json::parse(lockdb::test::read_text(dir / "lockdb-store.json"))["version"] == 1);
+  REQUIRE(records_of(store, "counter").size() == 4);
+  REQUIRE(store.verify().empty());
+
+  // rebuild_store makes a format-2 store of it.
+  lockdb::rebuild_store(dir, tmp / "new");
+  Store rebuilt(tmp / "new");
+  REQUIRE(json::parse(lockdb::test::read_text(tmp / "new" / "lockdb-store.json"))["version"] == 2);
+  REQUIRE(rebuilt.get("counter") == 4);
+  REQUIRE(rebuilt.get(long_key) == json{1, 2, 3});
+  REQUIRE(rebuilt.file_path("k10").parent_path().filename() == format::shard_of("k10"));
+}

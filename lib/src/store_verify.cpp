@@ -133,6 +133,9 @@ class Checker {
       }
     }
     for (const auto& [temp, key] : temps_) check_temp(temp, key);
+    if (fix_) {  // first: a stale marker emptied below stays for this run, as its finding says
+      for (const auto& [lock, key] : lock_files_) drop_orphan_lock_file(lock, key);
+    }
     for (const auto& [lock, key] : lock_files_) check_lock_file(lock, key);
     for (const auto& [leftover, key] : breaker_leftovers_) check_breaker_leftover(leftover, key);
     report_torn_lines();
@@ -396,6 +399,22 @@ class Checker {
                     : "; gone meanwhile (a lock breaker took it)";
     }
     add(Finding::Kind::stale_marker, key, lock, std::move(detail));
+  }
+
+  // The lock file of an absent key that a crash (or a failed write) left (format 2 removes them,
+  // store_locks.hpp): removed under its lock when nobody holds it. Not a finding: it costs
+  // nothing but an inode. An empty file only: a lock file holding a SoftFileLock marker is in use.
+  void drop_orphan_lock_file(const fs::path& lock, const std::string& key) {
+    if (key.empty() || files_.count(key) || !impl_.lock_files_removed()) return;
+    auto st = os::lstat(lock);
+    if (!st.ok() || st.value.size != 0) return;
+    const auto p = impl_.paths(key);
+    try {
+      detail::KeyLocks::Hold hold =
+          impl_.lock_file(p.lock, key, std::chrono::steady_clock::now());  // one try
+      if (!read(p).exists) impl_.drop_lock_file(p);
+    } catch (const Error&) {  // held (a writer at work) or unreadable: left
+    }
   }
 
   // What a marker breaker that died left behind, once stale itself.
