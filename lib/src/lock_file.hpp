@@ -10,11 +10,13 @@
 // description closes, i.e. when the holder dies. Python's filelock uses flock too (fcntl.flock),
 // which is what makes the two interoperate.
 //
-// Why lock files are never deleted. A waiter blocks on the inode it opened. If the holder
-// unlinked the file on release, the waiter would wake holding a lock on an orphaned inode while a
-// third process creates a fresh file at the path and locks that: two holders. So lockdb never
-// removes lock files, and a lock whose file someone else may remove checks after flock that its
-// descriptor still names the path (still_names) and otherwise opens the path again.
+// Removing lock files. A waiter blocks on the inode it opened. If the holder unlinked the file on
+// release, the waiter would wake holding a lock on an orphaned inode while a third process
+// creates a fresh file at the path and locks that: two holders, unless every user checks after
+// flock that its descriptor still names the path (still_names) and otherwise opens the path
+// again. Every lockdb lock checks. FileLock and the files.hpp helpers never remove a lock file; a
+// format-2 store removes the lock file of a key it left absent, only while holding its lock
+// (store_locks.hpp), so whoever locks the removed inode afterwards sees it unlinked and retries.
 //
 // Opening. O_CLOEXEC keeps the lock out of exec'd children, O_NOFOLLOW refuses a symlink planted
 // at the path (also where fs.protected_symlinks says EACCES for it), O_NONBLOCK keeps a planted
