@@ -262,7 +262,8 @@ RunResult bench_lockdb(const fs::path& dir, int procs, const Workload& w, double
 
 // ---- raw loop ----
 // Two raw loops. `same` makes exactly the system calls Store::increment makes (strace):
-//   flock(key lock, EX); open(key, O_NOFOLLOW); read; [read (EOF): not where a short read is
+//   flock(key lock, EX); fstat(key lock) (still linked: format 2 removes erased keys' lock
+//   files); open(key, O_NOFOLLOW); read; [read (EOF): not where a short read is
 //   the end, os::short_reads_end]; close;
 //   open(temp, O_CREAT|O_EXCL|O_NOFOLLOW); write; [fsync]; close;
 //   none: [fsync temp unless the rename flushes it (ext4)]; where it flushes: link(key, old);
@@ -339,6 +340,10 @@ RunResult bench_raw(const fs::path& dir, int procs, const Workload& w, double se
           const std::size_t k = static_cast<std::size_t>(n) % st.paths.size();
           const char* path = st.paths[k].c_str();
           check(::flock(st.lock_fds[k], LOCK_EX) == 0, "flock");
+          if (!minimal) {
+            struct stat lock_st;
+            check(::fstat(st.lock_fds[k], &lock_st) == 0 && lock_st.st_nlink > 0, "fstat lock");
+          }
           int fd = ::open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
           check(fd >= 0, "open key");
           ssize_t got = ::read(fd, buf, sizeof buf - 1);
