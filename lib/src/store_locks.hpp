@@ -34,6 +34,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "os.hpp"
+
 namespace lockdb::detail {
 
 class KeyLocks {
@@ -70,9 +72,9 @@ class KeyLocks {
   ~KeyLocks();
   // Opens lock paths beneath the directory `dir_fd` (borrowed: open while this lives), whose path
   // is the first `prefix` characters of every lock path (a store's keys/ and its '/'): by name
-  // from there, following no symbolic link (os::open_beneath). REQUIRES: called before the first
-  // acquire; then constant.
-  void open_beneath(int dir_fd, std::size_t prefix) noexcept;
+  // from there, following no symbolic link (os::open_beneath); lock files and directories made
+  // there get `create`'s mode. REQUIRES: called before the first acquire; then constant.
+  void open_beneath(int dir_fd, std::size_t prefix, os::CreateMode create = {}) noexcept;
   KeyLocks(const KeyLocks&) = delete;
   KeyLocks& operator=(const KeyLocks&) = delete;
 
@@ -96,6 +98,7 @@ class KeyLocks {
   const bool check_identity_;   // constant after construction
   int base_fd_ = -1;            // constant after open_beneath(); -1: lock paths as given
   std::size_t base_prefix_ = 0;
+  os::CreateMode create_;  // constant after open_beneath()
   std::mutex mu_;
   // Guarded by mu_.
   std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;
