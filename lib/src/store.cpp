@@ -164,18 +164,28 @@ void create_marker(const fs::path& dir, int dir_fd, std::size_t lock_stripes,
   if (auto d = os::fsync(dir_fd); !d.ok()) os::throw_errno("cannot fsync", dir, d.err);
 }
 
-// StoreOptions::shared_group, for a store being created: its directory (mode `mode`) becomes
-// setgid and group-writable, keeping its group. Returns the store's CreateMode. THROWS
-// Error{permission} when this process may not (not the directory's owner; not in its group,
-// where the kernel keeps the setgid bit off).
-os::CreateMode share_root(const fs::path& dir, int root_fd, unsigned mode) {
-  const char* context = "cannot make the store group-shared";
-  if (auto s = os::fchmod(root_fd, (mode & 07777) | S_ISGID | S_IRWXG); !s.ok()) {
-    os::throw_errno(context, dir, s.err);
-  }
+// The CreateMode of the store whose directory is open at `root_fd`: group-shared when it is setgid
+// and group-writable (os::create_mode_of_root). One fstat.
+os::CreateMode create_mode_of(const fs::path& dir, int root_fd, const char* context) {
   auto st = os::fstat(root_fd);
   if (!st.ok()) os::throw_errno(context, dir, st.err);
-  const os::CreateMode create = os::create_mode_of_root(st.value.mode);
+  return os::create_mode_of_root(st.value.mode);
+}
+
+// StoreOptions::shared_group, for a store being created: its directory becomes setgid and
+// group-writable (unless it is so already), keeping its group. Returns the store's CreateMode.
+// THROWS Error{permission} when this process may not (not the directory's owner; not in its
+// group, where the kernel keeps the setgid bit off).
+os::CreateMode share_root(const fs::path& dir, int root_fd) {
+  const char* context = "cannot make the store group-shared";
+  auto st = os::fstat(root_fd);
+  if (!st.ok()) os::throw_errno(context, dir, st.err);
+  if (!os::create_mode_of_root(st.value.mode).group_shared) {
+    if (auto s = os::fchmod(root_fd, (st.value.mode & 07777) | S_ISGID | S_IRWXG); !s.ok()) {
+      os::throw_errno(context, dir, s.err);
+    }
+  }
+  const os::CreateMode create = create_mode_of(dir, root_fd, context);
   if (!create.group_shared) {
     throw Error(Errc::permission, context, dir,
                 "the setgid bit did not stay on (this process is not in the directory's group)");
@@ -241,10 +251,6 @@ detail::StoreImpl::StoreImpl(fs::path store_dir, StoreOptions store_options)
     os::throw_errno("cannot open store", dir, root.err);
   }
   root_fd.reset(root.value);
-  // Group-shared when the root is setgid and group-writable (os::CreateMode): one fstat per open.
-  const auto root_st = os::fstat(root_fd.get());
-  if (!root_st.ok()) os::throw_errno("cannot open store", dir, root_st.err);
-  create_mode = os::create_mode_of_root(root_st.value.mode);
 
   const fs::path marker_path = dir / format::kMarkerFile;
   auto text = read_marker(dir, root_fd.get());
@@ -254,10 +260,9 @@ detail::StoreImpl::StoreImpl(fs::path store_dir, StoreOptions store_options)
                   "there is no " + std::string(format::kMarkerFile) + " (create = false)");
     }
     require_empty(dir, root_fd.get());
-    if (options.shared_group && !create_mode.group_shared) {
-      create_mode = share_root(dir, root_fd.get(), root_st.value.mode);
-    }
-    create_marker(dir, root_fd.get(), options.lock_stripes, create_mode);
+    create_marker(dir, root_fd.get(), options.lock_stripes,
+                  options.shared_group ? share_root(dir, root_fd.get())
+                                       : create_mode_of(dir, root_fd.get(), "cannot create store"));
     text = read_marker(dir, root_fd.get());
   }
   if (!text.ok()) os::throw_errno("cannot read the store marker", marker_path, text.err);
@@ -269,6 +274,9 @@ detail::StoreImpl::StoreImpl(fs::path store_dir, StoreOptions store_options)
                     " (0 adopts the store's)");
   }
   options.lock_stripes = marker.lock_stripes;
+  // Looked at once the marker is there: a creator asked for shared_group makes the root shared
+  // before it puts the marker in place. One fstat per open.
+  create_mode = create_mode_of(dir, root_fd.get(), "cannot open store");
   options.shared_group = create_mode.group_shared;
   keys_fd = open_store_dir(dir, root_fd.get(), format::kKeysDir, create_mode);
   log_fd = open_store_dir(dir, root_fd.get(), format::kLogDir, create_mode);
