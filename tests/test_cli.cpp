@@ -180,7 +180,7 @@ TEST_CASE("version flag, help with examples, and a missing command", "[cli]") {
       {"incr", {"lockdb incr ./state budget -5"}},
       {"keys", {"lockdb keys ./state --prefix job/", "lockdb keys ./state 'job/*.done'"}},
       {"cas", {"lockdb cas ./state config \"$v\"", "--absent", "exit 11"}},
-      {"init", {"lockdb init ./state", "--stripes 64"}},
+      {"init", {"lockdb init ./state", "--stripes 64", "--shared-group"}},
       {"log",
        {"--last 20", "--reverse --limit 5", "lockdb log ./state --follow ", "--follow --from-start",
         "--follow --last 10", "--until 1764525600"}},
@@ -1032,6 +1032,27 @@ TEST_CASE("numbers: incr refuses what is not an int64, counts refuse negatives",
                           "\" (a whole number, 0 or more) (see 'lockdb " + command + " --help')\n");
     }
   }
+}
+
+TEST_CASE("init --shared-group makes the store's directory setgid and group-writable", "[cli]") {
+  TempDir dir;
+  const std::string store = (dir / "store").string();
+  auto made = cli({"init", store, "--shared-group", "--json"});
+  REQUIRE(made.code == 0);
+  CHECK(json::parse(made.out)["shared_group"] == true);
+  struct stat st {};
+  REQUIRE(::stat(store.c_str(), &st) == 0);
+  CHECK((st.st_mode & (S_ISGID | S_IRWXG)) == (S_ISGID | S_IRWXG));
+  CHECK(cli({"init", store}).out == "a lockdb store is already in " + store + " (group-shared)\n");
+  CHECK(json::parse(cli({"init", store, "--shared-group", "--json"}).out)["created"] == false);
+  // An existing store is not changed: the flag says so instead of leaving it unshared silently.
+  const std::string plain = (dir / "plain").string();
+  REQUIRE(cli({"init", plain}).code == 0);
+  CHECK(json::parse(cli({"init", plain, "--json"}).out)["shared_group"] == false);
+  require_failure(cli({"init", plain, "--shared-group"}), 2,
+                  "lockdb: init: " + plain +
+                      ": a lockdb store is already there, not group-shared (--shared-group acts "
+                      "at creation; docs/store.md says how to share an existing store)\n");
 }
 
 TEST_CASE("init makes a store once, cas writes only on the expected version, else exits 11",

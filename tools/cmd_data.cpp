@@ -24,11 +24,12 @@ struct DataArgs {
   std::string durability = "none";
   std::string timeout = default_timeout_text();
   std::string prefix;
-  bool absent = false;     // cas --absent
-  bool as_string = false;  // cas --string
-  bool if_absent = false;  // import --if-absent
-  bool overwrite = false;  // import --overwrite
-  bool shared = false;     // run --shared
+  bool absent = false;        // cas --absent
+  bool as_string = false;     // cas --string
+  bool if_absent = false;     // import --if-absent
+  bool overwrite = false;     // import --overwrite
+  bool shared = false;        // run --shared
+  bool shared_group = false;  // init --shared-group
 };
 
 void add_write_options(CLI::App* command, DataArgs& a) {
@@ -71,6 +72,11 @@ int run_init(const DataArgs& a, const Settings& settings) {
                         " (fixed at creation; give --stripes " + std::to_string(has) +
                         " or leave it out)");
       }
+      if (a.shared_group && !existing.options().shared_group) {
+        throw Error(Errc::invalid_argument, "init", a.store,
+                    "a lockdb store is already there, not group-shared (--shared-group acts at "
+                    "creation; docs/store.md says how to share an existing store)");
+      }
     } catch (const Error& e) {
       if (e.code() != Errc::not_found) throw;
       if (!is_empty_directory(a.store)) {
@@ -83,18 +89,22 @@ int run_init(const DataArgs& a, const Settings& settings) {
   StoreOptions options;
   options.create = true;
   options.lock_stripes = a.stripes.value_or(0);
+  options.shared_group = a.shared_group;
   Store store(a.store, options);  // 0 adopts an existing store's stripes
   const std::size_t stripes = store.options().lock_stripes;
+  const bool shared_group = store.options().shared_group;
   if (settings.json) {
     out_line(JsonObject()
                  .str("store", store.dir().string())
                  .boolean("created", !existed)
                  .unum("lock_stripes", stripes)
+                 .boolean("shared_group", shared_group)
                  .text());
   } else {
+    std::string notes = stripes ? std::to_string(stripes) + " lock stripes" : "";
+    if (shared_group) notes += notes.empty() ? "group-shared" : ", group-shared";
     out_line((existed ? "a lockdb store is already in " : "created a lockdb store in ") +
-             store.dir().string() +
-             (stripes ? " (" + std::to_string(stripes) + " lock stripes)" : ""));
+             store.dir().string() + (notes.empty() ? "" : " (" + notes + ")"));
   }
   return 0;
 }
@@ -327,13 +337,17 @@ void add_data_commands(CLI::App& app, Commands& commands) {
   const Settings& settings = commands.settings;
   {
     auto a = std::make_shared<DataArgs>();
-    auto* command =
-        commands.add(app, "init", "Create a store in a new or empty directory",
-                     "  lockdb init ./state\n"
-                     "  lockdb init ./state --stripes 64     # 64 lock files shared by all keys\n");
+    auto* command = commands.add(
+        app, "init", "Create a store in a new or empty directory",
+        "  lockdb init ./state\n"
+        "  lockdb init ./state --stripes 64     # 64 lock files shared by all keys\n"
+        "  lockdb init ./state --shared-group   # writable by the directory's group\n");
     command->add_option("STORE_DIR", a->store, "The directory (made when missing)")->required();
     add_count(command, "--stripes", a->stripes,
               "Lock stripes, fixed at creation (0: one lock file per key, the default)");
+    command->add_flag("--shared-group", a->shared_group,
+                      "Make the new store's directory setgid and group-writable (g+rwxs), so "
+                      "every user in its group can write the store, whatever their umask");
     commands.on_run(command, [a, &settings] { return run_init(*a, settings); });
   }
   {

@@ -138,7 +138,11 @@ class EtcdStore final : public StoreBackend {
   EtcdStore(const fs::path& location, const StoreOptions& options)
       : location_(location),
         loc_(etcd::parse_location(location.native())),
-        options_(options),
+        options_([&options] {
+          StoreOptions o = options;
+          o.shared_group = false;  // no files, so never group-shared (options() says so)
+          return o;
+        }()),
         layout_(loc_.prefix),
         client_(loc_.endpoints, request_timeout_of(options)) {
     // The marker: made once (create_revision 0 -> put), so that create = false can refuse a

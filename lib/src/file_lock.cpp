@@ -1,7 +1,7 @@
 // FileLock and the per-process half every lock object shares (reentrancy, shared holds, fork).
 //
-// The cross-process half is the flock(2) protocol of lock_file.hpp (why flock, why lock files are
-// never deleted, NFS, FUSE, fork). A FileLock keeps its descriptor open between acquisitions, so
+// The cross-process half is the flock(2) protocol of lock_file.hpp (why flock, who may remove a
+// lock file, NFS, FUSE, fork). A FileLock keeps its descriptor open between acquisitions, so
 // an uncontended lock+unlock costs two flock calls and an fstat; after each flock it checks that
 // the descriptor still names the path (anybody may delete a FileLock's file) and otherwise opens
 // the path again. It opens read-write (an exclusive lock on NFS needs it) and applies its `mode`

@@ -199,6 +199,10 @@ std::size_t compact(const std::filesystem::path& store_dir, const Rule& rule) {
   auto root = os::open(store_dir, O_RDONLY | O_DIRECTORY);
   if (!root.ok()) os::throw_errno("cannot compact the log", store_dir, root.err);
   const os::Fd root_fd(root.value);
+  // In a group-shared store, what the compaction creates gets the group's bits as writes' do.
+  const auto root_st = os::fstat(root_fd.get());
+  if (!root_st.ok()) os::throw_errno("cannot compact the log", store_dir, root_st.err);
+  const os::CreateMode create = os::create_mode_of_root(root_st.value.mode);
   auto opened =
       os::open_beneath(root_fd.get(), detail::store_format::kLogDir, O_RDONLY | O_DIRECTORY);
   if (!opened.ok()) {
@@ -209,7 +213,9 @@ std::size_t compact(const std::filesystem::path& store_dir, const Rule& rule) {
   const os::Fd log_fd(opened.value);
   // Its lock file is opened by path (FileLock), but in the directory just checked, and never
   // followed itself.
-  FileLock compact_lock(log_dir / fmt::kCompactLockFile);
+  LockOptions lock_options;
+  if (create.group_shared) lock_options.mode = create.file_mode;
+  FileLock compact_lock(log_dir / fmt::kCompactLockFile, lock_options);
   auto held = compact_lock.acquire();
 
   // 1. Leftovers of a compaction that crashed before its rename.
@@ -233,7 +239,7 @@ std::size_t compact(const std::filesystem::path& store_dir, const Rule& rule) {
   }
 
   // 2. Seal everything there is.
-  detail::LogWriter writer(log_dir, log_fd.get(), 0, Durability::full);
+  detail::LogWriter writer(log_dir, log_fd.get(), 0, Durability::full, create);
   const std::uint64_t newest = writer.rotate();
 
   // 3. Read the sealed segments and decide.
@@ -256,8 +262,8 @@ std::size_t compact(const std::filesystem::path& store_dir, const Rule& rule) {
   TempFile temp;
   temp.dir_fd = log_fd.get();
   std::string temp_path;
-  auto fd =
-      os::create_temp_at(log_fd.get(), log_dir.native(), fmt::kCompactTempPrefix, &temp_path, 0666);
+  auto fd = os::create_temp_at(log_fd.get(), log_dir.native(), fmt::kCompactTempPrefix, &temp_path,
+                               0666, os::TempName::random, create);
   if (!fd.ok()) os::throw_errno("cannot create the compacted log segment", log_dir, fd.err);
   temp.fd = fd.value;
   temp.name = temp_path.substr(log_dir.native().size() + 1);

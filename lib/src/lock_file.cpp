@@ -35,7 +35,8 @@ Opened open(const Location& at, Access access, bool tell_created, const std::str
   const std::string path(at.path);
   auto open_with = [&](int flags) {
     flags |= O_NOFOLLOW | O_NONBLOCK;
-    return beneath ? os::open_beneath(at.dir_fd, rel, flags, 0666) : os::open(path, flags, 0666);
+    return beneath ? os::open_beneath(at.dir_fd, rel, flags, 0666, at.create)
+                   : os::open(path, flags, 0666);
   };
   // Throws for `where` (`rel` or its directory) and errno `err`.
   auto fail = [&](std::string_view where, int err) {
@@ -54,8 +55,8 @@ Opened open(const Location& at, Access access, bool tell_created, const std::str
       const auto slash = rel.rfind('/');
       if (slash != std::string_view::npos && slash != 0) {
         const std::string_view dir = rel.substr(0, slash);
-        const os::Status s =
-            beneath ? os::mkdirs_beneath(at.dir_fd, dir) : os::mkdirs(std::filesystem::path(dir));
+        const os::Status s = beneath ? os::mkdirs_beneath(at.dir_fd, dir, 0777, at.create)
+                                     : os::mkdirs(std::filesystem::path(dir));
         if (!s.ok()) fail(dir, s.err);
         r = open_with(first | create);
       }

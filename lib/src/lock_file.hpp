@@ -44,14 +44,19 @@
 #include <string>
 #include <string_view>
 
+#include "os.hpp"
+
 namespace lockdb::detail::lock_file {
 
 // Where a lock file is: at `path`, or (dir_fd >= 0) at the part of `path` after its first
 // `prefix` characters, beneath the directory dir_fd (os::open_beneath: no link followed).
+// `create`: how a lock file and directories made beneath dir_fd get their mode (a group-shared
+// store's, os::CreateMode).
 struct Location {
   std::string_view path;
   int dir_fd = -1;
   std::size_t prefix = 0;
+  os::CreateMode create = {};
 };
 
 // read_write: what an exclusive lock on NFS needs. read_only: keeps no filesystem from being

@@ -101,6 +101,7 @@ struct LogWriter::Impl {
   std::filesystem::path lock_path;
   std::uint64_t segment_bytes = 0;
   Durability durability = Durability::none;
+  os::CreateMode create;
 
   // This process's appends and rotations take turns: `busy` under `turn_mu`, waited for on
   // `turn_over` (a condition variable, so that an append waits no longer than its deadline).
@@ -144,7 +145,7 @@ struct LogWriter::Impl {
     close_all();  // a forked child: none of this is ours to unlock
     fork_generation = gen;
     if (dir_fd.get() < 0) {  // made from a path alone
-      if (auto s = os::mkdirs(dir); !s.ok()) {
+      if (auto s = os::mkdirs(dir, 0777, create); !s.ok()) {
         os::throw_errno("cannot create the log directory", dir, s.err);
       }
       auto d = os::open(dir, O_RDONLY | O_DIRECTORY);
@@ -152,7 +153,8 @@ struct LogWriter::Impl {
       dir_fd.reset(d.value);
     }
     // O_NONBLOCK: a FIFO planted here must not block the open (it is refused below).
-    auto fd = os::open_beneath(dir_fd.get(), fmt::kLockFile, O_RDWR | O_CREAT | O_NONBLOCK, 0666);
+    auto fd =
+        os::open_beneath(dir_fd.get(), fmt::kLockFile, O_RDWR | O_CREAT | O_NONBLOCK, 0666, create);
     if (!fd.ok()) {
       os::throw_beneath("cannot open the log lock file", dir.native(), dir_fd.get(), fmt::kLockFile,
                         fd.err);
@@ -259,7 +261,8 @@ struct LogWriter::Impl {
     const std::filesystem::path target = segment_path(n);
     const std::string name = fmt::segment_name(n);
     std::string temp;
-    auto fd = os::create_temp_at(dir_fd.get(), dir.native(), fmt::kSegmentTempPrefix, &temp, 0666);
+    auto fd = os::create_temp_at(dir_fd.get(), dir.native(), fmt::kSegmentTempPrefix, &temp, 0666,
+                                 os::TempName::random, create);
     if (!fd.ok()) os::throw_errno("cannot create log segment", target, fd.err);
     const std::string temp_name = temp.substr(temp.rfind('/') + 1);
     const std::string header =
@@ -566,11 +569,11 @@ std::string render_record(const RecordFields& f) {
 }
 
 LogWriter::LogWriter(std::filesystem::path log_dir, std::uint64_t segment_bytes,
-                     Durability durability)
-    : LogWriter(std::move(log_dir), -1, segment_bytes, durability) {}
+                     Durability durability, os::CreateMode create)
+    : LogWriter(std::move(log_dir), -1, segment_bytes, durability, create) {}
 
 LogWriter::LogWriter(std::filesystem::path log_dir, int log_dir_fd, std::uint64_t segment_bytes,
-                     Durability durability)
+                     Durability durability, os::CreateMode create)
     : impl_(std::make_unique<Impl>()) {
   if (log_dir_fd >= 0) {
     auto d = os::dup(log_dir_fd);
@@ -583,6 +586,7 @@ LogWriter::LogWriter(std::filesystem::path log_dir, int log_dir_fd, std::uint64_
   impl_->lock_path = impl_->dir / fmt::kLockFile;
   impl_->segment_bytes = segment_bytes;
   impl_->durability = durability;
+  impl_->create = create;
 }
 
 LogWriter::~LogWriter() = default;

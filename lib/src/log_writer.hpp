@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include "os.hpp"
+
 namespace lockdb::detail {
 
 // What one record says. Rendered to one JSON line by render_record().
@@ -53,12 +55,14 @@ class LogSyncError : public Error {
 // fsync after a whole append THROWS LogSyncError instead: the record is in the log.
 class LogWriter {
  public:
-  // `log_dir` is made when missing and opened by its path.
-  LogWriter(std::filesystem::path log_dir, std::uint64_t segment_bytes, Durability durability);
+  // `log_dir` is made when missing and opened by its path. `create`: how what the writer creates
+  // (the directory, the lock file, segments) gets its mode (a group-shared store's).
+  LogWriter(std::filesystem::path log_dir, std::uint64_t segment_bytes, Durability durability,
+            os::CreateMode create = {});
   // The log directory open at `log_dir_fd` (a descriptor of its own is kept), whose path is
   // `log_dir`: every file in it is opened by name, following no link. THROWS Error{io}.
   LogWriter(std::filesystem::path log_dir, int log_dir_fd, std::uint64_t segment_bytes,
-            Durability durability);
+            Durability durability, os::CreateMode create = {});
   ~LogWriter();
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;

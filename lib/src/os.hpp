@@ -96,6 +96,24 @@ class Recorder {
 // synchronised with calls in flight: set it while no other thread uses the seam.
 void set_recorder(Recorder* recorder) noexcept;
 
+// ---- permissions of what lockdb creates ----
+// How a file or directory lockdb creates in a store gets its permission bits. The default: the
+// mode asked for less the process umask, as open(2) and mkdir(2) give them, and nothing more.
+// group_shared (a store whose root directory is setgid and group-writable: docs/store.md,
+// "Sharing a store between OS users"): each creation is followed by one fchmod(2) to file_mode or
+// dir_mode whatever the umask, so that every member of the store's group can write what any of
+// them made (the group itself comes from the setgid directory, which new directories inherit).
+// Only what the call creates is changed, never a file or directory that was there. The
+// wrappers below that create take one (default: nothing more is done, not one call).
+struct CreateMode {
+  bool group_shared = false;
+  unsigned file_mode = 0;  // group_shared: 0660, and o+r where the root grants it
+  unsigned dir_mode = 0;   // group_shared: 02770 (setgid), and the root's o+r and o+x
+};
+// The CreateMode of a store whose root directory has `root_mode` (FileId::mode): group_shared
+// when it has the setgid bit and group write permission, else the default.
+CreateMode create_mode_of_root(unsigned root_mode) noexcept;
+
 // ---- files ----
 // A path as the system calls take it, from a std::filesystem::path, a std::string or a C string,
 // without building a std::filesystem::path (which splits the whole path into components): the
@@ -168,8 +186,10 @@ Status link(PathRef from, PathRef to) noexcept;
 Status link_at(int dir_fd, PathRef from, PathRef to) noexcept;
 // ENOENT when missing.
 Status unlink(PathRef path) noexcept;
-// mkdir -p. Existing directories are fine; an existing non-directory is ENOTDIR.
-Status mkdirs(const std::filesystem::path& dir, unsigned mode = 0777) noexcept;
+// mkdir -p. Existing directories are fine; an existing non-directory is ENOTDIR. `create` is
+// applied to each directory made.
+Status mkdirs(const std::filesystem::path& dir, unsigned mode = 0777,
+              CreateMode create = {}) noexcept;
 // How create_temp names the file after `prefix`: always 16 hex digits that name the writer (a
 // tag of this host and pid namespace, then the pid: see temp_writer_pid), then
 enum class TempName {
@@ -268,18 +288,23 @@ class Fd {
 // openat(O_NOFOLLOW) per component (O_DIRECTORY for all but the last). O_CLOEXEC and O_NOFOLLOW
 // are always added. ELOOP when a component is a symbolic link, ENOTDIR when an inner one is not a
 // directory. Faults: Op::open.
-Result<int> open_beneath(int dir_fd, std::string_view rel, int flags,
-                         unsigned mode = 0666) noexcept;
+// With O_CREAT and a group_shared `create`, a file this call creates gets create.file_mode: the
+// open is then O_EXCL first, and without O_CREAT where the file exists (one open more for an
+// existing file, in a shared store only), so that a file that was there keeps its mode.
+Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned mode = 0666,
+                         CreateMode create = {}) noexcept;
 // After open_beneath failed with ELOOP or ENOTDIR (or to check a path): the first component of
 // `rel` beneath `dir_fd` that is a symbolic link, or (before the last) not a directory, as the
 // prefix of `rel` naming it; empty when there is none. Never follows a link.
 std::string first_non_directory(int dir_fd, std::string_view rel) noexcept;
 // mkdir -p of `rel` beneath `dir_fd`, one component at a time, following no link: existing
 // directories are fine; ELOOP where a component is a symbolic link, ENOTDIR where it is not a
-// directory. Faults: Op::mkdir.
-Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode = 0777) noexcept;
-// mkdirat(2); EEXIST as it comes. Faults: Op::mkdir.
-Status mkdir_at(int dir_fd, PathRef name, unsigned mode = 0777) noexcept;
+// directory. Faults: Op::mkdir. `create` is applied to each directory made.
+Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode = 0777,
+                      CreateMode create = {}) noexcept;
+// mkdirat(2); EEXIST as it comes. Faults: Op::mkdir. `create` is applied to the directory made
+// (opened by name, following no link: three calls more, in a shared store only).
+Status mkdir_at(int dir_fd, PathRef name, unsigned mode = 0777, CreateMode create = {}) noexcept;
 // renameat(2), renameat2(2) RENAME_EXCHANGE / RENAME_NOREPLACE. Faults: Op::rename.
 Status rename_at(int from_dir, PathRef from, int to_dir, PathRef to) noexcept;
 Status rename_exchange_at(int dir_fd, PathRef a, PathRef b) noexcept;
@@ -291,10 +316,10 @@ Status unlink_at(int dir_fd, PathRef name, int flags = 0) noexcept;
 Result<FileId> lstat_at(int dir_fd, PathRef name) noexcept;
 // create_temp, with the file created in the directory `dir_fd` (whose path, for *out_path and
 // messages, is `dir`): `dir/prefix<name>.tmp` in *out_path; the name alone is at
-// out_path->substr(dir.size() + 1).
+// out_path->substr(dir.size() + 1). `create` is applied to the file made.
 Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view prefix,
                            std::string* out_path, unsigned mode = 0666,
-                           TempName naming = TempName::random) noexcept;
+                           TempName naming = TempName::random, CreateMode create = {}) noexcept;
 // list_dir of an open directory (read from a duplicate of `dir_fd`, from the start).
 Result<std::vector<std::string>> list_dir(int dir_fd) noexcept;
 // Throws for a failed open_beneath(dir_fd, rel, ...), `dir` being dir_fd's path: where a

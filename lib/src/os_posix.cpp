@@ -109,6 +109,27 @@ bool injected(Op op) noexcept {
 
 int last_error() noexcept { return errno != 0 ? errno : EIO; }
 
+// ---- CreateMode: what is created in a group-shared store ----
+// Gives the file or directory just created, open at `fd`, its shared mode.
+Status set_created_mode(int fd, unsigned mode) noexcept {
+  return {::fchmod(fd, static_cast<mode_t>(mode)) == 0 ? 0 : last_error()};
+}
+
+// The same for a directory just made by name in `at`; nothing for the default CreateMode. It is
+// opened following no link (fchmodat would follow one, and a member of the group may have put one
+// there meanwhile, to a file outside the store) and must be a directory.
+Status share_dir_at(int at, const char* name, const CreateMode& create) noexcept {
+  if (!create.group_shared) return {};
+  int fd;
+  do {
+    fd = ::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return {last_error()};
+  const Status s = set_created_mode(fd, create.dir_mode);
+  ::close(fd);
+  return s;
+}
+
 // ---- fork generation ----
 std::atomic<unsigned> g_fork_generation{0};
 std::atomic<long> g_pid{0};  // this process's pid once asked (cached_pid); 0: not yet
@@ -628,10 +649,14 @@ Status unlink(PathRef path) noexcept {
   return {};
 }
 
-Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
+Status mkdirs(const std::filesystem::path& dir, unsigned mode, CreateMode create) noexcept {
   if (dir.empty()) return {};
   if (injected(Op::mkdir)) return {errno};
-  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0) return made_dir(AT_FDCWD, dir.native());
+  auto made = [&]() noexcept -> Status {
+    if (Status s = share_dir_at(AT_FDCWD, dir.c_str(), create); !s.ok()) return s;
+    return made_dir(AT_FDCWD, dir.native());
+  };
+  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0) return made();
   int err = errno;
   if (err == EEXIST) {
     struct stat st {};
@@ -641,8 +666,8 @@ Status mkdirs(const std::filesystem::path& dir, unsigned mode) noexcept {
   if (err != ENOENT) return {err};
   std::filesystem::path parent = dir.parent_path();
   if (parent == dir || parent.empty()) return {err};
-  if (Status s = mkdirs(parent, mode); !s.ok()) return s;
-  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0) return made_dir(AT_FDCWD, dir.native());
+  if (Status s = mkdirs(parent, mode, create); !s.ok()) return s;
+  if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) == 0) return made();
   if (errno == EEXIST) return {};
   return {last_error()};
 }
@@ -685,7 +710,8 @@ std::optional<long> temp_writer_pid(std::string_view hex) noexcept {
 }
 
 Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view prefix,
-                           std::string* out_path, unsigned mode, TempName naming) noexcept {
+                           std::string* out_path, unsigned mode, TempName naming,
+                           CreateMode create) noexcept {
   try {
     std::string& p = *out_path;  // built in place: a caller's buffer keeps its room
     p.clear();
@@ -714,6 +740,14 @@ Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view pr
           if (fd.value >= 0 || errno != EINTR) break;
         }
         if (fd.value < 0) fd.err = last_error();
+      }
+      if (fd.ok() && create.group_shared) {
+        if (Status s = set_created_mode(fd.value, create.file_mode); !s.ok()) {
+          ::close(fd.value);
+          (void)::unlinkat(dir_fd, p.c_str() + name_at, 0);  // ours, just made (not recorded)
+          p.clear();
+          return {-1, s.err};
+        }
       }
       if (fd.ok()) {
         if (Recorder* r = recording()) [[unlikely]] {
@@ -890,6 +924,13 @@ Result<FileId> lstat(PathRef path) noexcept {
   return {to_file_id(st), 0};
 }
 
+CreateMode create_mode_of_root(unsigned root_mode) noexcept {
+  if ((root_mode & S_ISGID) == 0 || (root_mode & S_IWGRP) == 0) return {};
+  return {.group_shared = true,
+          .file_mode = 0660u | (root_mode & S_IROTH),
+          .dir_mode = S_ISGID | 0770u | (root_mode & (S_IROTH | S_IXOTH))};
+}
+
 Status fchmod(int fd, unsigned mode) noexcept {
   return {::fchmod(fd, static_cast<mode_t>(mode)) == 0 ? 0 : last_error()};
 }
@@ -952,10 +993,8 @@ Result<int> open_components(int dir_fd, std::string_view rel, int flags, unsigne
 
 std::atomic<bool> g_no_openat2{false};  // the kernel said ENOSYS once
 
-}  // namespace
-
 // Linux only: openat2(2).
-Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned mode) noexcept {
+Result<int> open_beneath_once(int dir_fd, std::string_view rel, int flags, unsigned mode) noexcept {
   if (injected(Op::open)) return {-1, errno};
   if (!g_no_openat2.load(std::memory_order_relaxed)) {
     char buf[PATH_MAX];
@@ -978,6 +1017,32 @@ Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned m
     }
   }
   return opened(open_components(dir_fd, rel, flags, mode), flags);
+}
+
+}  // namespace
+
+Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned mode,
+                         CreateMode create) noexcept {
+  if (!create.group_shared || (flags & O_CREAT) == 0) {
+    return open_beneath_once(dir_fd, rel, flags, mode);
+  }
+  // Only a file this call creates gets the shared mode: O_EXCL tells. A file that exists is opened
+  // as it is; one removed between the two opens is created again (a lock file, the only caller
+  // without O_EXCL, is removed only when its key is erased, under its lock: a retry is rare, and
+  // bounded).
+  for (int attempt = 0;; ++attempt) {
+    auto r = open_beneath_once(dir_fd, rel, flags | O_EXCL, mode);
+    if (r.ok()) {
+      if (Status s = set_created_mode(r.value, create.file_mode); !s.ok()) {
+        ::close(r.value);
+        return {-1, s.err};
+      }
+      return r;
+    }
+    if (r.err != EEXIST || (flags & O_EXCL) != 0) return r;
+    r = open_beneath_once(dir_fd, rel, flags & ~O_CREAT, mode);
+    if (r.err != ENOENT || attempt == 100) return r;
+  }
 }
 
 std::string first_non_directory(int dir_fd, std::string_view rel) noexcept {
@@ -1004,7 +1069,7 @@ void Fd::reset(int fd) noexcept {
   fd_ = fd;
 }
 
-Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode) noexcept {
+Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode, CreateMode create) noexcept {
   if (injected(Op::mkdir)) return {errno};
   const std::string_view whole = rel;
   Fd parent;  // the directory made or found for the previous component
@@ -1017,9 +1082,8 @@ Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode) noexcept 
       if (name.empty()) continue;
       if (name == "." || name == "..") return {EXDEV};
       const int at = parent.get() >= 0 ? parent.get() : dir_fd;
-      if (::mkdirat(at, name.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) {
-        return {last_error()};
-      }
+      const bool made = ::mkdirat(at, name.c_str(), static_cast<mode_t>(mode)) == 0;
+      if (!made && errno != EEXIST) return {last_error()};
       auto next = open_components(at, name, O_RDONLY | O_DIRECTORY, 0);
       if (!next.ok()) {
         if (next.err != ENOTDIR) return {next.err};
@@ -1027,6 +1091,9 @@ Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode) noexcept 
         return {st.ok() && S_ISLNK(st.value.mode) ? ELOOP : ENOTDIR};
       }
       parent.reset(next.value);
+      if (made && create.group_shared) {
+        if (Status s = set_created_mode(parent.get(), create.dir_mode); !s.ok()) return s;
+      }
     }
   } catch (...) {
     return {ENOMEM};
@@ -1034,9 +1101,13 @@ Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode) noexcept 
   return made_dir(dir_fd, whole);
 }
 
-Status mkdir_at(int dir_fd, PathRef name, unsigned mode) noexcept {
+Status mkdir_at(int dir_fd, PathRef name, unsigned mode, CreateMode create) noexcept {
   if (injected(Op::mkdir)) return {errno};
   if (::mkdirat(dir_fd, name.c_str(), static_cast<mode_t>(mode)) != 0) return {last_error()};
+  if (Status s = share_dir_at(dir_fd, name.c_str(), create); !s.ok()) {
+    (void)::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR);  // just made, still empty
+    return s;
+  }
   return made_dir(dir_fd, name.c_str());
 }
 

@@ -99,7 +99,7 @@ bool write_temp(const std::string& target, std::string_view data, Durability dur
   // Created with the wanted bits, so the new content is never readable by more than the old
   // was; only where the umask (or a default ACL) took some away does fchmod put them back.
   auto fd = os::create_temp_at(base_of(dir_fd), dir, prefix, &temp, mode ? *mode : 0666,
-                               os::TempName::process_id);
+                               os::TempName::process_id, options.create);
   if (!fd.ok()) {  // create_temp left `temp` empty
     os::throw_errno(with_context(options.context, "cannot create a temp file in"),
                     std::filesystem::path(dir), fd.err);
@@ -373,6 +373,8 @@ StagedRemove::StagedRemove(std::string target, std::string_view context, int dir
   std::string prefix(".");
   prefix += file_name(target_);
   prefix += '.';
+  // An empty placeholder the target is renamed over at once (its mode is never seen): no
+  // CreateMode for it.
   auto fd =
       os::create_temp_at(base, dir_of(target_), prefix, &aside_, 0600, os::TempName::process_id);
   if (fd.ok()) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "os.hpp"
+
 namespace lockdb::detail {
 
 // Replaces `target` with `data`. Readers see the old or the new content, never a mix. The new
@@ -61,6 +63,8 @@ struct ReplaceOptions {
   // flushes the new data (os::rename_flushes_data, or `rename_flushes` when the caller knows it).
   std::optional<bool> target_exists;
   std::optional<bool> rename_flushes;
+  // How the temp file gets its mode beyond `mode` (a group-shared store's: os::CreateMode).
+  os::CreateMode create;
 };
 
 // Whether files written with `d` are fsynced before they are put in place.

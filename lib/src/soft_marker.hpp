@@ -1,10 +1,10 @@
 // Soft lock markers found where hard locks live (private).
 //
-// A store's key lock files are flock(2) lock files that stay empty and are never deleted: other
-// processes keep descriptors to them open between writes. A SoftFileLock (nfs_safe_write, or
-// Python's filelock.SoftFileLock) on the same path leaves a marker there, and a marker whose
-// holder died stays behind as a claim nobody releases. These functions judge such markers and
-// take the claim back without removing the file.
+// A store's key lock files are flock(2) lock files that stay empty, removed only with their key
+// (format 2, under the lock): other processes keep descriptors to them open between writes. A
+// SoftFileLock (nfs_safe_write, or Python's filelock.SoftFileLock) on the same path leaves a marker
+// there, and a marker whose holder died stays behind as a claim nobody releases. These functions
+// judge such markers and take the claim back without removing the file.
 #pragma once
 
 #include <lockdb/error.hpp>

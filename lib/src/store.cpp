@@ -138,7 +138,8 @@ void require_empty(const fs::path& dir, int dir_fd) {
 // Writes the marker without ever replacing one: a temp file, then a rename that refuses to
 // replace (link(2) where the filesystem cannot), which fails with EEXIST when another process was
 // first (its marker then wins).
-void create_marker(const fs::path& dir, int dir_fd, std::size_t lock_stripes) {
+void create_marker(const fs::path& dir, int dir_fd, std::size_t lock_stripes,
+                   os::CreateMode create) {
   json doc = {{format::kFieldFormat, format::kFormatName},
               {format::kFieldVersion, format::kStoreFormatVersion},
               {format::kFieldLockStripes, lock_stripes},
@@ -146,7 +147,7 @@ void create_marker(const fs::path& dir, int dir_fd, std::size_t lock_stripes) {
   const std::string text = doc.dump(2) + "\n";
   std::string temp;
   auto fd = os::create_temp_at(dir_fd, dir.native(), "." + std::string(format::kMarkerFile) + ".",
-                               &temp, 0666);
+                               &temp, 0666, os::TempName::random, create);
   if (!fd.ok()) os::throw_errno("cannot create the store marker in", dir, fd.err);
   const std::string temp_name = temp.substr(temp.rfind('/') + 1);
   const std::string marker(format::kMarkerFile);
@@ -165,10 +166,40 @@ void create_marker(const fs::path& dir, int dir_fd, std::size_t lock_stripes) {
   if (auto d = os::fsync(dir_fd); !d.ok()) os::throw_errno("cannot fsync", dir, d.err);
 }
 
+// The CreateMode of the store whose directory is open at `root_fd`: group-shared when it is setgid
+// and group-writable (os::create_mode_of_root). One fstat.
+os::CreateMode create_mode_of(const fs::path& dir, int root_fd, const char* context) {
+  auto st = os::fstat(root_fd);
+  if (!st.ok()) os::throw_errno(context, dir, st.err);
+  return os::create_mode_of_root(st.value.mode);
+}
+
+// StoreOptions::shared_group, for a store being created: its directory becomes setgid and
+// group-writable (unless it is so already), keeping its group. Returns the store's CreateMode.
+// THROWS Error{permission} when this process may not (not the directory's owner; not in its
+// group, where the kernel keeps the setgid bit off).
+os::CreateMode share_root(const fs::path& dir, int root_fd) {
+  const char* context = "cannot make the store group-shared";
+  auto st = os::fstat(root_fd);
+  if (!st.ok()) os::throw_errno(context, dir, st.err);
+  if (!os::create_mode_of_root(st.value.mode).group_shared) {
+    if (auto s = os::fchmod(root_fd, (st.value.mode & 07777) | S_ISGID | S_IRWXG); !s.ok()) {
+      os::throw_errno(context, dir, s.err);
+    }
+  }
+  const os::CreateMode create = create_mode_of(dir, root_fd, context);
+  if (!create.group_shared) {
+    throw Error(Errc::permission, context, dir,
+                "the setgid bit did not stay on (this process is not in the directory's group)");
+  }
+  return create;
+}
+
 // keys/ or log/ of the store open at `root_fd`, made when missing, opened following no link.
-os::Fd open_store_dir(const fs::path& dir, int root_fd, std::string_view name) {
+os::Fd open_store_dir(const fs::path& dir, int root_fd, std::string_view name,
+                      os::CreateMode create) {
   const std::string n(name);
-  if (auto s = os::mkdir_at(root_fd, n); !s.ok() && s.err != EEXIST) {
+  if (auto s = os::mkdir_at(root_fd, n, 0777, create); !s.ok() && s.err != EEXIST) {
     os::throw_errno("cannot create store directory", dir / n, s.err);
   }
   auto fd = os::open_beneath(root_fd, n, O_RDONLY | O_DIRECTORY);
@@ -231,7 +262,9 @@ detail::StoreImpl::StoreImpl(fs::path store_dir, StoreOptions store_options)
                   "there is no " + std::string(format::kMarkerFile) + " (create = false)");
     }
     require_empty(dir, root_fd.get());
-    create_marker(dir, root_fd.get(), options.lock_stripes);
+    create_marker(dir, root_fd.get(), options.lock_stripes,
+                  options.shared_group ? share_root(dir, root_fd.get())
+                                       : create_mode_of(dir, root_fd.get(), "cannot create store"));
     text = read_marker(dir, root_fd.get());
   }
   if (!text.ok()) os::throw_errno("cannot read the store marker", marker_path, text.err);
@@ -244,9 +277,14 @@ detail::StoreImpl::StoreImpl(fs::path store_dir, StoreOptions store_options)
   }
   options.lock_stripes = marker.lock_stripes;
   format_version = marker.version;
-  keys_fd = open_store_dir(dir, root_fd.get(), format::kKeysDir);
-  log_fd = open_store_dir(dir, root_fd.get(), format::kLogDir);
-  locks.open_beneath(keys_fd.get(), keys_dir.native().size() + 1, lock_files_removed());
+  // Looked at once the marker is there: a creator asked for shared_group makes the root shared
+  // before it puts the marker in place. One fstat per open.
+  create_mode = create_mode_of(dir, root_fd.get(), "cannot open store");
+  options.shared_group = create_mode.group_shared;
+  keys_fd = open_store_dir(dir, root_fd.get(), format::kKeysDir, create_mode);
+  log_fd = open_store_dir(dir, root_fd.get(), format::kLogDir, create_mode);
+  locks.open_beneath(keys_fd.get(), keys_dir.native().size() + 1, create_mode,
+                     lock_files_removed());
   const long keys_fs = os::fs_magic(keys_fd.get());
   open_txn_dir();
   swap_in = detail::swap_in_pays(keys_fs);
@@ -257,7 +295,7 @@ detail::StoreImpl::StoreImpl(fs::path store_dir, StoreOptions store_options)
 detail::LogWriter& detail::StoreImpl::log_writer() {
   std::call_once(log_once_, [this] {
     log_ = std::make_unique<detail::LogWriter>(log_dir, log_fd.get(), options.log_segment_bytes,
-                                               options.durability);
+                                               options.durability, create_mode);
   });
   return *log_;
 }
@@ -414,7 +452,7 @@ os::Fd detail::StoreImpl::open_key_dir(const KeyPaths& p, bool create, bool for_
   auto fd = os::open_beneath(keys_fd.get(), rel, flags);
   if (!fd.ok() && fd.err == ENOENT && create) {
     // The key's directory does not exist yet (striped locks; a lock file creates its own).
-    if (auto s = os::mkdirs_beneath(keys_fd.get(), rel); !s.ok()) {
+    if (auto s = os::mkdirs_beneath(keys_fd.get(), rel, 0777, create_mode); !s.ok()) {
       os::throw_beneath(p.context + ": cannot create the key's directory", keys_dir.native(),
                         keys_fd.get(), rel, s.err);
     }
@@ -466,6 +504,7 @@ detail::StagedReplace detail::StoreImpl::stage_file(const KeyPaths& p, std::stri
   ro.target_exists = exists;
   ro.rename_flushes = rename_flushes;
   ro.context = p.context;
+  ro.create = create_mode;
   os::Fd key_dir = open_key_dir(p, /*create=*/true, options.durability == Durability::full);
   ro.dir_fd = key_dir.get();
   ro.owns_dir_fd = true;
@@ -690,6 +729,7 @@ Store::Store(fs::path dir, StoreOptions options)
       replace.keep_mode = false;
       replace.context = "cannot record the store's recovery";
       replace.dir_fd = impl_->root_fd.get();
+      replace.create = impl_->create_mode;
       detail::atomic_replace(impl_->dir / format::kBootFile, boot + "\n", Durability::file,
                              replace);
     } catch (const Error&) {

@@ -222,9 +222,13 @@ struct StoreImpl {
   std::filesystem::path dir;
   std::filesystem::path keys_dir;
   std::filesystem::path log_dir;
-  StoreOptions options;    // lock_stripes: the store's own (from its marker)
+  StoreOptions options;    // lock_stripes: the store's own (from its marker); shared_group: its
+                           // root's (create_mode.group_shared)
   int format_version = 0;  // the store's format (from its marker): store_format.hpp
-  bool swap_in = false;    // power_loss_unsafe: swap key files in (detail::swap_in_pays of keys/)
+  // How what the store creates gets its mode: group-shared when its root directory is setgid and
+  // group-writable (os::create_mode_of_root), else the umask's, as everywhere.
+  os::CreateMode create_mode;
+  bool swap_in = false;  // power_loss_unsafe: swap key files in (detail::swap_in_pays of keys/)
   bool rename_flushes = false;   // os::rename_flushes_data of keys/
   bool short_reads_end = false;  // os::short_reads_end of keys/: one read(2) per small key file
 

@@ -61,9 +61,11 @@ LockHolder this_process() {
 KeyLocks::KeyLocks(std::size_t max_open, bool check_identity)
     : max_open_(max_open), check_identity_(check_identity), generation_(os::fork_generation()) {}
 
-void KeyLocks::open_beneath(int dir_fd, std::size_t prefix, bool removable) noexcept {
+void KeyLocks::open_beneath(int dir_fd, std::size_t prefix, os::CreateMode create,
+                            bool removable) noexcept {
   base_fd_ = dir_fd;
   base_prefix_ = prefix;
+  create_ = create;
   check_identity_ = check_identity_ || removable;
 }
 
@@ -125,10 +127,10 @@ KeyLocks::Hold KeyLocks::acquire(const std::string& lock_path, std::chrono::nano
   try {
     for (;;) {
       if (slot->fd < 0) {
-        slot->fd =
-            lock_file::open({lock_path, base_fd_, base_prefix_}, lock_file::Access::read_only,
-                            /*tell_created=*/false, prefixed(key, "cannot open lock file"))
-                .fd;
+        slot->fd = lock_file::open({lock_path, base_fd_, base_prefix_, create_},
+                                   lock_file::Access::read_only,
+                                   /*tell_created=*/false, prefixed(key, "cannot open lock file"))
+                       .fd;
         slot->fs_magic = os::fs_magic(slot->fd);
       }
       if (int err = lock_file::lock(slot->fd, /*shared=*/false, deadline); err == EWOULDBLOCK) {

@@ -40,6 +40,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "os.hpp"
+
 namespace lockdb::detail {
 
 class KeyLocks {
@@ -76,10 +78,11 @@ class KeyLocks {
   ~KeyLocks();
   // Opens lock paths beneath the directory `dir_fd` (borrowed: open while this lives), whose path
   // is the first `prefix` characters of every lock path (a store's keys/ and its '/'): by name
-  // from there, following no symbolic link (os::open_beneath). `removable`: lock files there may
-  // be removed (check_identity, see top). REQUIRES: called before the first acquire; then
-  // constant.
-  void open_beneath(int dir_fd, std::size_t prefix, bool removable) noexcept;
+  // from there, following no symbolic link (os::open_beneath); lock files and directories made
+  // there get `create`'s mode. `removable`: lock files there may be removed (check_identity, see
+  // top). REQUIRES: called before the first acquire; then constant.
+  void open_beneath(int dir_fd, std::size_t prefix, os::CreateMode create = {},
+                    bool removable = false) noexcept;
   KeyLocks(const KeyLocks&) = delete;
   KeyLocks& operator=(const KeyLocks&) = delete;
 
@@ -103,6 +106,7 @@ class KeyLocks {
   bool check_identity_;         // constant after open_beneath()
   int base_fd_ = -1;            // constant after open_beneath(); -1: lock paths as given
   std::size_t base_prefix_ = 0;
+  os::CreateMode create_;  // constant after open_beneath()
   std::mutex mu_;
   // Guarded by mu_.
   std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;

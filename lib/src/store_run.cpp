@@ -39,12 +39,14 @@ bool Store::with_key_locked(std::string_view key_view, LockMode mode,
                 "an etcd store has no key files to lock (EtcdLock is the lock across machines)");
   }
   const Impl::KeyPaths p = impl_->paths(key);
-  if (auto s = os::mkdirs(std::filesystem::path(p.dir())); !s.ok()) {
+  if (auto s = os::mkdirs(std::filesystem::path(p.dir()), 0777, impl_->create_mode); !s.ok()) {
     os::throw_errno(impl_->context(key) + ": cannot create the key's directory",
                     std::string(p.dir()), s.err);
   }
   if (mode == LockMode::shared) {
-    FileLock lock(p.lock);
+    LockOptions lock_options;  // a lock file it creates gets the group's bits in a shared store
+    if (impl_->create_mode.group_shared) lock_options.mode = impl_->create_mode.file_mode;
+    FileLock lock(p.lock, lock_options);
     LockGuard hold;
     try {
       hold = lock.acquire_shared(impl_->options.lock_timeout);

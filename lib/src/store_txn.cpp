@@ -98,7 +98,9 @@ void remove_marker(int txn_fd, const std::string& name) {
 void detail::StoreImpl::open_txn_dir() {
   // A store in a directory this process cannot write has none (its writes fail anyway).
   const std::string name(format::kTxnDir);
-  if (auto s = os::mkdir_at(root_fd.get(), name); !s.ok() && s.err != EEXIST) return;
+  if (auto s = os::mkdir_at(root_fd.get(), name, 0777, create_mode); !s.ok() && s.err != EEXIST) {
+    return;
+  }
   auto fd = os::open_beneath(root_fd.get(), name, O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) {
     if (fd.err == ENOENT || fd.err == EACCES) return;
@@ -269,14 +271,16 @@ detail::StoreImpl::Txn detail::StoreImpl::begin_transaction(std::string_view int
       remove_marker(txn_fd.get(), temp);
       os::throw_errno(std::string("update_many: ") + what, where, err);
     };
-    if (auto s = os::mkdir_at(txn_fd.get(), temp); !s.ok()) fail("cannot create", s.err);
+    if (auto s = os::mkdir_at(txn_fd.get(), temp, 0777, create_mode); !s.ok()) {
+      fail("cannot create", s.err);
+    }
     txn.marker = lock_marker(txn_fd.get(), temp, /*shared=*/false, /*wait=*/true, deadline);
     if (!txn.marker) {
       if (attempt < 3) continue;
       fail("cannot lock", EWOULDBLOCK);
     }
     auto fd = os::open_beneath(txn.marker.get(), format::kTxnIntent,
-                               O_WRONLY | O_CREAT | O_EXCL | O_TRUNC, 0666);
+                               O_WRONLY | O_CREAT | O_EXCL | O_TRUNC, 0666, create_mode);
     if (!fd.ok()) {
       if (attempt < 3 && fd.err == ENOENT) continue;
       fail("cannot create the intent in", fd.err);

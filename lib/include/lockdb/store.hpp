@@ -65,13 +65,22 @@ struct StoreOptions {
   std::uint64_t log_segment_bytes = 64ull << 20;
   // Create the store when the directory does not hold one. false: Error{not_found} instead.
   bool create = true;
+  // When this call creates the store: make its directory setgid and group-writable (g+rwxs,
+  // keeping the directory's group), so that every user in that group can write the store
+  // (docs/store.md, "Sharing a store between OS users"). A store whose directory is so already
+  // (chgrp G DIR; chmod 2775 DIR) is group-shared without it; an existing store is left as it is.
+  // Everything a group-shared store creates gets the group's read and write bits whatever the
+  // umask (one fchmod per file or directory created). After opening, options().shared_group says
+  // whether the store is group-shared. THROWS Error{permission} when the directory cannot be made
+  // so (this process does not own it, or is not in its group).
+  bool shared_group = false;
   // Lock files a Store object keeps open between writes (least recently used ones are closed
   // beyond this), so a hot key costs no open/close per write and descriptors stay bounded. 0:
   // each closes as soon as its write ends.
   std::size_t max_open_locks = 64;
   // etcd stores only: every request to etcd is bounded by this (a write's retries as a whole by
-  // lock_timeout). On etcd, durability, lock_stripes, log_segment_bytes and max_open_locks are
-  // ignored: durability is etcd's (raft + fsync).
+  // lock_timeout). On etcd, durability, lock_stripes, log_segment_bytes, shared_group and
+  // max_open_locks are ignored: durability is etcd's (raft + fsync).
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(5);
 };
 
