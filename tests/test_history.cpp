@@ -882,6 +882,21 @@ TEST_CASE("writers with different segment sizes never append to a sealed segment
   for (std::size_t i = 1; i < rs.size(); ++i) CHECK(rs[i].segment >= rs[i - 1].segment);
 }
 
+TEST_CASE("a record naming a key longer than 1024 bytes is unreadable, not a record", "[history]") {
+  TempDir dir;
+  const fs::path store = make_store(dir);
+  const fs::path segment = store / "log" / "000001.jsonl";
+  LogWriter log(store / "log", 1 << 20, lockdb::Durability::none);
+  put(log, "a", 1, kT0);
+  const json two = 2;
+  append_raw(segment, line_for(std::string(1025, 'a'), "put", &two, kT0 + 1s) + "\n");
+  append_raw(segment, line_for(std::string(1024, 'b'), "put", &two, kT0 + 2s) + "\n");
+  History h(store);
+  std::vector<Record> rs;
+  CHECK(h.for_each({}, [&](const Record& r) { return rs.push_back(r), true; }) == 1);
+  CHECK(keys_of(rs) == std::vector<std::string>{"a", std::string(1024, 'b')});
+}
+
 TEST_CASE("a line with a NUL byte after a whole record is torn, not read", "[history]") {
   TempDir dir;
   const fs::path store = make_store(dir);

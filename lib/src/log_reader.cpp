@@ -15,6 +15,7 @@
 #include "log_format.hpp"
 #include "os.hpp"
 #include "rapidjson.hpp"
+#include "store_format.hpp"
 #include "util.hpp"
 
 namespace lockdb::detail::log_reader {
@@ -438,7 +439,12 @@ struct RecordParser::Impl {
         out.time = *t;
         has_time = true;
       } else if (name == fmt::kFieldKey) {
-        if (!v.IsString() || v.GetStringLength() == 0) return false;
+        // A key no store could have written (its UTF-8 is checked as every string's): such a
+        // line is not a record, or every reader that uses the key (verify, rebuild) would fail.
+        if (!v.IsString() || v.GetStringLength() == 0 ||
+            v.GetStringLength() > store_format::kMaxKeyBytes) {
+          return false;
+        }
         out.key = view(v);
         has_key = true;
       } else if (name == fmt::kFieldOp) {
