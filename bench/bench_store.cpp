@@ -11,8 +11,10 @@
 //                 write a temp file, os.replace (no fsync) — /usr/bin/python3 processes
 //   sqlite        WAL, synchronous=NORMAL, busy_timeout, BEGIN IMMEDIATE; one UPDATE; COMMIT
 //   lmdb          one write transaction per increment, with sync (default) / MDB_NOSYNC
-// on the disk filesystem (a directory under /var/tmp) and on tmpfs (/dev/shm). Then get/put
-// latency (p50/p99) with 1k, 100k and 1M keys in the store.
+// on the disk filesystem (a directory under /var/tmp) and on tmpfs (/dev/shm). Then update_many
+// transfers of 2 and 8 keys (1 and 4 processes, durability none and power_loss_unsafe) beside
+// the raw loop of update_many's system calls and beside N put()s (see "update_many: transfers"
+// below), and get/put latency (p50/p99) with 1k, 100k and 1M keys in the store.
 //
 // Every process is released at once through a pipe (after it set itself up) and runs for
 // --seconds; throughput = all increments / wall time; every run checks the final value(s)
@@ -22,7 +24,8 @@
 //
 //   bench_store [--seconds S] [--rounds R] [--procs 1,2,4,8] [--fs disk,tmpfs] [--disk DIR]
 //               [--tmpfs DIR] [--max-keys N] [--disk-max-keys N] [--only lockdb,raw,...]
-//               [--no-latency]
+//               [--no-latency] [--no-transfers | --transfers-only] [--transfer-seconds S]
+//               [--transfer-rounds R]
 #include <lockdb/store.hpp>
 
 #include <nlohmann/json.hpp>
@@ -81,6 +84,10 @@ struct Options {
   std::size_t disk_max_keys = 100000;  // latency: largest store on disk
   std::set<std::string> only;          // empty: all variants
   bool latency = true;
+  bool increments = true;  // --transfers-only turns off increments and latency
+  bool transfers = true;   // --no-transfers
+  double transfer_seconds = 0.1;
+  int transfer_rounds = 2;
   bool on_disk = true;  // --fs disk,tmpfs
   bool on_tmpfs = true;
   std::string python = "/usr/bin/python3";
@@ -700,6 +707,354 @@ void increments(const Options& opt, const std::string& fs_name, const fs::path& 
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// update_many: transfers between accounts
+//
+// kAccounts keys ("accounts", all 0 at the start) shared by every process. A transfer of N keys
+// takes N - 1 from the first key of a window of N accounts and gives 1 to each other one, so the
+// accounts always sum to 0 (checked after each run). Three ways to do it:
+//   update_many   Store::update_many over the N keys (all or nothing, across crashes too)
+//   raw           a C loop of update_many's system calls (strace) and nothing else: flock each
+//                 key's lock (kept open) in lock-path order; fstat txn/; per key open + fstat +
+//                 read + close; per key open its directory (O_PATH), write a temp file in it
+//                 [fsync where the store does: tmpfs and other filesystems where a rename does
+//                 not flush]; the intent: mkdir txn/.<id>.tmp, open + flock it, write intent.json
+//                 [fsync], rename the directory to txn/<id> [fsync txn/] (no fsync with
+//                 power_loss_unsafe); the N log lines in one write under the log lock (shared),
+//                 after an fstat + fallocate of the room where a line crosses an allocation
+//                 block; rename each temp file over its key (power_loss_unsafe on ext4/btrfs:
+//                 swap it in and unlink the old file); unlink intent.json, rmdir, unlock
+//   put()s        N separate Store::get + Store::put (each key locked, written and logged on its
+//                 own: no transaction; concurrent transfers may lose updates, so the sum is
+//                 checked with one process only)
+struct Transfer {
+  static constexpr int kAccounts = 16;
+  int keys = 2;  // N
+
+  static std::string account(int i) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "acct%02d", i);
+    return buf;
+  }
+  // The accounts of transfer number n of process `index`: N neighbours from a moving start.
+  std::vector<int> pick(int index, long n) const {
+    const long start = (static_cast<long>(index) * 5 + n * 7) % kAccounts;
+    std::vector<int> out;
+    for (int i = 0; i < keys; ++i) out.push_back(static_cast<int>((start + i) % kAccounts));
+    return out;
+  }
+  // What transfer `accounts` adds to the i-th of them.
+  long delta(std::size_t i) const { return i == 0 ? -(keys - 1) : 1; }
+};
+
+void fill_accounts(const fs::path& dir, const lockdb::StoreOptions& options) {
+  lockdb::Store store(dir, options);
+  for (int a = 0; a < Transfer::kAccounts; ++a) store.put(Transfer::account(a), 0);
+}
+
+// The accounts' sum, read through a Store.
+long accounts_sum(const fs::path& dir) {
+  lockdb::Store store(dir);
+  long sum = 0;
+  for (int a = 0; a < Transfer::kAccounts; ++a) {
+    sum += store.get(Transfer::account(a)).value().get<long>();
+  }
+  return sum;
+}
+
+RunResult bench_update_many(const fs::path& dir, int procs, const Transfer& t, double seconds,
+                            lockdb::Durability durability) {
+  lockdb::StoreOptions options;
+  options.durability = durability;
+  fill_accounts(dir, options);
+  std::unique_ptr<lockdb::Store> store;
+  std::vector<std::string> all;
+  for (int a = 0; a < Transfer::kAccounts; ++a) all.push_back(Transfer::account(a));
+  // As the raw loop before the start: every key's lock file open (an update_many that changes
+  // nothing locks them all and writes nothing) and the log open (a put of the same value).
+  Worker worker{[&](int) {
+                  store = std::make_unique<lockdb::Store>(dir, options);
+                  store->update_many(all, [](std::map<std::string, nlohmann::json>&) {});
+                  store->put(all[0], store->get(all[0]).value());
+                },
+                [&](int index, Clock::time_point deadline) {
+                  long n = 0;
+                  std::vector<std::string> keys;
+                  while (Clock::now() < deadline) {
+                    const auto picked = t.pick(index, n);
+                    keys.clear();
+                    for (int a : picked) keys.push_back(Transfer::account(a));
+                    store->update_many(keys, [&](std::map<std::string, nlohmann::json>& m) {
+                      for (std::size_t i = 0; i < keys.size(); ++i) {
+                        m[keys[i]] = m[keys[i]].get<long>() + t.delta(i);
+                      }
+                    });
+                    ++n;
+                  }
+                  return n;
+                }};
+  RunResult r = run_workers(procs, seconds, worker);
+  r.ok = r.ok && accounts_sum(dir) == 0;
+  return r;
+}
+
+RunResult bench_transfer_puts(const fs::path& dir, int procs, const Transfer& t, double seconds,
+                              lockdb::Durability durability) {
+  lockdb::StoreOptions options;
+  options.durability = durability;
+  fill_accounts(dir, options);
+  std::unique_ptr<lockdb::Store> store;
+  Worker worker{[&](int) {
+                  store = std::make_unique<lockdb::Store>(dir, options);
+                  for (int a = 0; a < Transfer::kAccounts; ++a) {
+                    const std::string key = Transfer::account(a);
+                    store->put(key, store->get(key).value());
+                  }
+                },
+                [&](int index, Clock::time_point deadline) {
+                  long n = 0;
+                  while (Clock::now() < deadline) {
+                    const auto picked = t.pick(index, n);
+                    for (std::size_t i = 0; i < picked.size(); ++i) {
+                      const std::string key = Transfer::account(picked[i]);
+                      store->put(key, store->get(key).value().get<long>() + t.delta(i));
+                    }
+                    ++n;
+                  }
+                  return n;
+                }};
+  RunResult r = run_workers(procs, seconds, worker);
+  if (procs == 1) r.ok = r.ok && accounts_sum(dir) == 0;
+  return r;
+}
+
+RunResult bench_transfer_raw(const fs::path& dir, int procs, const Transfer& t, double seconds,
+                             lockdb::Durability durability) {
+  fill_accounts(dir, {});
+  struct Account {
+    std::string file, dir, name, lock, temp;
+  };
+  std::vector<Account> accounts;
+  {
+    lockdb::Store store(dir);
+    for (int a = 0; a < Transfer::kAccounts; ++a) {
+      const fs::path f = store.file_path(Transfer::account(a));
+      accounts.push_back(
+          {f.string(), f.parent_path().string(), f.filename().string(), f.string() + ".lock", ""});
+    }
+  }
+  const long magic = lockdb::os::fs_magic(dir.native());
+  const bool unsafe = durability == lockdb::Durability::power_loss_unsafe;
+  int dir_probe = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool flushes = lockdb::os::rename_flushes_data(dir_probe);
+  ::close(dir_probe);
+  const bool sync_temp = !unsafe && !flushes;
+  const bool swap_in = unsafe && lockdb::detail::swap_in_pays(magic);
+  const bool eof_read = !lockdb::os::short_reads_end(magic);
+  const std::uint64_t block = magic == 0x01021994 ? 4096 : magic == 0xEF53 ? 1024 : 512;
+  const fs::path log_path = dir / "raw.log";
+  const fs::path log_lock_path = dir / "raw.log.lock";
+  const fs::path txn_path = dir / "txn";
+  struct State {
+    std::vector<int> lock_fds;
+    int txn_fd = -1, log_fd = -1, log_lock_fd = -1;
+    std::uint64_t appended = 0;  // this process's estimate of the log's size
+  };
+  State st;
+  Worker worker{
+      [&](int) {
+        for (auto& a : accounts) {
+          a.temp = "." + a.name + "." + std::to_string(::getpid()) + ".tmp";
+          st.lock_fds.push_back(::open(a.lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666));
+          check(st.lock_fds.back() >= 0, "open lock");
+        }
+        st.txn_fd = ::open(txn_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        st.log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+        st.log_lock_fd = ::open(log_lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        check(st.txn_fd >= 0 && st.log_fd >= 0 && st.log_lock_fd >= 0, "open txn/, log");
+      },
+      [&](int index, Clock::time_point deadline) {
+        long n = 0;
+        char buf[64];
+        struct stat sb {};
+        std::vector<int> keys;
+        std::vector<long> values;
+        std::vector<int> dir_fds;
+        std::string intent, lines;
+        const int pid = ::getpid();
+        while (Clock::now() < deadline) {
+          const auto picked = t.pick(index, n);
+          // Lock order: the lock files' paths, as the store sorts them.
+          keys.assign(picked.begin(), picked.end());
+          std::sort(keys.begin(), keys.end(), [&](int a, int b) {
+            return accounts[static_cast<std::size_t>(a)].lock <
+                   accounts[static_cast<std::size_t>(b)].lock;
+          });
+          for (int k : keys)
+            check(::flock(st.lock_fds[static_cast<std::size_t>(k)], LOCK_EX) == 0, "flock");
+          check(::fstat(st.txn_fd, &sb) == 0, "fstat txn/");
+          values.clear();
+          for (int k : picked) {
+            const Account& a = accounts[static_cast<std::size_t>(k)];
+            int fd = ::open(a.file.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+            check(fd >= 0 && ::fstat(fd, &sb) == 0, "open key");
+            const ssize_t got = ::read(fd, buf, sizeof buf - 1);
+            check(got > 0, "read key");
+            if (eof_read) check(::read(fd, buf + got, 1) == 0, "read key (EOF)");
+            ::close(fd);
+            buf[got] = '\0';
+            values.push_back(std::strtol(buf, nullptr, 10) + t.delta(values.size()));
+          }
+          // Stage the new files.
+          dir_fds.clear();
+          char id[32];
+          std::snprintf(id, sizeof id, "%08x%08lx", static_cast<unsigned>(pid),
+                        static_cast<unsigned long>(n));
+          intent = std::string("{\"txn\":\"") + id + "\",\"changes\":[";
+          lines.clear();
+          for (std::size_t i = 0; i < picked.size(); ++i) {
+            const Account& a = accounts[static_cast<std::size_t>(picked[i])];
+            const int dfd = ::open(a.dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            check(dfd >= 0, "open key dir");
+            dir_fds.push_back(dfd);
+            const int len = std::snprintf(buf, sizeof buf, "%ld", values[i]);
+            const int tfd = ::openat(dfd, a.temp.c_str(),
+                                     O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+            check(tfd >= 0, "open temp");
+            check(::write(tfd, buf, static_cast<std::size_t>(len)) == len, "write temp");
+            if (sync_temp) check(::fsync(tfd) == 0, "fsync temp");
+            ::close(tfd);
+            intent += std::string(i ? "," : "") + "{\"key\":\"" + Transfer::account(picked[i]) +
+                      "\",\"prev\":\"0123456789abcdef\",\"version\":\"0123456789abcdef\","
+                      "\"bytes\":\"" +
+                      buf + "\"}";
+            char line[320];
+            const int ll = std::snprintf(
+                line, sizeof line,
+                "{\"time\":\"2026-12-07T00:00:00.000000Z\",\"key\":\"%s\",\"op\":\"update_many\","
+                "\"prev\":\"0123456789abcdef\",\"version\":\"0123456789abcdef\",\"txn\":\"%s\","
+                "\"pid\":%d,\"host\":\"host\",\"value\":%s}\n",
+                Transfer::account(picked[i]).c_str(), id, pid, buf);
+            lines.append(line, static_cast<std::size_t>(ll));
+          }
+          intent += "]}\n";
+          // The intent: decided once its directory is renamed into place.
+          const std::string temp_dir = std::string(".") + id + ".tmp";
+          check(::mkdirat(st.txn_fd, temp_dir.c_str(), 0777) == 0, "mkdir intent");
+          const int mfd = ::openat(st.txn_fd, temp_dir.c_str(),
+                                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+          check(mfd >= 0 && ::flock(mfd, LOCK_EX | LOCK_NB) == 0, "lock intent");
+          const int ifd =
+              ::openat(mfd, "intent.json",
+                       O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+          check(ifd >= 0, "open intent");
+          check(::write(ifd, intent.data(), intent.size()) == static_cast<ssize_t>(intent.size()),
+                "write intent");
+          if (!unsafe) check(::fsync(ifd) == 0, "fsync intent");
+          ::close(ifd);
+          check(::renameat(st.txn_fd, temp_dir.c_str(), st.txn_fd, id) == 0, "rename intent");
+          if (!unsafe) check(::fsync(st.txn_fd) == 0, "fsync txn/");
+          // The records, in one write.
+          check(::flock(st.log_lock_fd, LOCK_SH) == 0, "flock log");
+          if (st.appended % block + lines.size() > block) {
+            check(::fstat(st.log_fd, &sb) == 0, "fstat log");
+            check(::fallocate(st.log_fd, FALLOC_FL_KEEP_SIZE, sb.st_size,
+                              static_cast<off_t>(lines.size())) == 0,
+                  "fallocate log");
+          }
+          check(
+              ::write(st.log_fd, lines.data(), lines.size()) == static_cast<ssize_t>(lines.size()),
+              "write log");
+          st.appended += lines.size();
+          check(::flock(st.log_lock_fd, LOCK_UN) == 0, "unlock log");
+          // In place, then the intent goes.
+          for (std::size_t i = 0; i < picked.size(); ++i) {
+            const Account& a = accounts[static_cast<std::size_t>(picked[i])];
+            if (swap_in) {
+              check(::renameat2(dir_fds[i], a.temp.c_str(), dir_fds[i], a.name.c_str(),
+                                RENAME_EXCHANGE) == 0,
+                    "renameat2");
+              check(::unlinkat(dir_fds[i], a.temp.c_str(), 0) == 0, "unlink old");
+            } else {
+              check(::renameat(dir_fds[i], a.temp.c_str(), dir_fds[i], a.name.c_str()) == 0,
+                    "rename");
+            }
+          }
+          check(::unlinkat(mfd, "intent.json", 0) == 0, "unlink intent");
+          check(::unlinkat(st.txn_fd, id, AT_REMOVEDIR) == 0, "rmdir intent");
+          ::close(mfd);
+          for (int dfd : dir_fds) ::close(dfd);
+          for (int k : keys) ::flock(st.lock_fds[static_cast<std::size_t>(k)], LOCK_UN);
+          ++n;
+        }
+        return n;
+      }};
+  RunResult r = run_workers(procs, seconds, worker);
+  r.ok = r.ok && accounts_sum(dir) == 0;
+  return r;
+}
+
+// Transfers of 2 and 8 keys with 1 and 4 processes, at durability none (the default) and
+// power_loss_unsafe: update_many beside its raw loop and beside N put()s, interleaved per round
+// as the increments are.
+void transfers(const Options& opt, const std::string& fs_name, const fs::path& base, bool disk) {
+  struct Row {
+    int keys, procs;
+    lockdb::Durability durability;
+  };
+  std::vector<Row> rows;
+  for (int keys : {2, 8}) {
+    for (int procs : {1, 4}) {
+      for (auto d : {lockdb::Durability::none, lockdb::Durability::power_loss_unsafe}) {
+        rows.push_back({keys, procs, d});
+      }
+    }
+  }
+  using Bench = RunResult (*)(const fs::path&, int, const Transfer&, double, lockdb::Durability);
+  const std::vector<std::pair<const char*, Bench>> variants = {{"update_many", bench_update_many},
+                                                               {"raw", bench_transfer_raw},
+                                                               {"puts", bench_transfer_puts}};
+  std::printf(
+      "\n### %s: transfers/s between %d accounts (update_many of N keys; median of %d rounds of "
+      "%.2f s)\n\n",
+      fs_name.c_str(), Transfer::kAccounts, opt.transfer_rounds, opt.transfer_seconds);
+  std::printf(
+      "| keys | P | durability | update_many | raw loop | N put()s | update_many / raw | "
+      "update_many / N put()s |\n|---:|---:|---|---:|---:|---:|---:|---:|\n");
+  for (const Row& row : rows) {
+    Transfer t;
+    t.keys = row.keys;
+    std::map<std::string, std::vector<double>> ops;
+    bool ok = true;
+    for (int round = 0; round < opt.transfer_rounds; ++round) {
+      for (std::size_t k = 0; k < variants.size(); ++k) {
+        const auto& [name, bench] =
+            variants[(k + static_cast<std::size_t>(round)) % variants.size()];
+        settle(disk);
+        const fs::path dir = fresh_dir(base, "transfers");
+        const RunResult r = bench(dir, row.procs, t, opt.transfer_seconds, row.durability);
+        ok = ok && r.ok;
+        ops[name].push_back(r.ops_per_sec);
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+      }
+    }
+    auto show = [](double r) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.2fx", r);
+      return std::string(buf);
+    };
+    const bool unsafe = row.durability == lockdb::Durability::power_loss_unsafe;
+    std::printf("| %d | %d | %s | %s | %s | %s | %s | %s |%s\n", row.keys, row.procs,
+                unsafe ? "power_loss_unsafe" : "none", rate(median(ops["update_many"])).c_str(),
+                rate(median(ops["raw"])).c_str(), rate(median(ops["puts"])).c_str(),
+                show(paired_ratio(ops["update_many"], ops["raw"])).c_str(),
+                show(paired_ratio(ops["update_many"], ops["puts"])).c_str(),
+                ok ? "" : " WRONG SUM");
+    std::fflush(stdout);
+  }
+}
+
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -797,6 +1152,15 @@ int main(int argc, char** argv) {
       opt.on_tmpfs = v.find("tmpfs") != std::string::npos;
     } else if (a == "--no-latency") {
       opt.latency = false;
+    } else if (a == "--no-transfers") {
+      opt.transfers = false;
+    } else if (a == "--transfers-only") {
+      opt.increments = false;
+      opt.latency = false;
+    } else if (a == "--transfer-seconds") {
+      opt.transfer_seconds = std::stod(next());
+    } else if (a == "--transfer-rounds") {
+      opt.transfer_rounds = std::stoi(next());
     } else if (a == "--only") {
       std::istringstream in(next());
       std::string item;
@@ -806,7 +1170,9 @@ int main(int argc, char** argv) {
                    "usage: bench_store [--seconds S] [--rounds R] [--procs 1,2,4,8]\n"
                    "                   [--fs disk,tmpfs] [--disk DIR] [--tmpfs DIR]\n"
                    "                   [--max-keys N] [--disk-max-keys N] [--python PATH]\n"
-                   "                   [--only lockdb,raw,python,sqlite,lmdb] [--no-latency]\n");
+                   "                   [--only lockdb,raw,python,sqlite,lmdb] [--no-latency]\n"
+                   "                   [--no-transfers | --transfers-only]\n"
+                   "                   [--transfer-seconds S] [--transfer-rounds R]\n");
       return 2;
     }
   }
@@ -881,10 +1247,22 @@ int main(int argc, char** argv) {
   for (int p : opt.procs) std::printf(" %d", p);
   std::printf("; disk dir %s, tmpfs dir %s; python %s\n", opt.disk.c_str(), opt.tmpfs.c_str(),
               have_python ? opt.python.c_str() : "(not available)");
+  if (opt.transfers) {
+    std::printf("transfers: %.2f s per run, %d rounds\n", opt.transfer_seconds,
+                opt.transfer_rounds);
+  }
   const auto t0 = Clock::now();
-  if (opt.on_disk) increments(opt, "disk (" + opt.disk.string() + ")", opt.disk, true, variants);
-  if (opt.on_tmpfs) {
+  if (opt.increments && opt.on_disk) {
+    increments(opt, "disk (" + opt.disk.string() + ")", opt.disk, true, variants);
+  }
+  if (opt.increments && opt.on_tmpfs) {
     increments(opt, "tmpfs (" + opt.tmpfs.string() + ")", opt.tmpfs, false, variants);
+  }
+  if (opt.transfers && opt.on_disk) {
+    transfers(opt, "disk (" + opt.disk.string() + ")", opt.disk, true);
+  }
+  if (opt.transfers && opt.on_tmpfs) {
+    transfers(opt, "tmpfs (" + opt.tmpfs.string() + ")", opt.tmpfs, false);
   }
   if (opt.latency && opt.on_disk) {
     latency("disk (" + opt.disk.string() + ")", opt.disk, opt.disk_max_keys);

@@ -19,6 +19,7 @@
 
 #include "json_io.hpp"
 #include "log_format.hpp"
+#include "log_reader.hpp"
 #include "log_writer.hpp"
 #include "os.hpp"
 #include "support.hpp"
@@ -339,6 +340,53 @@ TEST_CASE("a record glued onto another process's torn fragment is still read", "
   // A time filter that rules out the fragment's time still finds the record after it.
   CHECK(values_of(h.records({.since = kT0 + 2s})) == std::vector<json>{2, 3});
   CHECK(values_of(h.records({.key = "a", .since = kT0 + 1s + 1us})) == std::vector<json>{2});
+}
+
+TEST_CASE("a seen marker is neither a record nor a torn line, glued onto a fragment too",
+          "[history]") {
+  TempDir dir;
+  const fs::path store = make_store(dir);
+  const fs::path segment = store / "log" / "000001.jsonl";
+  LogWriter log(store / "log", 1 << 20, lockdb::Durability::none);
+  put(log, "a", 1, kT0);
+  append_raw(segment, "junk\n");
+  const std::string marker = fmt::render_seen_marker(kT0 + 1s, 1, 7, 1);
+  append_raw(segment, marker + "\n");
+  // A fragment with a marker glued after it (an append torn while the marker was appended).
+  const json two = 2;
+  const std::string other = line_for("a", "put", &two, kT0 + 2s);
+  append_raw(segment,
+             other.substr(0, other.size() / 2) + fmt::render_seen_marker(kT0 + 3s, 1, 9, 2) + "\n");
+  // Not markers: one of another op, one whose offset is not a number (both unreadable), and a
+  // record that happens to hold a "seen" member (a record: the key decides).
+  const std::string not_repair = R"({"time":"2026-11-30T12:00:04.000000Z","op":"put",)"
+                                 R"("pid":1,"host":"h","seen":{"segment":1,"offset":7}})";
+  const std::string bad_offset = R"({"time":"2026-11-30T12:00:04.000000Z","op":"repair",)"
+                                 R"("pid":1,"host":"h","seen":{"segment":1,"offset":"7"}})";
+  const std::string keyed = R"({"time":"2026-11-30T12:00:05.000000Z","key":"a","op":"repair",)"
+                            R"("prev":null,"version":"v3","pid":1,"host":"h",)"
+                            R"("seen":{"segment":1,"offset":7},"value":3})";
+  append_raw(segment, not_repair + "\n" + bad_offset + "\n" + keyed + "\n");
+  put(log, "b", 4, kT0 + 6s);
+
+  History h(store);
+  std::vector<Record> rs;
+  // Torn: junk, the fragment, not_repair, bad_offset.
+  CHECK(h.for_each({}, [&](const Record& r) { return rs.push_back(r), true; }) == 4);
+  CHECK(keys_of(rs) == std::vector<std::string>{"a", "a", "b"});
+  CHECK(values_of(rs) == std::vector<json>{1, 3, 4});
+  CHECK(h.records({.op = "repair"}).size() == 1);
+  std::vector<lockdb::detail::log_reader::Seen> seen;
+  std::size_t torn = 0;
+  lockdb::detail::log_reader::LineEvents events;
+  events.torn = [&](std::uint64_t, std::uint64_t) { ++torn; };
+  events.seen = [&](const lockdb::detail::log_reader::Seen& m) { seen.push_back(m); };
+  CHECK(lockdb::detail::log_reader::for_each_record(
+            store, {}, [](const Record&) { return true; }, events) == 4);
+  CHECK(torn == 4);
+  REQUIRE(seen.size() == 2);
+  CHECK((seen[0].segment == 1 && seen[0].offset == 7 && seen[0].lines == 1));
+  CHECK((seen[1].segment == 1 && seen[1].offset == 9 && seen[1].lines == 2));
 }
 
 namespace {
@@ -880,6 +928,21 @@ TEST_CASE("writers with different segment sizes never append to a sealed segment
   for (int i = 0; i < 30; ++i) CHECK(rs[static_cast<std::size_t>(i)].value == json(i));
   CHECK(h.segments().size() >= 10);
   for (std::size_t i = 1; i < rs.size(); ++i) CHECK(rs[i].segment >= rs[i - 1].segment);
+}
+
+TEST_CASE("a record naming a key longer than 1024 bytes is unreadable, not a record", "[history]") {
+  TempDir dir;
+  const fs::path store = make_store(dir);
+  const fs::path segment = store / "log" / "000001.jsonl";
+  LogWriter log(store / "log", 1 << 20, lockdb::Durability::none);
+  put(log, "a", 1, kT0);
+  const json two = 2;
+  append_raw(segment, line_for(std::string(1025, 'a'), "put", &two, kT0 + 1s) + "\n");
+  append_raw(segment, line_for(std::string(1024, 'b'), "put", &two, kT0 + 2s) + "\n");
+  History h(store);
+  std::vector<Record> rs;
+  CHECK(h.for_each({}, [&](const Record& r) { return rs.push_back(r), true; }) == 1);
+  CHECK(keys_of(rs) == std::vector<std::string>{"a", std::string(1024, 'b')});
 }
 
 TEST_CASE("a line with a NUL byte after a whole record is torn, not read", "[history]") {

@@ -1131,7 +1131,7 @@ TEST_CASE("verify finds what was changed around the store, repair fixes it", "[s
   REQUIRE(store.verify().empty());
 }
 
-TEST_CASE("a torn log line: reported until a repair record follows it", "[store]") {
+TEST_CASE("a torn log line: reported until a repair acknowledges it", "[store]") {
   TempDir tmp;
   Store store(tmp / "db");
   store.put("k", 1);
@@ -1166,19 +1166,47 @@ TEST_CASE("a torn log line: reported until a repair record follows it", "[store]
   REQUIRE(store.get("k") == 2);
   REQUIRE(records_of(store, "other").size() == 2);  // the record after the torn line is read
 
-  // Bytes someone wrote into the log, with no key disagreeing: not a store record's remains.
+  // Bytes someone wrote into the log, with no key disagreeing: not a store record's remains. A
+  // repair that has nothing to log acknowledges them with a seen marker, which names no key: no
+  // reader takes it for a record, nor counts it as torn.
   append_to_log("not a record\n");
   findings = store.verify();
   INFO(describe(findings));
   REQUIRE(kinds(findings) == std::multiset<std::string>{"torn_log_line"});
+  const auto records_before = lockdb::History(store.dir()).records().size();
   done = store.repair();
   REQUIRE(kinds(done) == std::multiset<std::string>{"torn_log_line"});
-  REQUIRE_THAT(done.front().detail, Catch::Contains("not the remains of a store record"));
-  REQUIRE(kinds(store.verify()) == std::multiset<std::string>{"torn_log_line"});
-  // The next repair record (here for a key changed around the store) marks it as seen too.
+  REQUIRE_THAT(done.front().detail, Catch::Contains("not the remains of a store record") &&
+                                        Catch::Contains("acknowledged by a seen marker"));
+  REQUIRE(store.verify().empty());
+  const std::string text = lockdb::test::read_text(segment);
+  const std::string marker = text.substr(text.rfind('\n', text.size() - 2) + 1);
+  REQUIRE_THAT(marker, Catch::StartsWith(R"({"time":")") &&
+                           Catch::Contains(R"(","op":"repair","pid":)") &&
+                           Catch::EndsWith(R"(,"lines":1}}
+)"));
+  REQUIRE(marker.find("\"key\"") == std::string::npos);
+  const json seen = json::parse(marker)["seen"];
+  REQUIRE(seen["segment"] == 1);
+  REQUIRE(text.compare(seen["offset"].get<std::size_t>(), 13, "not a record\n") == 0);
+  lockdb::History history(store.dir());
+  REQUIRE(history.records().size() == records_before);
+  REQUIRE(history.for_each({}, [](const lockdb::Record&) { return true; }) == 2);  // the torn
+  REQUIRE(store.repair().empty());  // nothing left to acknowledge: nothing appended
+  REQUIRE(lockdb::test::read_text(segment) == text);
+
+  // A marker acknowledges the lines up to the last one its repair saw, not those after it.
+  append_to_log("more bytes\n");
+  findings = store.verify();
+  REQUIRE(kinds(findings) == std::multiset<std::string>{"torn_log_line"});
+  REQUIRE_THAT(findings.front().detail, Catch::StartsWith("1 torn or unreadable line(s)"));
+  // A repair record (here for a key changed around the store) acknowledges the torn lines before
+  // it as well, and then no marker is needed.
   lockdb::test::write_text(store.file_path("other"), "3");
   REQUIRE(kinds(store.repair()) == std::multiset<std::string>{"torn_log_line", "unlogged_change"});
   REQUIRE(store.verify().empty());
+  REQUIRE(lockdb::test::read_text(segment).find(R"("lines":1}})", text.size()) ==
+          std::string::npos);
 }
 
 TEST_CASE("verify reports stale soft markers at lock paths, repair empties them in place",

@@ -59,13 +59,19 @@ int run_verify(const CheckArgs& a, const Settings& settings) {
     return 0;
   }
   const std::size_t n = findings.size();
-  // repair cannot clear torn log lines (the log is append-only): compact rewrites the log.
-  std::size_t torn = 0;
-  for (const auto& f : findings) torn += f.kind == lockdb::Finding::Kind::torn_log_line;
-  const std::string hint = torn == n   ? "run 'lockdb compact' to clear"
-                           : torn == 0 ? "run 'lockdb repair' to fix"
-                                       : "run 'lockdb repair' to fix, 'lockdb compact' to clear "
-                                         "the torn log lines";
+  // repair settles every finding but two kinds, which it leaves in place because they may be
+  // someone's: a link or special file planted where the store keeps its own, and a file whose
+  // name is no key's. Only a person can remove those.
+  const auto by_hand = static_cast<std::size_t>(
+      std::count_if(findings.begin(), findings.end(), [](const Finding& f) {
+        return f.kind == Finding::Kind::planted_file || f.kind == Finding::Kind::bad_file_name;
+      }));
+  const std::string remove =
+      "remove the files that planted_file and bad_file_name findings name (repair leaves them "
+      "in place: they may be someone's)";
+  const std::string hint = by_hand == 0   ? "run 'lockdb repair' to fix"
+                           : by_hand == n ? remove
+                                          : remove + ", then run 'lockdb repair' to fix the rest";
   throw Error(Errc::corrupt, "verify", store.dir(),
               std::to_string(n) + (n == 1 ? " finding" : " findings") + " (" + hint + ")");
 }

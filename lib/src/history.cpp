@@ -77,12 +77,13 @@ class Matcher {
   std::string needle_;
 };
 
-// Parses the lines a scan hands over and passes on matching records. Counts torn lines.
+// Parses the lines a scan hands over and passes on matching records. Counts torn lines; seen
+// markers are neither records nor torn (events.seen hears of them).
 class LineHandler {
  public:
   LineHandler(const Matcher& m, const Query& q, const std::function<bool(const Record&)>& fn,
-              const std::function<void()>& on_torn)
-      : matcher_(m), query_(q), fn_(fn), on_torn_(on_torn) {}
+              const reader::LineEvents& events)
+      : matcher_(m), query_(q), fn_(fn), events_(events) {}
 
   // False to stop (limit reached or fn said so).
   bool line(std::string_view text, std::uint64_t segment, std::uint64_t offset) {
@@ -90,9 +91,15 @@ class LineHandler {
     reader::Parsed p;
     switch (parser_.parse(text, p)) {
       case reader::RecordParser::Outcome::blank: return true;
-      case reader::RecordParser::Outcome::torn: count_torn(); return true;
-      case reader::RecordParser::Outcome::fragment_record: count_torn(); break;
+      case reader::RecordParser::Outcome::torn: count_torn(segment, offset); return true;
+      case reader::RecordParser::Outcome::fragment_record: count_torn(segment, offset); break;
       case reader::RecordParser::Outcome::record: break;
+      case reader::RecordParser::Outcome::fragment_seen:
+        count_torn(segment, offset);
+        [[fallthrough]];
+      case reader::RecordParser::Outcome::seen:
+        if (events_.seen) events_.seen(p.seen);
+        return true;
     }
     if (!matcher_.matches(p)) return true;
     ++delivered_;
@@ -100,29 +107,32 @@ class LineHandler {
     return !query_.limit || delivered_ < *query_.limit;
   }
 
-  // A last line without its newline that parses: its newline is simply not visible yet.
-  bool is_record(std::string_view text) {
+  // A last line without its newline that parses (a record or a seen marker): its newline is
+  // simply not visible yet.
+  bool is_whole(std::string_view text) {
     reader::Parsed p;
-    return parser_.parse(text, p) == reader::RecordParser::Outcome::record;
+    const auto outcome = parser_.parse(text, p);
+    return outcome == reader::RecordParser::Outcome::record ||
+           outcome == reader::RecordParser::Outcome::seen;
   }
-  // A last line without its newline: a write still in flight, or a torn line. Counted as torn
-  // unless it parses.
-  void tail(std::string_view text) {
-    if (!is_record(text)) count_torn();
+  // A last line without its newline, at `offset` of `segment`: a write still in flight, or a
+  // torn line. Counted as torn unless it parses.
+  void tail(std::string_view text, std::uint64_t segment, std::uint64_t offset) {
+    if (!is_whole(text)) count_torn(segment, offset);
   }
 
   std::size_t torn() const { return torn_; }
 
  private:
-  void count_torn() {
+  void count_torn(std::uint64_t segment, std::uint64_t offset) {
     ++torn_;
-    if (on_torn_) on_torn_();
+    if (events_.torn) events_.torn(segment, offset);
   }
 
   const Matcher& matcher_;
   const Query& query_;
   const std::function<bool(const Record&)>& fn_;
-  const std::function<void()> on_torn_;  // a copy: callers may pass a temporary
+  const reader::LineEvents events_;  // a copy: callers may pass a temporary
   reader::RecordParser parser_;
   std::size_t torn_ = 0;
   std::size_t delivered_ = 0;
@@ -208,10 +218,10 @@ std::size_t History::for_each(const Query& query,
 
 std::size_t reader::for_each_record(const std::filesystem::path& store_dir, const Query& query,
                                     const std::function<bool(const Record&)>& fn,
-                                    const std::function<void()>& on_torn) {
+                                    const LineEvents& events) {
   if (query.limit && *query.limit == 0) return 0;
   const Matcher matcher(query);
-  LineHandler handler(matcher, query, fn, on_torn);
+  LineHandler handler(matcher, query, fn, events);
   const auto log_dir = store_dir / kLogDir;
   const auto segs = reader::snapshot(log_dir);
   for (const auto& s : segs) {
@@ -220,12 +230,12 @@ std::size_t reader::for_each_record(const std::filesystem::path& store_dir, cons
                                           return handler.line(line, s.number, off);
                                         });
     if (r.stopped) break;
-    if (r.tail.empty() || handler.is_record(r.tail)) continue;
+    if (r.tail.empty() || handler.is_whole(r.tail)) continue;
     // A last line that is not a record: a torn line, or an append caught in flight (a record
     // that crosses a page boundary becomes visible in two steps). Once the appends in flight
     // have finished, that line is read again: now whole, or still torn.
     if (!reader::wait_for_appends(log_dir)) {
-      handler.tail(r.tail);
+      handler.tail(r.tail, s.number, r.end);
       continue;
     }
     bool more = true;
@@ -235,7 +245,7 @@ std::size_t reader::for_each_record(const std::filesystem::path& store_dir, cons
           return false;  // only that line: what follows it came after this snapshot
         });
     if (!more) break;
-    if (!again.stopped) handler.tail(again.tail);  // still no newline: torn
+    if (!again.stopped) handler.tail(again.tail, s.number, r.end);  // still no newline: torn
   }
   return handler.torn();
 }

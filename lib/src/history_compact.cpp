@@ -156,6 +156,10 @@ Plan plan_compaction(const std::vector<reader::SegmentFile>& sealed, const Rule&
             case reader::RecordParser::Outcome::torn: ++torn; return true;
             case reader::RecordParser::Outcome::fragment_record: ++torn; break;
             case reader::RecordParser::Outcome::record: break;
+            // A seen marker goes with the torn lines it acknowledges (those before it, which
+            // compaction drops).
+            case reader::RecordParser::Outcome::fragment_seen: ++torn; return true;
+            case reader::RecordParser::Outcome::seen: return true;
           }
           auto [it, fresh] =
               key_index.try_emplace(std::string(p.key), static_cast<std::uint32_t>(stats.size()));

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "json_io.hpp"
 #include "os.hpp"
 #include "util.hpp"
 
@@ -66,6 +67,28 @@ std::string render_header(std::uint64_t number, std::uint64_t id,
        kHeaderCreated + "\":\"";
   append_time(s, created);
   s += "\"}";
+  return s;
+}
+
+std::string render_seen_marker(std::chrono::system_clock::time_point time, std::uint64_t segment,
+                               std::uint64_t offset, std::uint64_t lines) {
+  const std::string& host = os::hostname();
+  std::string s(kRecordStart);
+  append_time(s, time);
+  s += "\",\"";
+  s += kFieldOp;
+  s += "\":\"";
+  s += kSeenOp;
+  s += "\",\"";
+  s += kFieldPid;
+  s += "\":" + std::to_string(os::cached_pid()) + ",\"" + kFieldHost + "\":\"";
+  json_io::append_escaped(s, util::valid_utf8(host) ? std::string_view(host) : "localhost");
+  s += "\",\"";
+  s += kFieldSeen;
+  s += "\":{\"";
+  s += kSeenSegment;
+  s += "\":" + std::to_string(segment) + ",\"" + kSeenOffset + "\":" + std::to_string(offset) +
+       ",\"" + kSeenLines + "\":" + std::to_string(lines) + "}}";
   return s;
 }
 

@@ -26,6 +26,14 @@
 // "version") and are appended in one write. Strings use nlohmann's escaping
 // (json_io::append_escaped; the reader looks for a key's exact escaped text in the raw bytes), time
 // is UTC with microseconds.
+//
+// Seen marker (appended by a repair that logged no record, to acknowledge unreadable lines):
+//   {"time":"<time>","op":"repair","pid":123,"host":"h",
+//    "seen":{"segment":S,"offset":O,"lines":N}}
+// It names no key, so it is no record: readers skip it without counting it as torn (readers from
+// before it existed count it as one more unreadable line). It acknowledges the unreadable lines
+// at or before line offset O of segment S (the last one the repair saw; N of them since the last
+// repair record): verify() no longer reports them. Compaction drops it with those lines.
 #pragma once
 
 #include <chrono>
@@ -76,6 +84,12 @@ inline constexpr const char* kFieldPid = "pid";
 inline constexpr const char* kFieldHost = "host";
 inline constexpr const char* kFieldValue = "value";
 inline constexpr const char* kFieldTxn = "txn";  // update_many's records only
+// The seen marker's field (an object) and its members.
+inline constexpr std::string_view kSeenOp = "repair";  // the marker's op
+inline constexpr const char* kFieldSeen = "seen";
+inline constexpr const char* kSeenSegment = "segment";
+inline constexpr const char* kSeenOffset = "offset";
+inline constexpr const char* kSeenLines = "lines";
 // Every record line begins with this; a reader resynchronizes on it after a torn fragment.
 inline constexpr std::string_view kRecordStart = "{\"time\":\"";
 
@@ -107,6 +121,11 @@ std::optional<std::uint64_t> parse_id(std::string_view text);
 // The header line of a fresh (not compacted) segment, without the newline.
 std::string render_header(std::uint64_t number, std::uint64_t id,
                           std::chrono::system_clock::time_point created);
+
+// A seen marker line (without the newline) acknowledging `lines` unreadable lines, the last at
+// line offset `offset` of segment `segment`; adds pid and host.
+std::string render_seen_marker(std::chrono::system_clock::time_point time, std::uint64_t segment,
+                               std::uint64_t offset, std::uint64_t lines);
 
 // Times are written by append_time/format_time ("2026-11-30T18:00:00.123456Z", 27 characters)
 // and read by parse_time, all from <lockdb/time.hpp>.

@@ -15,6 +15,7 @@
 #include "log_format.hpp"
 #include "os.hpp"
 #include "rapidjson.hpp"
+#include "store_format.hpp"
 #include "util.hpp"
 
 namespace lockdb::detail::log_reader {
@@ -404,8 +405,42 @@ struct RecordParser::Impl {
   const Value* value = nullptr;
   std::string text;  // the line being parsed, in situ: strings in `doc` point into it
 
-  // Parses `line` as one whole record.
-  bool parse_exact(std::string_view line, Parsed& out) {
+  // Parses `line` as one whole record or seen marker.
+  enum class Whole { none, record, seen };
+  Whole parse_exact(std::string_view line, Parsed& out) {
+    bool has_seen = false;
+    if (!parse_fields(line, out, has_seen)) return Whole::none;
+    return has_seen ? Whole::seen : Whole::record;
+  }
+
+  // A seen marker's object: segment and offset (unsigned integers), lines (optional).
+  static bool parse_seen(const Value& v, Seen& out) {
+    if (!v.IsObject()) return false;
+    bool has_segment = false, has_offset = false;
+    for (const auto& m : v.GetObject()) {
+      const std::string_view name = view(m.name);
+      if (!m.value.IsUint64()) {
+        if (name == fmt::kSeenSegment || name == fmt::kSeenOffset || name == fmt::kSeenLines) {
+          return false;
+        }
+        continue;
+      }
+      if (name == fmt::kSeenSegment) {
+        out.segment = m.value.GetUint64();
+        has_segment = true;
+      } else if (name == fmt::kSeenOffset) {
+        out.offset = m.value.GetUint64();
+        has_offset = true;
+      } else if (name == fmt::kSeenLines) {
+        out.lines = m.value.GetUint64();
+      }
+    }
+    return has_segment && has_offset;
+  }
+
+  // A record: time, key and op. A seen marker (`has_seen`): time, op "repair", a valid "seen"
+  // and no key.
+  bool parse_fields(std::string_view line, Parsed& out, bool& has_seen) {
     doc.SetNull();  // the pool owns the old tree (MemoryPoolAllocator frees nothing itself)
     pool.Clear();
     value = nullptr;
@@ -438,7 +473,12 @@ struct RecordParser::Impl {
         out.time = *t;
         has_time = true;
       } else if (name == fmt::kFieldKey) {
-        if (!v.IsString() || v.GetStringLength() == 0) return false;
+        // A key no store could have written (its UTF-8 is checked as every string's): such a
+        // line is not a record, or every reader that uses the key (verify, rebuild) would fail.
+        if (!v.IsString() || v.GetStringLength() == 0 ||
+            v.GetStringLength() > store_format::kMaxKeyBytes) {
+          return false;
+        }
         out.key = view(v);
         has_key = true;
       } else if (name == fmt::kFieldOp) {
@@ -462,9 +502,15 @@ struct RecordParser::Impl {
       } else if (name == fmt::kFieldValue) {
         value = &v;
         out.has_value = true;
+      } else if (name == fmt::kFieldSeen) {
+        has_seen = parse_seen(v, out.seen);
       }
     }
-    return has_time && has_key && has_op;
+    if (has_key) {
+      has_seen = false;  // a record: any "seen" member is not ours to read
+      return has_time && has_op;
+    }
+    return has_time && has_seen && out.op == fmt::kSeenOp;
   }
 };
 
@@ -472,17 +518,22 @@ RecordParser::RecordParser() : impl_(std::make_unique<Impl>()) {}
 RecordParser::~RecordParser() = default;
 
 RecordParser::Outcome RecordParser::parse(std::string_view line, Parsed& out) {
+  using Whole = Impl::Whole;
   if (line.empty()) return Outcome::blank;
-  if (impl_->parse_exact(line, out)) return Outcome::record;
+  switch (impl_->parse_exact(line, out)) {
+    case Whole::record: return Outcome::record;
+    case Whole::seen: return Outcome::seen;
+    case Whole::none: break;
+  }
   // A torn fragment, perhaps with another writer's whole record glued after it: a record starts
   // with kRecordStart, and only the suffix starting at a real record's first byte parses as one
   // whole object to the end of the line.
   for (std::size_t at = line.find(fmt::kRecordStart, 1); at != std::string_view::npos;
        at = line.find(fmt::kRecordStart, at + 1)) {
-    if (impl_->parse_exact(line.substr(at), out)) {
-      out.offset_in_line = at;
-      return Outcome::fragment_record;
-    }
+    const Whole whole = impl_->parse_exact(line.substr(at), out);
+    if (whole == Whole::none) continue;
+    out.offset_in_line = at;
+    return whole == Whole::record ? Outcome::fragment_record : Outcome::fragment_seen;
   }
   return Outcome::torn;
 }

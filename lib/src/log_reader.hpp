@@ -88,6 +88,14 @@ bool wait_for_appends(const std::filesystem::path& log_dir) noexcept;
 std::uint64_t last_line_end(const SegmentFile& seg, std::uint64_t size);
 
 // ---- records ----
+// What a seen marker acknowledges (log_format.hpp): the unreadable lines at or before `offset`
+// in segment `segment`, `lines` of them.
+struct Seen {
+  std::uint64_t segment = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t lines = 0;
+};
+
 // A parsed record line. The views point into the parser and stay valid until its next parse().
 struct Parsed {
   std::chrono::system_clock::time_point time;
@@ -99,6 +107,7 @@ struct Parsed {
   std::string_view host;
   bool has_value = false;
   std::size_t offset_in_line = 0;  // > 0 when a torn fragment preceded the record
+  Seen seen;                       // a seen marker's (only `time`, `op`, `pid`, `host` else)
 };
 
 class RecordParser {
@@ -111,6 +120,8 @@ class RecordParser {
   enum class Outcome {
     record,           // the line is one record
     fragment_record,  // a torn fragment with a whole record glued after it (both counted)
+    seen,             // a seen marker: no record, not torn
+    fragment_seen,    // a torn fragment with a whole seen marker glued after it
     torn,             // no record in the line
     blank,            // an empty line (a fragment's newline): nothing
   };
@@ -129,10 +140,17 @@ class RecordParser {
 // The canonical needle for a key: "key":"<escaped>" (with `closed`, its closing quote).
 std::string key_needle(std::string_view key, bool closed);
 
-// History::for_each over the log of the store in `store_dir`, also calling `on_torn` (when set)
-// at each torn line, in log order among the records. Defined in history.cpp.
+// What for_each_record reports besides records, in log order among them (each may be unset).
+struct LineEvents {
+  // A torn or unreadable line: its segment and the offset of its line.
+  std::function<void(std::uint64_t segment, std::uint64_t offset)> torn;
+  // A seen marker. Only with an empty query (a filtered read skips lines that name no key).
+  std::function<void(const Seen&)> seen;
+};
+
+// History::for_each over the log of the store in `store_dir`, also reporting `events`.
+// Defined in history.cpp.
 std::size_t for_each_record(const std::filesystem::path& store_dir, const Query& query,
-                            const std::function<bool(const Record&)>& fn,
-                            const std::function<void()>& on_torn);
+                            const std::function<bool(const Record&)>& fn, const LineEvents& events);
 
 }  // namespace lockdb::detail::log_reader

@@ -27,7 +27,10 @@
 // record of op "repair" whose prev is the last logged version and whose version is the file's:
 // the chain is whole again from there, and that record also marks earlier gaps of the key as
 // seen (verify() reports only gaps after a key's last repair record), and every torn line before
-// it (verify() reports only torn lines after the last repair record: see report_torn_lines).
+// it. A repair that logs no record but found torn lines (bytes someone else wrote into the log)
+// appends a seen marker instead (log_format.hpp): a line of op "repair" that names no key and
+// acknowledges the torn lines up to the last one it saw. verify() reports only torn lines that
+// neither a later repair record nor a seen marker acknowledges: see report_torn_lines.
 #include <lockdb/file_lock.hpp>
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
@@ -184,36 +187,51 @@ class Checker {
   void read_log() {
     catch_up_from_ = history_.end();
     const auto compacted = compacted_segment();
+    detail::log_reader::LineEvents events;
+    events.torn = [&](std::uint64_t segment, std::uint64_t offset) {
+      torn_unseen_.push_back({segment, offset});
+    };
+    events.seen = [&](const detail::log_reader::Seen& seen) {
+      // Acknowledges the torn lines up to the one it names (later ones it never saw).
+      std::erase_if(torn_unseen_, [&](const LinePosition& torn) {
+        return torn <= LinePosition{seen.segment, seen.offset};
+      });
+    };
     detail::log_reader::for_each_record(
         impl_.dir, Query{},
         [&](const Record& r) {
           apply(log_[r.key], r, compacted && r.segment == *compacted);
-          if (r.op == kRepairOp) torn_unseen_ = 0;  // a repair saw the torn lines before it
+          if (r.op == kRepairOp) torn_unseen_.clear();  // a repair saw the torn lines before it
           return true;
         },
-        [&] { ++torn_unseen_; });
+        events);
   }
 
-  // Torn lines no repair record follows. They stay (the log is append-only; readers skip them):
-  // a repair that logs anything marks them as seen. One that logs nothing found no key that
-  // disagrees with the log, so no change was lost with them: they are not a store record's
-  // remains, and stay reported.
+  // Torn lines that no repair record or seen marker follows. They stay (the log is append-only;
+  // readers skip them) until a compaction rewrites the log without them. A repair acknowledges
+  // them: its records do (a crash in the middle of an append leaves its key disagreeing with the
+  // log, and repair logs that key), and a repair that logs no record appends a seen marker.
   void report_torn_lines() {
-    if (torn_unseen_ == 0) return;
+    if (torn_unseen_.empty()) return;
     std::string fixed;
-    if (fix_) {
-      fixed = repair_records_ > 0
-                  ? "; left in place (the log is append-only), marked as seen by this repair's "
-                    "records"
-                  : "; left in place: no key disagreed with the log, so they are not the remains "
-                    "of a store record";
+    if (fix_ && repair_records_ > 0) {
+      fixed = "; left in place (the log is append-only), marked as seen by this repair's records";
+    } else if (fix_) {
+      const LinePosition last = torn_unseen_.back();
+      impl_.log_writer().append(
+          detail::log_format::render_seen_marker(std::chrono::system_clock::now(), last.segment,
+                                                 last.offset, torn_unseen_.size()),
+          impl_.deadline_from_now());
+      fixed =
+          "; left in place (the log is append-only): no key disagreed with the log, so they are "
+          "not the remains of a store record; acknowledged by a seen marker (op repair)";
     }
     add(Finding::Kind::torn_log_line, {}, impl_.log_dir,
-        std::to_string(torn_unseen_) +
+        std::to_string(torn_unseen_.size()) +
             " torn or unreadable line(s) in the log (a crash in the middle of an append, or "
-            "bytes written around the store); readers skip them. 'lockdb compact' "
-            "(compact_history_keep_last / compact_history_before) rewrites the log without them; a "
-            "repair that logs a record marks those before it as seen",
+            "bytes written around the store); readers skip them. 'lockdb repair' acknowledges "
+            "them, 'lockdb compact' (compact_history_keep_last / compact_history_before) "
+            "rewrites the log without them",
         fixed);
   }
 
@@ -579,8 +597,13 @@ class Checker {
   History history_;
   LogPosition catch_up_from_;
   std::map<std::string, KeyLog> log_;
-  std::size_t torn_unseen_ = 0;     // torn lines after the last repair record
-  std::size_t repair_records_ = 0;  // appended by this run
+  struct LinePosition {
+    std::uint64_t segment = 0;
+    std::uint64_t offset = 0;
+    auto operator<=>(const LinePosition&) const = default;
+  };
+  std::vector<LinePosition> torn_unseen_;  // torn lines not acknowledged, in log order
+  std::size_t repair_records_ = 0;         // appended by this run
   std::map<std::string, fs::path> files_;
   std::map<fs::path, std::string> temps_;
   std::map<fs::path, std::string> lock_files_;         // key ("" for a stripe's)

@@ -218,14 +218,16 @@ class Store {
   // Every lock file of the store (key locks or stripes, and the log's lock).
   std::vector<std::filesystem::path> lock_files() const;
   // Reports every disagreement between key files and the log, corrupt files, orphaned temp
-  // files, torn log lines (those no "repair" record follows) and stale markers. Safe while
+  // files, torn log lines (those no repair acknowledged) and stale markers. Safe while
   // writers run (findings may then include changes in flight: re-run to confirm).
   std::vector<Finding> verify() const;
   // Fixes what verify() finds: logs unlogged changes (op "repair"), removes orphaned temp files
   // and stale markers, moves corrupt key files aside to "<file>.corrupt-<time>" (logging the
   // key's absence). Every change to a key's value or presence is logged (op "repair"); removing
   // temp files and markers changes no key and is only returned. Its records mark the torn lines
-  // before them as seen (the lines stay: the log is append-only). Returns what it did.
+  // before them as seen (the lines stay: the log is append-only); with no record to log, a seen
+  // marker does (docs/FORMAT.md). Afterwards verify() reports only what repair leaves alone:
+  // planted_file and bad_file_name (they may be someone's). Returns what it did.
   std::vector<Finding> repair();
 
  private:
