@@ -277,6 +277,10 @@ TEST_CASE("a group-shared store's files and directories get the group's bits wha
     INFO(e.path());
     CHECK((s.st_mode & 07777) == (S_ISDIR(s.st_mode) ? 02770u : 0660u));
   }
+  // Rebuilt from its log, it stays group-shared.
+  lockdb::rebuild_store(root, dir / "rebuilt");
+  CHECK(Store(dir / "rebuilt").options().shared_group);
+  CHECK(Store(dir / "rebuilt").get("n") == 10);
   // An existing store is left as it is: shared_group acts at creation only.
   const fs::path plain = dir / "plain";
   { Store(plain).put("k", 1); }

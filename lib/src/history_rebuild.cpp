@@ -3,11 +3,14 @@
 // Reads every record (a reader's snapshot: records appended after it started may be missing),
 // keeps each key's last logged value, and puts the live keys, sorted, into a new store through
 // Store itself, so the new store's key files, versions and log are exactly what Store writes
-// (its log starts with one "put" per key). It sits above both Store and History.
+// (its log starts with one "put" per key), in the newest store format. It sits above both Store
+// and History.
 #include <lockdb/history.hpp>
 #include <lockdb/store.hpp>
 
 #include <map>
+
+#include <sys/stat.h>
 
 #include "os.hpp"
 #include "store_format.hpp"
@@ -28,7 +31,12 @@ void rebuild_store(const std::filesystem::path& store, const std::filesystem::pa
     last[r.key] = r.value;
     return true;
   });
-  Store target(target_dir);
+  // A group-shared store (setgid, group-writable root) rebuilds into a group-shared one.
+  StoreOptions options;
+  if (auto st = os::stat(store); st.ok()) {
+    options.shared_group = (st.value.mode & S_ISGID) != 0 && (st.value.mode & S_IWGRP) != 0;
+  }
+  Store target(target_dir, options);
   for (const auto& [key, value] : last) {
     if (value) target.put(key, *value);
   }

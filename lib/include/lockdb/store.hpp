@@ -251,7 +251,9 @@ std::size_t compact_history_before(const std::filesystem::path& store,
                                    std::chrono::system_clock::time_point before);
 
 // Makes a new store in `target_dir` (which must not hold a store) from the log of `store` alone:
-// every key with its last logged value. The new store's own log starts with one "put" per key.
+// every key with its last logged value, in the newest store format (a format-1 store's way to
+// format 2). The new store's own log starts with one "put" per key; it is group-shared when
+// `store`'s directory is (StoreOptions::shared_group).
 // THROWS Error{invalid_argument} when target_dir already holds a store, what History and Store
 // throw.
 void rebuild_store(const std::filesystem::path& store, const std::filesystem::path& target_dir);
