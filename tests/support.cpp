@@ -192,6 +192,15 @@ std::string python_with_filelock() {
   return {};
 }
 
+std::string describe(const std::vector<lockdb::Finding>& findings) {
+  std::string out;
+  for (const auto& f : findings) {
+    out += std::string(lockdb::finding_kind_name(f.kind)) + " " + f.key + " " + f.path.string() +
+           ": " + f.detail + "\n";
+  }
+  return out;
+}
+
 std::string read_text(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;

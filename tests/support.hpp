@@ -1,6 +1,8 @@
 // Test support: temp directories, and child processes driven through pipes.
 #pragma once
 
+#include <lockdb/store.hpp>
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -66,6 +68,9 @@ RunResult run(const std::vector<std::string>& argv, const std::string& stdin_tex
 
 // The interpreter that can `import filelock`, or empty when none can.
 std::string python_with_filelock();
+
+// One line per finding ("<kind> <key> <path>: <detail>"), for a failed test's INFO.
+std::string describe(const std::vector<lockdb::Finding>& findings);
 
 std::string read_text(const std::filesystem::path& p);
 void write_text(const std::filesystem::path& p, const std::string& text);

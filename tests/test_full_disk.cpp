@@ -26,6 +26,7 @@
 
 namespace fs = std::filesystem;
 using lockdb::Store;
+using lockdb::test::describe;
 using lockdb::test::TempDir;
 using nlohmann::json;
 
@@ -98,15 +99,6 @@ std::vector<fs::path> temp_files(const fs::path& dir) {
     if (lockdb::detail::store_format::temp_owner(name) || name.ends_with(".tmp")) {
       out.push_back(e.path());
     }
-  }
-  return out;
-}
-
-std::string describe(const std::vector<lockdb::Finding>& findings) {
-  std::string out;
-  for (const auto& f : findings) {
-    out += std::string(lockdb::finding_kind_name(f.kind)) + " " + f.key + " " + f.path.string() +
-           ": " + f.detail + "\n";
   }
   return out;
 }

@@ -26,6 +26,7 @@
 
 using lockdb::Store;
 using lockdb::test::Child;
+using lockdb::test::describe;
 using lockdb::test::RunResult;
 using lockdb::test::TempDir;
 using nlohmann::json;
@@ -42,15 +43,6 @@ RunResult cli(std::vector<std::string> args) {
 Kinds kinds(const std::vector<lockdb::Finding>& findings) {
   Kinds out;
   for (const auto& f : findings) out.insert(lockdb::finding_kind_name(f.kind));
-  return out;
-}
-
-std::string describe(const std::vector<lockdb::Finding>& findings) {
-  std::string out;
-  for (const auto& f : findings) {
-    out += std::string(lockdb::finding_kind_name(f.kind)) + " " + f.key + " " + f.path.string() +
-           ": " + f.detail + "\n";
-  }
   return out;
 }
 

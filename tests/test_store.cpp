@@ -31,6 +31,7 @@
 using namespace std::chrono_literals;
 using lockdb::Store;
 using lockdb::test::Child;
+using lockdb::test::describe;
 using lockdb::test::TempDir;
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -68,15 +69,6 @@ std::vector<fs::path> temp_files(const fs::path& dir) {
     if (lockdb::detail::store_format::temp_owner(e.path().filename().string())) {
       out.push_back(e.path());
     }
-  }
-  return out;
-}
-
-std::string describe(const std::vector<lockdb::Finding>& findings) {
-  std::string out;
-  for (const auto& f : findings) {
-    out += std::string(lockdb::finding_kind_name(f.kind)) + " " + f.key + " " + f.path.string() +
-           ": " + f.detail + "\n";
   }
   return out;
 }

@@ -27,6 +27,7 @@
 namespace fs = std::filesystem;
 using lockdb::Store;
 using lockdb::test::Child;
+using lockdb::test::describe;
 using lockdb::test::TempDir;
 using nlohmann::json;
 
@@ -38,15 +39,6 @@ std::set<std::string> temps_of(const fs::path& dir, const std::string& prefix) {
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
     if (name.starts_with(prefix) && name.ends_with(".tmp")) out.insert(name);
-  }
-  return out;
-}
-
-std::string describe(const std::vector<lockdb::Finding>& findings) {
-  std::string out;
-  for (const auto& f : findings) {
-    out += std::string(lockdb::finding_kind_name(f.kind)) + " " + f.key + " " + f.path.string() +
-           ": " + f.detail + "\n";
   }
   return out;
 }
