@@ -110,10 +110,7 @@ bool injected(Op op) noexcept {
 int last_error() noexcept { return errno != 0 ? errno : EIO; }
 
 // ---- CreateMode: what is created in a group-shared store ----
-// Gives the file or directory just created, open at `fd`, its shared mode.
-Status set_created_mode(int fd, unsigned mode) noexcept {
-  return {::fchmod(fd, static_cast<mode_t>(mode)) == 0 ? 0 : last_error()};
-}
+// (os::fchmod gives a file or directory just created its shared mode.)
 
 // The same for a directory just made by name in `at`; nothing for the default CreateMode. It is
 // opened following no link (fchmodat would follow one, and a member of the group may have put one
@@ -125,7 +122,7 @@ Status share_dir_at(int at, const char* name, const CreateMode& create) noexcept
     fd = ::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return {last_error()};
-  const Status s = set_created_mode(fd, create.dir_mode);
+  const Status s = fchmod(fd, create.dir_mode);
   ::close(fd);
   return s;
 }
@@ -742,7 +739,7 @@ Result<int> create_temp_at(int dir_fd, std::string_view dir, std::string_view pr
         if (fd.value < 0) fd.err = last_error();
       }
       if (fd.ok() && create.group_shared) {
-        if (Status s = set_created_mode(fd.value, create.file_mode); !s.ok()) {
+        if (Status s = fchmod(fd.value, create.file_mode); !s.ok()) {
           ::close(fd.value);
           (void)::unlinkat(dir_fd, p.c_str() + name_at, 0);  // ours, just made (not recorded)
           p.clear();
@@ -1033,7 +1030,7 @@ Result<int> open_beneath(int dir_fd, std::string_view rel, int flags, unsigned m
   for (int attempt = 0;; ++attempt) {
     auto r = open_beneath_once(dir_fd, rel, flags | O_EXCL, mode);
     if (r.ok()) {
-      if (Status s = set_created_mode(r.value, create.file_mode); !s.ok()) {
+      if (Status s = fchmod(r.value, create.file_mode); !s.ok()) {
         ::close(r.value);
         return {-1, s.err};
       }
@@ -1092,7 +1089,7 @@ Status mkdirs_beneath(int dir_fd, std::string_view rel, unsigned mode, CreateMod
       }
       parent.reset(next.value);
       if (made && create.group_shared) {
-        if (Status s = set_created_mode(parent.get(), create.dir_mode); !s.ok()) return s;
+        if (Status s = fchmod(parent.get(), create.dir_mode); !s.ok()) return s;
       }
     }
   } catch (...) {
