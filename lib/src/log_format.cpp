@@ -70,20 +70,31 @@ std::string render_header(std::uint64_t number, std::uint64_t id,
   return s;
 }
 
+void append_origin(std::string& out) {
+  static const std::string host_field = [] {
+    std::string s = ",\"" + std::string(kFieldHost) + "\":\"";
+    const std::string& host = os::hostname();
+    json_io::append_escaped(s, util::valid_utf8(host) ? std::string_view(host) : "localhost");
+    return s + "\"";
+  }();
+  out += ",\"";
+  out += kFieldPid;
+  out += "\":";
+  out += std::to_string(os::cached_pid());
+  out += host_field;
+}
+
 std::string render_seen_marker(std::chrono::system_clock::time_point time, std::uint64_t segment,
                                std::uint64_t offset, std::uint64_t lines) {
-  const std::string& host = os::hostname();
   std::string s(kRecordStart);
   append_time(s, time);
   s += "\",\"";
   s += kFieldOp;
   s += "\":\"";
   s += kSeenOp;
-  s += "\",\"";
-  s += kFieldPid;
-  s += "\":" + std::to_string(os::cached_pid()) + ",\"" + kFieldHost + "\":\"";
-  json_io::append_escaped(s, util::valid_utf8(host) ? std::string_view(host) : "localhost");
-  s += "\",\"";
+  s += '"';
+  append_origin(s);
+  s += ",\"";
   s += kFieldSeen;
   s += "\":{\"";
   s += kSeenSegment;

@@ -122,6 +122,10 @@ std::optional<std::uint64_t> parse_id(std::string_view text);
 std::string render_header(std::uint64_t number, std::uint64_t id,
                           std::chrono::system_clock::time_point created);
 
+// Appends `,"pid":<this process>,"host":"<host name>"` (a host name that is not UTF-8 is written
+// "localhost"): who wrote a record or a seen marker.
+void append_origin(std::string& out);
+
 // A seen marker line (without the newline) acknowledging `lines` unreadable lines, the last at
 // line offset `offset` of segment `segment`; adds pid and host.
 std::string render_seen_marker(std::chrono::system_clock::time_point time, std::uint64_t segment,

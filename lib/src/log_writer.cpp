@@ -499,13 +499,6 @@ std::string render_record(const RecordFields& f) {
   check("the op", f.op);
   if (f.prev_version) check("the previous version", *f.prev_version);
   if (f.version) check("the version", *f.version);
-  static const std::string host_field = [] {
-    std::string s = ",\"" + std::string(fmt::kFieldHost) + "\":\"";
-    const std::string& host = os::hostname();
-    json_io::append_escaped(s, util::valid_utf8(host) ? std::string_view(host) : "localhost");
-    return s + "\"";
-  }();
-
   std::string out;
   out.reserve(192 + f.key.size() + f.value_json.size());
   out += fmt::kRecordStart;
@@ -540,11 +533,7 @@ std::string render_record(const RecordFields& f) {
     json_io::append_escaped(out, f.txn);
     out += '"';
   }
-  out += ",\"";
-  out += fmt::kFieldPid;
-  out += "\":";
-  out += std::to_string(os::cached_pid());
-  out += host_field;
+  fmt::append_origin(out);
   if (f.value != nullptr) {
     out += ",\"";
     out += fmt::kFieldValue;
