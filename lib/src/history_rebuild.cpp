@@ -10,8 +10,6 @@
 
 #include <map>
 
-#include <sys/stat.h>
-
 #include "os.hpp"
 #include "store_format.hpp"
 
@@ -34,7 +32,7 @@ void rebuild_store(const std::filesystem::path& store, const std::filesystem::pa
   // A group-shared store (setgid, group-writable root) rebuilds into a group-shared one.
   StoreOptions options;
   if (auto st = os::stat(store); st.ok()) {
-    options.shared_group = (st.value.mode & S_ISGID) != 0 && (st.value.mode & S_IWGRP) != 0;
+    options.shared_group = os::create_mode_of_root(st.value.mode).group_shared;
   }
   Store target(target_dir, options);
   for (const auto& [key, value] : last) {
